@@ -1,0 +1,111 @@
+"""The contract between a decomposer and everything that calls it (CLI, job runner, bridge).
+
+A backend turns one RGBA8 picture into a full-resolution LayerStack. It reports progress
+through a callback and polls a cancel token, so the job runner can show "step 12/50" and stop a
+job within one step, whatever the backend.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from inference.errors import BadRequest, Cancelled
+from inference.layers import LayerStack
+from inference.settings import Settings
+
+MAX_LAYERS = 10
+
+
+@dataclass(frozen=True)
+class DecomposeRequest:
+    """What the user asked for; backend-specific knobs live in `options`."""
+
+    layers: int | None = None
+    seed: int = 0
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.layers is not None and not 1 <= self.layers <= MAX_LAYERS:
+            raise BadRequest(f"layer count must be between 1 and {MAX_LAYERS}, got {self.layers}")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress report. `fraction` covers the whole job, 0 to 1, never going back."""
+
+    stage: str
+    fraction: float
+    message: str = ""
+    step: int | None = None
+    total: int | None = None
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def ignore_progress(_: Progress) -> None:
+    """Default callback for callers that do not show progress."""
+
+
+class CancelToken:
+    """A thread-safe flag a caller sets and a backend polls between units of work."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self._event.is_set():
+            raise Cancelled()
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a backend can run here, and if not, a sentence that says what is missing."""
+
+    ok: bool
+    reason: str = ""
+
+
+class Backend(abc.ABC):
+    """A decomposer. Instances may hold a loaded model; the job runner keeps one per name."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings if settings is not None else Settings()
+
+    @classmethod
+    def availability(cls, settings: Settings | None = None) -> Availability:
+        """Cheap check (no model load, no heavy import) used by `auto` and capabilities."""
+        return Availability(True)
+
+    @abc.abstractmethod
+    def decompose(
+        self,
+        image: np.ndarray,
+        request: DecomposeRequest,
+        progress: ProgressCallback = ignore_progress,
+        cancel: CancelToken | None = None,
+    ) -> LayerStack:
+        """Decompose an (h, w, 4) uint8 straight-alpha image into a full-resolution stack.
+
+        The stack must recomposite to `image`; `stack.meta` records at least "backend" and
+        "psnr" (recomposition PSNR against the input, dB).
+        """
+
+    def unload(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
+        """Free whatever the backend holds (GPU memory); the next decompose loads it again."""

@@ -1,0 +1,236 @@
+"""The layer stack every part of LayerLift shares.
+
+A stack is an ordered list of straight-alpha RGBA8 layers, bottom first, on a canvas of the
+input picture's size. Each layer holds only its own pixels plus an offset, because trimmed
+layers are what PSD, ORA and the host applications store, and what travels over the bridge.
+Maths is done in float32 on [0, 1] and rounded once at the end, so compositing a stack twice
+gives the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+
+def as_rgba8(pixels: np.ndarray) -> np.ndarray:
+    """Return `pixels` as a contiguous (h, w, 4) uint8 array, adding opaque alpha to RGB."""
+    array = np.asarray(pixels)
+    if array.dtype != np.uint8:
+        raise TypeError(f"layer pixels must be uint8, got {array.dtype}")
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise ValueError(f"layer pixels must be (h, w, 3|4), got {array.shape}")
+    if array.shape[2] == 3:
+        alpha = np.full((*array.shape[:2], 1), 255, np.uint8)
+        array = np.concatenate([array, alpha], axis=2)
+    return np.ascontiguousarray(array)
+
+
+def composite_over(dst: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """Porter-Duff `src over dst` on straight-alpha float arrays in [0, 1], shape (..., 4)."""
+    sa = src[..., 3:4]
+    da = dst[..., 3:4]
+    out_a = sa + da * (1.0 - sa)
+    premul = src[..., :3] * sa + dst[..., :3] * da * (1.0 - sa)
+    safe = np.where(out_a > 0, out_a, 1.0)
+    out_rgb = np.where(out_a > 0, premul / safe, 0.0)
+    return np.concatenate([out_rgb, out_a], axis=-1)
+
+
+def to_float(pixels: np.ndarray) -> np.ndarray:
+    return pixels.astype(np.float32) / 255.0
+
+
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8)
+
+
+@dataclass
+class Layer:
+    """One named RGBA8 layer placed at (x, y) on its stack's canvas."""
+
+    name: str
+    pixels: np.ndarray
+    x: int = 0
+    y: int = 0
+    visible: bool = True
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.pixels = as_rgba8(self.pixels)
+        self.x = int(self.x)
+        self.y = int(self.y)
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def bounds(self) -> tuple[int, int, int, int]:
+        """(left, top, right, bottom) on the canvas, right/bottom exclusive."""
+        return (self.x, self.y, self.x + self.width, self.y + self.height)
+
+    @property
+    def is_empty(self) -> bool:
+        return self.width == 0 or self.height == 0 or not self.pixels[..., 3].any()
+
+    def on_canvas(self, width: int, height: int) -> np.ndarray:
+        """This layer drawn onto a transparent (height, width, 4) canvas; parts outside are cut."""
+        canvas = np.zeros((height, width, 4), np.uint8)
+        left, top = max(self.x, 0), max(self.y, 0)
+        right, bottom = min(self.x + self.width, width), min(self.y + self.height, height)
+        if right > left and bottom > top:
+            canvas[top:bottom, left:right] = self.pixels[
+                top - self.y : bottom - self.y, left - self.x : right - self.x
+            ]
+        return canvas
+
+    def trimmed(self) -> Layer:
+        """The same layer cropped to the bounding box of its non-zero alpha.
+
+        A fully transparent layer becomes 0x0 at its old offset: it keeps its name and place
+        in the stack (the backend decided it exists) but carries no pixels.
+        """
+        alpha = self.pixels[..., 3]
+        rows = np.flatnonzero(alpha.any(axis=1))
+        cols = np.flatnonzero(alpha.any(axis=0))
+        if rows.size == 0:
+            return replace(self, pixels=np.zeros((0, 0, 4), np.uint8))
+        top, bottom = int(rows[0]), int(rows[-1]) + 1
+        left, right = int(cols[0]), int(cols[-1]) + 1
+        return replace(
+            self,
+            pixels=self.pixels[top:bottom, left:right].copy(),
+            x=self.x + left,
+            y=self.y + top,
+            meta=dict(self.meta),
+        )
+
+
+@dataclass
+class LayerStack:
+    """Layers bottom first on a `width` x `height` canvas, plus facts about how they were made."""
+
+    width: int
+    height: int
+    layers: list[Layer] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_canvases(
+        cls, canvases: Sequence[np.ndarray], names: Iterable[str], **meta: Any
+    ) -> LayerStack:
+        """Build a stack from full-canvas RGBA arrays (the form backends naturally produce)."""
+        canvases = [as_rgba8(c) for c in canvases]
+        if not canvases:
+            raise ValueError("a stack needs at least one layer")
+        height, width = canvases[0].shape[:2]
+        for canvas in canvases:
+            if canvas.shape[:2] != (height, width):
+                raise ValueError("all canvases of a stack must have the same size")
+        layers = [Layer(name, pixels) for name, pixels in zip(names, canvases, strict=True)]
+        return cls(width, height, layers, dict(meta))
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def canvases(self, visible_only: bool = False) -> list[np.ndarray]:
+        return [
+            layer.on_canvas(self.width, self.height)
+            for layer in self.layers
+            if layer.visible or not visible_only
+        ]
+
+    def composite_float(self, visible_only: bool = True) -> np.ndarray:
+        """Float (h, w, 4) composite of the stack over transparency, without rounding."""
+        out = np.zeros((self.height, self.width, 4), np.float32)
+        for layer in self.layers:
+            if visible_only and not layer.visible:
+                continue
+            if layer.width == 0 or layer.height == 0:
+                continue
+            left, top = max(layer.x, 0), max(layer.y, 0)
+            right = min(layer.x + layer.width, self.width)
+            bottom = min(layer.y + layer.height, self.height)
+            if right <= left or bottom <= top:
+                continue
+            src = to_float(
+                layer.pixels[top - layer.y : bottom - layer.y, left - layer.x : right - layer.x]
+            )
+            out[top:bottom, left:right] = composite_over(out[top:bottom, left:right], src)
+        return out
+
+    def composite(self, visible_only: bool = True) -> np.ndarray:
+        """The stack flattened to one (h, w, 4) uint8 image, as an editor would show it."""
+        return to_uint8(self.composite_float(visible_only))
+
+    def trimmed(self) -> LayerStack:
+        layers = [layer.trimmed() for layer in self.layers]
+        return replace(self, layers=layers, meta=dict(self.meta))
+
+    def replace_layer(self, index: int, sub_stack: LayerStack) -> LayerStack:
+        """A new stack with layer `index` replaced in place by the layers of `sub_stack`.
+
+        `sub_stack` lives on the same canvas; this is how recursive decomposition lands.
+        """
+        if not 0 <= index < len(self.layers):
+            raise IndexError(f"no layer {index} in a stack of {len(self.layers)}")
+        if (sub_stack.width, sub_stack.height) != (self.width, self.height):
+            raise ValueError("the sub-stack must be on the same canvas")
+        layers = self.layers[:index] + list(sub_stack.layers) + self.layers[index + 1 :]
+        return replace(self, layers=layers, meta=dict(self.meta))
+
+    def resized(self, width: int, height: int) -> LayerStack:
+        """Every layer scaled to a `width` x `height` canvas, premultiplied so edges stay clean."""
+        from PIL import Image
+
+        scaled = []
+        for canvas in self.canvases():
+            premul = to_float(canvas)
+            premul[..., :3] *= premul[..., 3:4]
+            channels = [
+                np.asarray(
+                    Image.fromarray(premul[..., c], mode="F").resize(
+                        (width, height), Image.Resampling.LANCZOS
+                    )
+                )
+                for c in range(4)
+            ]
+            out = np.clip(np.stack(channels, axis=-1), 0.0, 1.0)
+            alpha = out[..., 3:4]
+            out[..., :3] = np.where(alpha > 0, out[..., :3] / np.maximum(alpha, 1e-6), 0.0)
+            scaled.append(to_uint8(np.clip(out, 0.0, 1.0)))
+        layers = [
+            replace(layer, pixels=pixels, x=0, y=0, meta=dict(layer.meta))
+            for layer, pixels in zip(self.layers, scaled, strict=True)
+        ]
+        return LayerStack(width, height, layers, dict(self.meta))
+
+
+def psnr(reference: np.ndarray, test: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB between two uint8 images of the same shape.
+
+    Transparent pixels are compared as premultiplied colour, so their hidden RGB, which no
+    viewer shows, does not count against a stack.
+    """
+    if reference.shape != test.shape:
+        raise ValueError(f"shapes differ: {reference.shape} vs {test.shape}")
+    ref = to_float(reference)
+    tst = to_float(test)
+    if ref.shape[-1] == 4:
+        ref = np.concatenate([ref[..., :3] * ref[..., 3:4], ref[..., 3:4]], axis=-1)
+        tst = np.concatenate([tst[..., :3] * tst[..., 3:4], tst[..., 3:4]], axis=-1)
+    mse = float(np.mean((ref - tst) ** 2))
+    if mse == 0.0:
+        return float("inf")
+    return 10.0 * float(np.log10(1.0 / mse))
