@@ -55,7 +55,10 @@ def backend_class(name: str) -> type[Backend]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise BackendUnavailable(f"backend {name!r} is not installed: {exc}") from exc
-    return getattr(module, class_name)
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise BackendUnavailable(f"backend {name!r} is incomplete: {target} is missing")
+    return cls
 
 
 def availability(name: str, settings: Settings | None = None) -> Availability:

@@ -1,0 +1,141 @@
+"""The synthetic benchmark: deterministic samples whose layers are an exact decomposition."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from bench.synthetic import TIERS, Sample, iter_samples, make_sample, visible_fractions
+from inference.backends.base import MAX_LAYERS
+from inference.layers import LayerStack, psnr
+
+SMALL = (64, 64)
+SEEDS = range(4)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_same_arguments_give_the_same_bytes(tier):
+    a = make_sample(tier, 5, SMALL)
+    b = make_sample(tier, 5, SMALL)
+    assert a.names == b.names
+    assert np.array_equal(a.image, b.image)
+    assert all(np.array_equal(x, y) for x, y in zip(a.layers, b.layers, strict=True))
+    assert not np.array_equal(a.image, make_sample(tier, 6, SMALL).image)
+
+
+def test_tiers_differ_for_the_same_seed():
+    images = [make_sample(tier, 0, SMALL).image for tier in TIERS]
+    for i in range(len(images)):
+        for j in range(i + 1, len(images)):
+            assert not np.array_equal(images[i], images[j])
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_layers_recompose_the_image_exactly(tier):
+    for seed in SEEDS:
+        sample = make_sample(tier, seed, SMALL)
+        composite = LayerStack.from_canvases(sample.layers, sample.names).composite()
+        assert np.array_equal(composite, sample.image)
+        assert psnr(sample.image, composite) == float("inf")
+        assert (sample.image[..., 3] == 255).all()
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_layers_are_full_canvas_with_an_opaque_background(tier):
+    for seed in SEEDS:
+        sample = make_sample(tier, seed, SMALL)
+        assert isinstance(sample, Sample)
+        assert (sample.tier, sample.seed) == (tier, seed)
+        assert 3 <= len(sample.layers) <= MAX_LAYERS
+        assert len(sample.names) == len(sample.layers) == len(set(sample.names))
+        assert sample.names[0] == "background"
+        for pixels in sample.layers:
+            assert pixels.shape == (64, 64, 4)
+            assert pixels.dtype == np.uint8
+            assert pixels[..., 3].any()
+            # Straight alpha with no stray colour where nothing is drawn.
+            assert not pixels[pixels[..., 3] == 0, :3].any()
+        assert (sample.layers[0][..., 3] == 255).all()
+        # Every layer shows enough of itself to be recoverable from the picture.
+        assert min(visible_fractions(sample.layers)[1:]) >= 0.1
+
+
+def test_layers_keep_the_parts_hidden_by_layers_above():
+    for seed in SEEDS:
+        layers = make_sample("flat", seed, SMALL).layers
+        # The second shape always overlaps the first; the first keeps the covered part.
+        first, second = layers[1][..., 3], layers[2][..., 3]
+        assert ((first == 255) & (second == 255)).any()
+
+
+def test_sizes_are_width_by_height():
+    sample = make_sample("photo", 2, (96, 40))
+    assert sample.image.shape == (40, 96, 4)
+    assert sample.size == (96, 40)
+    assert all(layer.shape == (40, 96, 4) for layer in sample.layers)
+    assert make_sample("flat", 0).image.shape == (256, 256, 4)
+    assert make_sample("design", 0, (16, 16)).image.shape == (16, 16, 4)
+
+
+def test_shapes_have_anti_aliased_edges():
+    alpha = make_sample("flat", 1, SMALL).layers[1][..., 3]
+    partial = (alpha > 0) & (alpha < 255)
+    assert partial.any()
+    assert (alpha == 255).sum() > partial.sum()
+
+
+def test_design_text_is_many_blobs_of_one_colour():
+    for seed in SEEDS:
+        sample = make_sample("design", seed, (256, 256))
+        title = sample.layers[sample.names.index("title")]
+        alpha = title[..., 3]
+        _, blobs = ndimage.label(alpha > 0)
+        assert blobs >= 3
+        assert len(np.unique(title[alpha > 0, :3], axis=0)) == 1
+        # Text sits above the shapes.
+        assert sample.names.index("title") > max(
+            i for i, n in enumerate(sample.names) if n == "background" or n[-1].isdigit()
+        )
+
+
+def test_photo_insert_is_one_textured_opaque_rectangle():
+    for seed in SEEDS:
+        sample = make_sample("photo", seed, SMALL)
+        photo = sample.layers[sample.names.index("photo")]
+        alpha = photo[..., 3]
+        rows, cols = np.flatnonzero(alpha.any(1)), np.flatnonzero(alpha.any(0))
+        box = alpha[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        assert (box == 255).all()
+        assert len(np.unique(photo[alpha > 0, :3], axis=0)) > 50
+
+
+def test_translucent_shapes_and_soft_effects():
+    saw_effect = False
+    for seed in SEEDS:
+        sample = make_sample("translucent", seed, SMALL)
+        for name, pixels in zip(sample.names[1:], sample.layers[1:], strict=True):
+            peak = int(pixels[..., 3].max())
+            if name.startswith(("shadow", "glow")):
+                saw_effect = True
+                assert len(np.unique(pixels[..., 3])) > 20  # a soft falloff, not an edge
+            else:
+                assert round(0.3 * 255) <= peak <= round(0.8 * 255)
+        effects = [n for n in sample.names if n.startswith(("shadow", "glow"))]
+        assert 1 <= len(effects) <= 2
+    assert saw_effect
+
+
+def test_iter_samples_counts_from_the_base_seed():
+    samples = list(iter_samples("flat", 3, SMALL, base_seed=10))
+    assert [s.seed for s in samples] == [10, 11, 12]
+    assert np.array_equal(samples[1].image, make_sample("flat", 11, SMALL).image)
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="tier"):
+        make_sample("poster", 0)
+    with pytest.raises(ValueError, match="px"):
+        make_sample("flat", 0, (8, 64))
+    with pytest.raises(ValueError, match="size"):
+        make_sample("flat", 0, (64,))
