@@ -12,6 +12,7 @@ import base64
 import contextlib
 import hashlib
 import os
+import select
 import socket
 import struct
 
@@ -98,6 +99,13 @@ class WebSocket:
         if length > self.max_message:
             raise WebSocketError(f"frame of {length} bytes exceeds the {self.max_message} limit")
         return fin, opcode, self._read_exact(length)
+
+    def wait_readable(self, timeout: float) -> bool:
+        """True when a frame has started arriving; lets callers poll without splitting frames."""
+        if self._buffer:
+            return True
+        readable, _, _ = select.select([self.sock], [], [], timeout)
+        return bool(readable)
 
     def recv(self) -> str | bytes:
         """The next whole message: `str` for text, `bytes` for binary. Answers pings itself."""

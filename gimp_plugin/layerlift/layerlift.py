@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""LayerLift for GIMP 3: Layer > Decompose into Layers…
+
+Sends the active layer (or the selection's part of it) to the LayerLift app running on this
+computer and inserts the result as one layer group above it, in one undo step. The work
+happens in the app; this plug-in only moves pixels, shows progress and places layers.
+GIMP's cancel button ends the plug-in process: the request asks the server to cancel the job
+when this connection drops, so nothing keeps running for a user who gave up.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+import ll_bridge  # noqa: E402
+import ll_plan  # noqa: E402
+from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
+
+PROC_NAME = "plug-in-layerlift-decompose"
+PIXEL_FORMAT = "R'G'B'A u8"
+BACKENDS = (("auto", "Automatic"), ("classic", "Classic (CPU, no weights)"),
+            ("qwen", "Qwen-Image-Layered (GPU)"))
+
+
+def _error(procedure, message: str, status=Gimp.PDBStatusType.EXECUTION_ERROR):
+    return procedure.new_return_values(status, GLib.Error.new_literal(
+        Gimp.PlugIn.error_quark(), message, 0))
+
+
+def _read_region(drawable, region: tuple[int, int, int, int]) -> bytes:
+    _, dx, dy = drawable.get_offsets()
+    x, y, w, h = region
+    buffer = drawable.get_buffer()
+    data = buffer.get(Gegl.Rectangle.new(x - dx, y - dy, w, h), 1.0, PIXEL_FORMAT,
+                      Gegl.AbyssPolicy.NONE)
+    return bytes(data)
+
+
+def _selection_bounds(image) -> tuple[int, int, int, int] | None:
+    _, non_empty, x1, y1, x2, y2 = Gimp.Selection.bounds(image)
+    return (x1, y1, x2, y2) if non_empty else None
+
+
+def _is_layerlift_group(item) -> bool:
+    return item is not None and item.is_group() and item.get_parasite(
+        ll_plan.GROUP_PARASITE) is not None
+
+
+def _perceptual(layer) -> None:
+    """Composite in sRGB-encoded values, as Photoshop and LayerLift's own maths do.
+
+    GIMP's default for new layers is linear light; soft edges would then flatten a few levels
+    darker or lighter than the original picture, and the stack would no longer be exact.
+    """
+    layer.set_blend_space(Gimp.LayerColorSpace.RGB_PERCEPTUAL)
+    layer.set_composite_space(Gimp.LayerColorSpace.RGB_PERCEPTUAL)
+
+
+def _new_layer(image, placed: ll_plan.PlacedLayer):
+    layer = Gimp.Layer.new(image, placed.name, placed.width, placed.height,
+                           Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+    _perceptual(layer)
+    return layer
+
+
+def _fill(layer, placed: ll_plan.PlacedLayer) -> None:
+    buffer = layer.get_buffer()
+    buffer.set(Gegl.Rectangle.new(0, 0, placed.width, placed.height), PIXEL_FORMAT,
+               placed.pixels)
+    buffer.flush()
+    layer.set_offsets(placed.x, placed.y)
+    layer.set_visible(placed.visible)
+    layer.update(0, 0, placed.width, placed.height)
+
+
+def _insert(image, source, plan: ll_plan.InsertPlan):
+    """Carry out the plan inside one undo group; return the new group (or the parent)."""
+    parent = source.get_parent()
+    position = image.get_item_position(source)
+    image.undo_group_start()
+    try:
+        if plan.group_name is not None:
+            target = Gimp.GroupLayer.new(image, plan.group_name)
+            _perceptual(target)
+            image.insert_layer(target, parent, position)
+            target.attach_parasite(Gimp.Parasite.new(ll_plan.GROUP_PARASITE,
+                                                     Gimp.PARASITE_PERSISTENT, b"1"))
+            insert_parent, insert_position = target, 0
+        else:
+            target = parent
+            insert_parent, insert_position = parent, position
+        for placed in plan.layers:  # bottom first, each inserted on top of the previous
+            layer = _new_layer(image, placed)
+            image.insert_layer(layer, insert_parent, insert_position)
+            _fill(layer, placed)
+        if plan.remove_source:
+            image.remove_layer(source)
+        elif plan.hide_source:
+            source.set_visible(False)
+        image.set_selected_layers([target])
+    finally:
+        image.undo_group_end()
+    return target
+
+
+class LayerLift(Gimp.PlugIn):
+    def do_query_procedures(self):
+        return [PROC_NAME]
+
+    def do_set_i18n(self, name):
+        return False
+
+    def do_create_procedure(self, name):
+        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, self.run, None)
+        procedure.set_image_types("RGB*")
+        procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+        procedure.set_menu_label("Decompose into Layers…")
+        procedure.add_menu_path("<Image>/Layer/")
+        procedure.set_documentation(
+            "Decompose the active layer into editable layers with LayerLift",
+            "Sends the active layer (or the selected part of it) to the LayerLift app on this "
+            "computer and inserts the result as a layer group above it, in one undo step. "
+            "Run on a layer inside a LayerLift group to decompose it again in place.",
+            name)
+        procedure.set_attribution("LayerLift", "LayerLift", "2026")
+        flags = GObject.ParamFlags.READWRITE
+        procedure.add_int_argument("layers", "_Layers", "How many layers to make", 1, 10, 4,
+                                   flags)
+        choice = Gimp.Choice.new()
+        for index, (key, label) in enumerate(BACKENDS):
+            choice.add(key, index, label, "")
+        procedure.add_choice_argument("backend", "_Backend", "Which decomposer to use", choice,
+                                      "auto", flags)
+        procedure.add_int_argument("steps", "_Steps", "Denoising steps for the Qwen backend "
+                                   "(0 = the app's setting)", 0, 200, 0, flags)
+        procedure.add_int_argument("seed", "S_eed", "Random seed", 0, 2**31 - 1, 0, flags)
+        procedure.add_string_argument("caption", "_Caption", "Describe the picture (empty: the "
+                                      "model describes it itself)", "", flags)
+        procedure.add_boolean_argument("use-selection", "Use _selection bounds",
+                                       "Send only the selected part of the layer", True, flags)
+        return procedure
+
+    def run(self, procedure, run_mode, image, drawables, config, data):
+        if len(drawables) != 1 or not isinstance(drawables[0], Gimp.Layer):
+            return _error(procedure, "Select exactly one layer to decompose.")
+        source = drawables[0]
+        if source.is_group():
+            return _error(procedure, "Select a pixel layer, not a layer group, to decompose.")
+        if run_mode == Gimp.RunMode.INTERACTIVE:
+            gi.require_version("GimpUi", "3.0")
+            from gi.repository import GimpUi
+
+            GimpUi.init("layerlift")
+            dialog = GimpUi.ProcedureDialog.new(procedure, config, "Decompose into Layers")
+            dialog.fill(None)
+            accepted = dialog.run()
+            dialog.destroy()
+            if not accepted:
+                return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+        try:
+            return self._decompose(procedure, image, source, config)
+        except ll_bridge.BridgeError as exc:
+            return _error(procedure, f"LayerLift: {exc.message}")
+        except ValueError as exc:
+            return _error(procedure, f"LayerLift: {exc}")
+        finally:
+            Gimp.progress_end()
+
+    def _decompose(self, procedure, image, source, config):
+        _, x, y = source.get_offsets()
+        rect = (x, y, source.get_width(), source.get_height())
+        selection = _selection_bounds(image) if config.get_property("use-selection") else None
+        region = ll_plan.region_for(rect, selection)
+        pixels = _read_region(source, region)
+        Gimp.progress_init("LayerLift: connecting…")
+        options = {}
+        if config.get_property("steps") > 0:
+            options["steps"] = config.get_property("steps")
+        caption = (config.get_property("caption") or "").strip()
+        if caption:
+            options["caption"] = caption
+
+        def show(fraction: float, text: str) -> None:
+            Gimp.progress_set_text(f"LayerLift: {text}")
+            Gimp.progress_update(max(0.0, min(1.0, fraction)))
+
+        started = time.monotonic()
+        with ll_bridge.BridgeSession() as session:
+            result = session.decompose(
+                pixels, region[2], region[3], layers=config.get_property("layers"),
+                backend=config.get_property("backend"), seed=config.get_property("seed"),
+                options=options, progress=show)
+        recursive = _is_layerlift_group(source.get_parent())
+        plan = ll_plan.plan_insert(result.layers, (region[0], region[1]), source.get_name(),
+                                   recursive)
+        Gimp.progress_set_text("LayerLift: inserting layers")
+        _insert(image, source, plan)
+        Gimp.displays_flush()
+        print(f"LayerLift: inserted {len(plan.layers)} layers in "
+              f"{time.monotonic() - started:.1f} s", file=sys.stderr)
+        return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+Gimp.main(LayerLift.__gtype__, sys.argv)

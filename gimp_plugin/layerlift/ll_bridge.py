@@ -1,0 +1,271 @@
+"""The LayerLift bridge protocol (docs/protocol.md) for the GIMP plug-in, standard library only.
+
+This is the plug-in's whole conversation with the app: authenticate with the token from the
+app's config folder, send the picture as one raw RGBA8 binary message, relay progress, and
+collect the result layers. Every failure becomes a BridgeError whose message a GIMP user can
+act on (start the app, pair again, pick a smaller selection), never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import ll_paths
+import ll_websocket
+
+PROTOCOL_VERSION = 1
+DEFAULT_PORT = 47811
+MAGIC = b"LLF1"
+FRAME_HEADER = struct.Struct("<4sBBH16sII")
+KIND_IMAGE, KIND_LAYER = 1, 2
+ENCODING_RGBA8 = 0
+START_HINT = "Start the LayerLift app (or run `layerlift serve` in a terminal), then try again."
+
+
+class BridgeError(Exception):
+    """A failure with a stable code (from the server or ours) and a sentence for the user."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class ResultLayer:
+    name: str
+    x: int
+    y: int
+    width: int
+    height: int
+    visible: bool = True
+    pixels: bytes = b""
+
+
+@dataclass
+class Result:
+    job_id: str
+    width: int
+    height: int
+    layers: list[ResultLayer] = field(default_factory=list)
+    job: dict = field(default_factory=dict)
+
+
+ProgressSink = Callable[[float, str], None]
+
+
+def read_token() -> str:
+    path = ll_paths.token_path()
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise BridgeError("no_token", f"LayerLift has not been set up on this computer yet "
+                                      f"(no token at {path}). {START_HINT}") from None
+    except OSError as exc:
+        raise BridgeError("no_token", f"Cannot read the LayerLift token at {path}: "
+                                      f"{exc.strerror}") from None
+    if not token:
+        raise BridgeError("no_token", f"The LayerLift token file {path} is empty. {START_HINT}")
+    return token
+
+
+def read_port() -> int:
+    """The port from the app's settings (what the server listens on), else the default."""
+    env = os.environ.get("LAYERLIFT_PORT")
+    if env and env.isdigit():
+        return int(env)
+    try:
+        settings = json.loads(ll_paths.settings_path().read_text(encoding="utf-8"))
+        port = settings.get("port")
+        if isinstance(port, int) and 0 < port < 65536:
+            return port
+    except (OSError, ValueError, AttributeError):
+        pass
+    return DEFAULT_PORT
+
+
+def _stage_text(job: dict) -> str:
+    state = job.get("state", "")
+    progress = job.get("progress") or {}
+    if state == "queued":
+        position = job.get("position")
+        return f"Waiting in the queue (position {position})" if position else "Queued"
+    step, total = progress.get("step"), progress.get("total")
+    label = {"loading": "Loading the model", "running": "Decomposing",
+             "refining": "Refining layers", "writing": "Saving the result",
+             "done": "Done"}.get(state, state.capitalize())
+    if step is not None and total:
+        return f"{label} ({step}/{total})"
+    message = progress.get("message")
+    return f"{label}: {message}" if message else label
+
+
+class BridgeSession:
+    """One authenticated connection to the LayerLift server."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None,
+                 token: str | None = None, connect_timeout: float = 5.0,
+                 idle_timeout: float = 900.0) -> None:
+        self.host = host
+        self.port = port or read_port()
+        self.token = token
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self.ws: ll_websocket.WebSocket | None = None
+        self.capabilities: dict = {}
+
+    # -- connection ------------------------------------------------------------------------
+    def open(self) -> BridgeSession:
+        token = self.token or read_token()
+        try:
+            self.ws = ll_websocket.connect(self.host, self.port, timeout=self.connect_timeout)
+        except ConnectionRefusedError:
+            raise BridgeError("not_running", f"The LayerLift server is not running on port "
+                                             f"{self.port}. {START_HINT}") from None
+        except TimeoutError:
+            raise BridgeError("timeout", f"The LayerLift server on port {self.port} did not "
+                                         "answer in time.") from None
+        except ll_websocket.HandshakeError as exc:
+            raise BridgeError("refused", f"The server on port {self.port} refused the "
+                                         f"connection ({exc.status}). Is it LayerLift?") from None
+        except (OSError, ll_websocket.WebSocketError) as exc:
+            raise BridgeError("connection_failed", f"Cannot reach LayerLift on port "
+                                                   f"{self.port}: {exc}") from None
+        self.ws.sock.settimeout(60.0)
+        self._send({"type": "hello", "protocol": PROTOCOL_VERSION, "token": token,
+                    "client": {"name": "gimp"}})
+        welcome = self._recv_json(timeout=self.connect_timeout + 10)
+        if welcome.get("type") != "welcome":
+            raise BridgeError("protocol_error", f"unexpected answer to hello: {welcome}")
+        self.capabilities = welcome.get("capabilities") or {}
+        return self
+
+    def close(self) -> None:
+        if self.ws is not None:
+            self.ws.close()
+            self.ws = None
+
+    def __enter__(self) -> BridgeSession:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- messages --------------------------------------------------------------------------
+    def _send(self, message: dict) -> None:
+        assert self.ws is not None
+        try:
+            self.ws.send_text(json.dumps(message, separators=(",", ":")))
+        except ll_websocket.WebSocketError as exc:
+            raise BridgeError("connection_lost", f"The connection to LayerLift was lost: "
+                                                 f"{exc}") from None
+
+    def _recv(self, timeout: float) -> str | bytes:
+        assert self.ws is not None
+        try:
+            if not self.ws.wait_readable(timeout):
+                raise BridgeError("timeout", f"LayerLift sent nothing for {timeout:.0f} s.")
+            return self.ws.recv()
+        except ll_websocket.ConnectionClosed as exc:
+            why = f": {exc.reason}" if exc.reason else ""
+            raise BridgeError("connection_lost", f"LayerLift closed the connection{why}.") from None
+        except (OSError, ll_websocket.WebSocketError) as exc:
+            raise BridgeError("connection_lost", f"The connection to LayerLift was lost: "
+                                                 f"{exc}") from None
+
+    def _recv_json(self, timeout: float) -> dict:
+        raw = self._recv(timeout)
+        if isinstance(raw, bytes):
+            raise BridgeError("protocol_error", "expected a control message, got pixels")
+        message = json.loads(raw)
+        if message.get("type") == "error":
+            raise _server_error(message)
+        return message
+
+    # -- decompose -------------------------------------------------------------------------
+    def decompose(self, pixels: bytes, width: int, height: int, *, layers: int | None = 4,
+                  backend: str = "auto", seed: int = 0, options: dict | None = None,
+                  progress: ProgressSink | None = None, poll: Callable[[], None] | None = None
+                  ) -> Result:
+        """Send one picture and wait for its layers. `poll` runs ~10 times a second."""
+        if len(pixels) != width * height * 4:
+            raise ValueError("pixels must be raw RGBA8 rows")
+        request_id = "gimp" + os.urandom(6).hex()
+        self._send({
+            "type": "decompose", "request_id": request_id, "backend": backend,
+            "layers": layers, "seed": seed, "options": options or {},
+            "image": {"encoding": "rgba8", "width": width, "height": height,
+                      "bytes": len(pixels)},
+            "result_encoding": "rgba8",
+        })
+        header = FRAME_HEADER.pack(MAGIC, KIND_IMAGE, ENCODING_RGBA8, 0,
+                                   request_id.encode("ascii"), width, height)
+        assert self.ws is not None
+        try:
+            self.ws.send_binary(header + pixels)
+        except ll_websocket.WebSocketError as exc:
+            raise BridgeError("connection_lost", f"Sending the picture failed: {exc}") from None
+        job_id = None
+        last_event = time.monotonic()
+        while True:
+            if poll is not None:
+                poll()
+            if not self.ws.wait_readable(0.1):
+                if time.monotonic() - last_event > self.idle_timeout:
+                    raise BridgeError("timeout", "LayerLift stopped reporting progress.")
+                continue
+            last_event = time.monotonic()
+            message = self._recv_json(timeout=60)
+            kind = message.get("type")
+            job = message.get("job") or {}
+            if kind == "accepted":
+                job_id = job.get("id")
+            elif kind == "progress" and job.get("id") == job_id:
+                state = job.get("state")
+                if state in ("failed", "cancelled"):
+                    error = job.get("error") or {}
+                    raise BridgeError(error.get("code", state),
+                                      error.get("message", f"the job was {state}"))
+                if progress is not None:
+                    fraction = float((job.get("progress") or {}).get("fraction") or 0.0)
+                    progress(fraction, _stage_text(job))
+            elif kind == "result" and message.get("job_id") == job_id:
+                return self._read_result(message)
+
+    def _read_result(self, message: dict) -> Result:
+        canvas = message.get("canvas") or {}
+        result = Result(message["job_id"], int(canvas.get("width", 0)),
+                        int(canvas.get("height", 0)), job=message.get("job") or {})
+        for entry in message.get("layers", []):
+            raw = self._recv(timeout=120)
+            if not isinstance(raw, bytes) or len(raw) < FRAME_HEADER.size:
+                raise BridgeError("protocol_error", "expected a layer's pixels")
+            magic, kind, encoding, index, _ident, width, height = FRAME_HEADER.unpack_from(raw)
+            if magic != MAGIC or kind != KIND_LAYER or encoding != ENCODING_RGBA8:
+                raise BridgeError("protocol_error", "a layer frame has a bad header")
+            if index != entry["index"] or (width, height) != (entry["width"], entry["height"]):
+                raise BridgeError("protocol_error", "a layer frame does not match the result")
+            payload = raw[FRAME_HEADER.size:]
+            if len(payload) != width * height * 4:
+                raise BridgeError("protocol_error", "a layer frame has the wrong size")
+            result.layers.append(ResultLayer(
+                name=entry["name"], x=int(entry["x"]), y=int(entry["y"]), width=width,
+                height=height, visible=bool(entry.get("visible", True)), pixels=payload))
+        return result
+
+    def cancel(self, job_id: str) -> None:
+        self._send({"type": "cancel", "job_id": job_id})
+
+
+def _server_error(message: dict) -> BridgeError:
+    code = message.get("code", "error")
+    text = message.get("message", "the server reported an error")
+    if code == "unauthorized":
+        text = ("LayerLift refused the plug-in's token (" + text + "). The token file may be "
+                "from another installation: restart the LayerLift app and try again.")
+    return BridgeError(code, text)

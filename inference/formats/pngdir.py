@@ -1,0 +1,261 @@
+"""A folder of PNGs plus a `stack.json` manifest: the on-disk form of a job's result.
+
+The job runner writes every result this way before announcing it, the bridge streams
+layers from it, and the desktop history reopens it, so reading it back must give the same
+stack: names, offsets, visibility, order and the JSON-safe part of `stack.meta`.
+
+Layout, bottom layer first: `00_background.png`, `01_<slug of name>.png`, ... each trimmed
+to its alpha bounds. A fully transparent layer has no PNG (a PNG cannot be 0x0): its
+manifest entry has `"file": null` and a 0x0 size at its offset.
+
+The manifest is the commit record. New files are first written under temporary names; only
+when all of them exist are they renamed into place, with the old manifest removed first and
+the new one renamed in last. A folder with a `stack.json` is therefore always complete and
+consistent, and a write that fails leaves the previous result untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import unicodedata
+from pathlib import Path, PurePath
+from typing import Any
+
+import numpy as np
+
+from inference.errors import BadRequest, CorruptImage, ImageTooLarge, InputError
+from inference.formats.atomic import discard, fsync_dir, fsync_file, staged_file, temp_path_for
+from inference.layers import Layer, LayerStack
+
+MANIFEST = "stack.json"
+FORMAT_ID = "layerlift.stack"
+VERSION = 1
+_DROP = object()
+
+
+def slug(name: str, limit: int = 40) -> str:
+    """A short ASCII file-name part for a layer name ('text: ÉTÉ 50%' -> 'text-ete-50')."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    cleaned = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    return cleaned[:limit].strip("-") or "layer"
+
+
+def _safe(value: Any) -> Any:
+    """`value` made JSON-safe, or _DROP if it has no faithful JSON form."""
+    if value is None or isinstance(value, bool | str | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _DROP
+    if isinstance(value, np.generic) and value.ndim == 0:
+        return _safe(value.item())
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str | int | float | bool):
+                continue
+            converted = _safe(item)
+            if converted is not _DROP:
+                out[str(key)] = converted
+        return out
+    if isinstance(value, list | tuple):
+        return [item for item in map(_safe, value) if item is not _DROP]
+    return _DROP
+
+
+def json_safe(mapping: dict[str, Any]) -> dict[str, Any]:
+    """The parts of `mapping` that survive a JSON round trip unchanged in meaning."""
+    converted = _safe(dict(mapping))
+    return converted if isinstance(converted, dict) else {}
+
+
+def _plan_files(stack: LayerStack) -> list[str | None]:
+    digits = max(2, len(str(max(len(stack.layers) - 1, 0))))
+    return [
+        f"{index:0{digits}d}_{slug(layer.name)}.png" if layer.width and layer.height else None
+        for index, layer in enumerate(stack.layers)
+    ]
+
+
+def _manifest(stack: LayerStack, files: list[str | None], group_name: str | None) -> dict[str, Any]:
+    manifest: dict[str, Any] = {
+        "format": FORMAT_ID,
+        "version": VERSION,
+        "width": stack.width,
+        "height": stack.height,
+        "layers": [
+            {
+                "name": layer.name,
+                "file": file,
+                "x": layer.x,
+                "y": layer.y,
+                "width": layer.width,
+                "height": layer.height,
+                "visible": layer.visible,
+                "meta": json_safe(layer.meta),
+            }
+            for layer, file in zip(stack.layers, files, strict=True)
+        ],
+        "meta": json_safe(stack.meta),
+    }
+    if group_name is not None:
+        manifest["group_name"] = group_name
+    return manifest
+
+
+def _old_files(folder: Path) -> set[str]:
+    """Layer files listed by an existing manifest, so a rewrite can remove stale ones."""
+    try:
+        old = json.loads((folder / MANIFEST).read_text("utf-8"))
+        return {
+            entry["file"]
+            for entry in old.get("layers", [])
+            if isinstance(entry, dict) and _is_plain_name(entry.get("file"))
+        }
+    except (OSError, ValueError, AttributeError, TypeError):
+        return set()
+
+
+def write_png_dir(
+    stack: LayerStack, folder: str | Path, *, group_name: str | None = None
+) -> list[Path]:
+    """Write `stack` as trimmed PNGs plus `stack.json` in `folder`; returns the files written.
+
+    The manifest is last in the returned list.
+    """
+    from PIL import Image
+
+    target = Path(folder)
+    if target.exists() and not target.is_dir():
+        raise BadRequest(f"'{target}' is a file; give a folder to write the layer PNGs into")
+    target.mkdir(parents=True, exist_ok=True)
+    trimmed = stack.trimmed()
+    files = _plan_files(trimmed)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for layer, file in zip(trimmed.layers, files, strict=True):
+            if file is None:
+                continue
+            final = target / file
+            temp = temp_path_for(final)
+            staged.append((temp, final))
+            Image.fromarray(layer.pixels, "RGBA").save(temp, format="PNG", compress_level=6)
+            fsync_file(temp)
+        manifest = json.dumps(
+            _manifest(trimmed, files, group_name), ensure_ascii=False, indent=1
+        ).encode("utf-8")
+    except BaseException:
+        discard([temp for temp, _ in staged])
+        raise
+
+    stale = _old_files(target) - {file for file in files if file}
+    with contextlib.suppress(FileNotFoundError):
+        (target / MANIFEST).unlink()
+    for temp, final in staged:
+        os.replace(temp, final)
+    fsync_dir(target)
+    with staged_file(target / MANIFEST) as temp:
+        temp.write_bytes(manifest)
+    for name in stale:
+        with contextlib.suppress(OSError):
+            (target / name).unlink()
+    return [final for _, final in staged] + [target / MANIFEST]
+
+
+def _is_plain_name(name: Any) -> bool:
+    """A bare file name inside the folder: no separators, no '..', not hidden."""
+    return (
+        isinstance(name, str)
+        and bool(name)
+        and "/" not in name
+        and "\\" not in name
+        and not name.startswith(".")
+        and name == os.path.basename(name)
+    )
+
+
+def _int(entry: dict[str, Any], key: str, where: str) -> int:
+    value = entry.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CorruptImage(f"{where}: '{key}' must be a whole number, not {value!r}")
+    return value
+
+
+def _read_entry(folder: Path, entry: Any, index: int, max_pixels: int) -> Layer:
+    from inference.formats.reader import read_image
+
+    where = f"'{folder / MANIFEST}', layer {index}"
+    if not isinstance(entry, dict):
+        raise CorruptImage(f"{where} is not an object")
+    name, file = entry.get("name", ""), entry.get("file")
+    if not isinstance(name, str):
+        raise CorruptImage(f"{where}: the name must be text")
+    x, y = _int(entry, "x", where), _int(entry, "y", where)
+    width, height = _int(entry, "width", where), _int(entry, "height", where)
+    visible = entry.get("visible", True)
+    meta = entry.get("meta", {})
+    if not isinstance(visible, bool) or not isinstance(meta, dict):
+        raise CorruptImage(f"{where}: 'visible' must be true/false and 'meta' an object")
+    if file is None or width == 0 or height == 0:
+        pixels = np.zeros((0, 0, 4), np.uint8)
+    elif not _is_plain_name(file):
+        raise CorruptImage(f"{where}: '{file}' is not a plain file name inside the folder")
+    else:
+        pixels = read_image(folder / file, max_pixels=max_pixels).pixels
+        if pixels.shape[:2] != (height, width):
+            raise CorruptImage(
+                f"{where}: '{file}' is {pixels.shape[1]} x {pixels.shape[0]} pixels but the "
+                f"manifest says {width} x {height}"
+            )
+    return Layer(name, pixels, x, y, visible, dict(meta))
+
+
+def read_png_dir(folder: str | Path, *, max_pixels: int | None = None) -> LayerStack:
+    """The stack stored in `folder` by `write_png_dir`."""
+    from inference.formats.reader import MAX_PIXELS
+
+    source = Path(folder)
+    if not source.exists():
+        raise InputError(f"no such folder: '{source}'")
+    if not source.is_dir():
+        raise InputError(f"'{source}' is not a folder")
+    try:
+        manifest = json.loads((source / MANIFEST).read_text("utf-8"))
+    except FileNotFoundError as exc:
+        raise InputError(
+            f"'{source}' has no {MANIFEST}: it is not a LayerLift layer folder, or its "
+            "writing did not finish"
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise CorruptImage(f"'{source / MANIFEST}' is damaged: {exc}") from exc
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("layers"), list):
+        raise CorruptImage(f"'{source / MANIFEST}' does not describe a layer stack")
+    version = manifest.get("version", VERSION)
+    if not isinstance(version, int) or version > VERSION:
+        raise CorruptImage(
+            f"'{source / MANIFEST}' was written by a newer LayerLift (format {version})"
+        )
+    where = f"'{source / MANIFEST}'"
+    width, height = _int(manifest, "width", where), _int(manifest, "height", where)
+    if width < 1 or height < 1:
+        raise CorruptImage(f"{where} declares an empty canvas ({width} x {height})")
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
+    if width * height > limit:
+        raise ImageTooLarge(
+            f"{where} declares a {width} x {height} canvas, more than the limit of "
+            f"{limit / 1e6:.1f} megapixels"
+        )
+    layers = [
+        _read_entry(source, entry, index, limit) for index, entry in enumerate(manifest["layers"])
+    ]
+    meta = manifest.get("meta", {})
+    meta = dict(meta) if isinstance(meta, dict) else {}
+    group_name = manifest.get("group_name")
+    if isinstance(group_name, str):
+        meta.setdefault("group_name", group_name)
+    return LayerStack(width, height, layers, meta)

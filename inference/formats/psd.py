@@ -1,0 +1,242 @@
+"""Photoshop documents: write a stack as a PSD, read ours (or anyone's) back, flatten one.
+
+The written file is what Photoshop itself would save for the same layers: an 8-bit RGB
+document of the canvas size, one pixel layer per stack layer trimmed to its bounds and
+placed at its offset, with real transparency (channel -1, not a mask), all inside one
+named group, bottom layer first in the file as the format requires. The merged image
+section holds the stack's own composite so that viewers which never composite layers
+(macOS Preview, Finder and Explorer thumbnails, GIMP's "flatten on open") still show the
+picture; when the composite has transparency the document gets a fourth channel and a
+negative layer count, which is how Photoshop marks that channel as the merged alpha.
+
+psd-tools is imported inside the functions: it costs a few hundred milliseconds and the
+image reader only needs `read_header` for most inputs.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import numpy as np
+from PIL import Image
+
+from inference.errors import BadRequest, CorruptImage, ImageTooLarge, InputError
+from inference.formats.atomic import atomic_writer
+from inference.formats.colour import to_srgb_rgba
+from inference.layers import Layer, LayerStack
+
+if TYPE_CHECKING:
+    from psd_tools import PSDImage
+
+DEFAULT_GROUP = "LayerLift"
+# The PSD format (version 1) stops at 30000 px a side; larger needs PSB, which few apps read.
+MAX_PSD_SIDE = 30000
+# psd-tools refuses longer layer names; Photoshop itself allows 255 characters.
+MAX_NAME = 255
+
+_COLOR_MODES = {
+    0: "bitmap",
+    1: "grayscale",
+    2: "indexed",
+    3: "RGB",
+    4: "CMYK",
+    7: "multichannel",
+    8: "duotone",
+    9: "Lab",
+}
+
+
+@dataclass(frozen=True)
+class PsdHeader:
+    """The fixed 26-byte file header: enough to refuse a document before parsing it."""
+
+    width: int
+    height: int
+    channels: int
+    depth: int
+    color_mode: str
+    version: int
+
+
+def read_header(head: bytes, label: str) -> PsdHeader:
+    """Parse the PSD/PSB header in `head` or raise `CorruptImage` naming `label`."""
+    if len(head) < 26 or not head.startswith(b"8BPS"):
+        raise CorruptImage(f"'{label}' is not a complete Photoshop file (its header is cut off)")
+    version, channels, height, width, depth, mode = struct.unpack(">H6xHIIHH", head[4:26])
+    if version not in (1, 2) or not 1 <= channels <= 56 or depth not in (1, 8, 16, 32):
+        raise CorruptImage(f"'{label}' has a damaged Photoshop header")
+    return PsdHeader(int(width), int(height), channels, depth, _COLOR_MODES.get(mode, "?"), version)
+
+
+def _open_document(source: str | Path | BinaryIO, label: str) -> PSDImage:
+    from psd_tools import PSDImage
+
+    try:
+        return PSDImage.open(source)
+    except (OSError, MemoryError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise InputError(f"no such file: '{label}'") from exc
+        raise CorruptImage(f"'{label}' could not be read as a Photoshop file: {exc}") from exc
+    except Exception as exc:  # psd-tools raises many types on damaged files
+        raise CorruptImage(f"'{label}' is a damaged Photoshop file: {exc}") from exc
+
+
+def flatten(source: str | Path | BinaryIO, label: str) -> Image.Image:
+    """The document's composite as a Pillow image, the way Photoshop would show it.
+
+    Uses the stored merged image when the file has one, and composites the layers with
+    psd-tools otherwise.
+    """
+    document = _open_document(source, label)
+    try:
+        image = document.composite()
+    except MemoryError as exc:
+        raise ImageTooLarge(f"'{label}' is too large to flatten in the memory available") from exc
+    except Exception as exc:
+        raise CorruptImage(f"'{label}' could not be flattened: {exc}") from exc
+    if image is None:
+        raise CorruptImage(f"'{label}' has neither a stored composite nor layers to flatten")
+    return image
+
+
+def _fit_name(name: str) -> str:
+    return name[:MAX_NAME]
+
+
+def _check_canvas(stack: LayerStack) -> None:
+    if stack.width < 1 or stack.height < 1:
+        raise BadRequest("cannot write a PSD with an empty canvas")
+    if max(stack.width, stack.height) > MAX_PSD_SIDE:
+        raise BadRequest(
+            f"a PSD holds at most {MAX_PSD_SIDE} pixels a side but the canvas is "
+            f"{stack.width} x {stack.height}; write an .ora file or a folder of PNGs instead"
+        )
+
+
+def build_document(stack: LayerStack, group_name: str | None = None) -> PSDImage:
+    """The in-memory PSD for `stack` (exposed for tests; `write_psd` saves it)."""
+    from psd_tools import PSDImage
+    from psd_tools.constants import Compression
+
+    _check_canvas(stack)
+    composite = stack.composite()
+    transparent = bool((composite[..., 3] < 255).any())
+    document = PSDImage.new("RGBA" if transparent else "RGB", (stack.width, stack.height))
+    # Names go in after creation: the setter stores the Unicode name block and a legacy
+    # Mac Roman name, while the constructors write only the legacy one (and fail on CJK).
+    group = document.create_group(name="group")
+    group.name = _fit_name(group_name or DEFAULT_GROUP)
+    for index, layer in enumerate(stack.trimmed().layers):
+        placeholder = f"layer {index}"
+        if layer.width and layer.height:
+            psd_layer = group.create_pixel_layer_from_array(
+                layer.pixels, name=placeholder, top=layer.y, left=layer.x
+            )
+        else:
+            # Photoshop writes empty layers as a zero-area rectangle with empty channels.
+            psd_layer = group.create_pixel_layer(
+                Image.new("RGB", (0, 0)), name=placeholder, top=layer.y, left=layer.x
+            )
+        psd_layer.name = _fit_name(layer.name)
+        psd_layer.visible = layer.visible
+
+    _store_merged_image(document, composite, transparent, Compression.RLE)
+    return document
+
+
+def _store_merged_image(
+    document: PSDImage, composite: np.ndarray, transparent: bool, compression: Any
+) -> None:
+    """Put the stack's composite in the merged image section, as Photoshop stores it."""
+    record = document._record
+    rgb = composite[..., :3].astype(np.uint32)
+    planes = [rgb[..., c] for c in range(3)]
+    if transparent:
+        # A negative layer count marks the extra channel as the composite's transparency.
+        info = record.layer_and_mask_information.layer_info
+        info.layer_count = -abs(info.layer_count)
+        # Photoshop stores the merged colour over white; readers undo that with the alpha.
+        alpha = composite[..., 3].astype(np.uint32)
+        planes = [(plane * alpha + 255 * (255 - alpha) + 127) // 255 for plane in planes]
+        planes.append(alpha)
+    record.image_data.compression = compression
+    record.image_data.set_data(
+        [plane.astype(np.uint8).tobytes() for plane in planes], record.header
+    )
+
+
+def write_psd(stack: LayerStack, path: str | Path, *, group_name: str | None = None) -> list[Path]:
+    """Write `stack` as a layered PSD at `path`, atomically; returns `[path]`."""
+    target = Path(path)
+    document = build_document(stack, group_name)
+    with atomic_writer(target) as handle:
+        # Not `document.save()`: it would re-render the merged image with psd-tools and
+        # replace the exact composite stored above.
+        document._record.write(handle)
+    return [target]
+
+
+def _layer_rgba(layer: Any, warnings: list[str]) -> tuple[np.ndarray, int, int]:
+    """Pixels and offset of one psd-tools leaf layer, as the user sees it."""
+    plain = layer.kind == "pixel" and not layer.has_mask() and not layer.has_effects()
+    if layer.width == 0 or layer.height == 0:
+        return np.zeros((0, 0, 4), np.uint8), layer.left, layer.top
+    image = layer.topil() if plain else layer.composite()
+    if image is None:
+        return np.zeros((0, 0, 4), np.uint8), layer.left, layer.top
+    left, top = (layer.left, layer.top) if plain else layer.bbox[:2]
+    pixels = to_srgb_rgba(image, warnings)
+    if layer.opacity < 255:
+        alpha = pixels[..., 3].astype(np.uint32) * layer.opacity
+        pixels[..., 3] = ((alpha + 127) // 255).astype(np.uint8)
+    return pixels, int(left), int(top)
+
+
+def read_psd(path: str | Path, *, max_pixels: int) -> LayerStack:
+    """The layers of a PSD as a stack, bottom first, groups flattened into the order.
+
+    A layer inside a hidden group comes back hidden. The name of a single top-level group
+    (ours is "LayerLift") is kept in `stack.meta["group_name"]`.
+    """
+    source = Path(path)
+    label = str(source)
+    try:
+        with open(source, "rb") as handle:
+            header = read_header(handle.read(26), label)
+    except FileNotFoundError as exc:
+        raise InputError(f"no such file: '{label}'") from exc
+    if header.width * header.height > max_pixels:
+        raise ImageTooLarge(
+            f"'{label}' is {header.width} x {header.height} pixels, more than the limit of "
+            f"{max_pixels / 1e6:.1f} megapixels"
+        )
+    document = _open_document(source, label)
+    warnings: list[str] = []
+    layers: list[Layer] = []
+
+    def collect(container: Any, visible: bool) -> None:
+        for child in container:
+            if child.is_group():
+                collect(child, visible and child.visible)
+                continue
+            try:
+                pixels, x, y = _layer_rgba(child, warnings)
+            except MemoryError as exc:
+                raise ImageTooLarge(f"a layer of '{label}' is too large to read") from exc
+            except Exception as exc:
+                raise CorruptImage(
+                    f"layer '{child.name}' of '{label}' could not be read: {exc}"
+                ) from exc
+            layers.append(Layer(child.name, pixels, x, y, visible and child.visible).trimmed())
+
+    collect(document, True)
+    top_level = list(document)
+    meta: dict[str, Any] = {"source_format": "PSD"}
+    if len(top_level) == 1 and top_level[0].is_group():
+        meta["group_name"] = top_level[0].name
+    if warnings:
+        meta["warnings"] = sorted(set(warnings))
+    return LayerStack(header.width, header.height, layers, meta)

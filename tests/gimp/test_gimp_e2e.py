@@ -1,0 +1,211 @@
+"""The GIMP plug-in end to end, in a real headless GIMP 3 talking to the real bridge.
+
+`../shared/gimp3/` builds a Debian trixie chroot with GIMP 3.0 (a few minutes, once) and runs
+a snippet in it. The bridge runs on the host's loopback with the classic backend; the
+chroot shares the network namespace, and the work folder is bind-mounted at the same path so
+the plug-in finds the token where the server wrote it. Everything is checked from outside:
+the XCF's layer tree, the flattened PNG GIMP exports, and the server's own job record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from inference.job_store import RECORD_FILE, STACK_DIR
+from tests.conftest import EXAMPLES, REPO
+from tests.gimp.xcf import read_xcf
+
+GIMP3 = REPO.parent / "shared" / "gimp3"
+PLUGIN = REPO / "gimp_plugin" / "layerlift"
+SNIPPET = Path(__file__).with_name("snippet.py")
+GIMP_TIMEOUT = 240
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def gimp3() -> Path:
+    if not GIMP3.is_dir():
+        pytest.fail(f"{GIMP3} is missing: the GIMP 3 test harness lives in ../shared/gimp3")
+    if os.geteuid() != 0:
+        pytest.fail("the GIMP 3 end-to-end tests need root (chroot, unshare); run them as root")
+    build = subprocess.run([str(GIMP3 / "build-gimp3-chroot.sh")], capture_output=True,
+                           text=True, timeout=1200)
+    assert build.returncode == 0, f"building the GIMP 3 chroot failed:\n{build.stderr[-3000:]}"
+    return GIMP3
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    # Short, bind-mountable path outside pytest's tmp tree (shared with the chroot).
+    path = Path(tempfile.mkdtemp(prefix="llgimp-", dir="/tmp"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class Server:
+    def __init__(self, home: Path, port: int) -> None:
+        self.home = home
+        self.port = port
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Server:
+        (self.home / "config").mkdir(parents=True, exist_ok=True)
+        (self.home / "config" / "settings.json").write_text(json.dumps({"port": self.port}))
+        env = dict(os.environ, LAYERLIFT_HOME=str(self.home))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "desktop.cli", "serve", "--port", str(self.port)],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"server exited: {self.process.stdout.read()}"
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.1)
+        raise AssertionError("the bridge server did not start listening in 30 s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def job_stacks(self) -> list[dict]:
+        """The `stack.json` of every finished job, oldest first (the server's own record)."""
+        found = []
+        for folder in (self.home / "data" / "jobs").iterdir():
+            manifest = folder / STACK_DIR / "stack.json"
+            if manifest.exists():
+                record = json.loads((folder / RECORD_FILE).read_text())
+                found.append((record.get("created", 0), json.loads(manifest.read_text())))
+        return [stack for _, stack in sorted(found, key=lambda item: item[0])]
+
+
+@pytest.fixture
+def server(workdir: Path) -> Iterator[Server]:
+    srv = Server(workdir / "home", _free_port()).start()
+    yield srv
+    srv.stop()
+
+
+def run_gimp(gimp3: Path, workdir: Path, case: str, image: Path, home: Path) -> dict:
+    shutil.copy(image, workdir / "input.png")
+    cmd = [str(gimp3 / "gimp3-run.sh"), "-p", str(PLUGIN), "-B", str(workdir),
+           "-e", f"WORKDIR={workdir}", "-e", f"IMAGE={workdir / 'input.png'}",
+           "-e", f"CASE={case}", "-e", f"LAYERLIFT_HOME={home}", "-t", str(GIMP_TIMEOUT),
+           str(SNIPPET)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=GIMP_TIMEOUT + 60)
+    log = run.stdout + run.stderr
+    (workdir / f"gimp-{case}.log").write_text(log)
+    assert run.returncode == 0, f"GIMP exited {run.returncode}:\n{log[-4000:]}"
+    report = workdir / f"report-{case}.json"
+    assert report.exists(), f"the snippet wrote no report:\n{log[-4000:]}"
+    return json.loads(report.read_text())
+
+
+def _pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGBA")).astype(np.int16)
+
+
+def test_decompose_inserts_one_group_that_recomposites(gimp3, workdir, server):
+    report = run_gimp(gimp3, workdir, "decompose", EXAMPLES / "logo.png", server.home)
+    assert report["ok"], report["message"]
+
+    stacks = server.job_stacks()
+    assert len(stacks) == 2, "one job for the decomposition and one for the recursive run"
+    expected = stacks[0]["layers"]
+    assert len(expected) == 4
+
+    xcf = read_xcf(workdir / "out.xcf")
+    top = xcf.top_level()
+    assert len(top) == 2, [layer.name for layer in top]
+    group = top[0]
+    assert group.is_group and group.name.endswith("– 4 layers")
+    assert "layerlift-group" in group.parasites
+    assert report["selected"] == [group.name], "the new group becomes the active layer"
+    source = top[1]
+    assert not source.visible, "the source layer is hidden, not deleted"
+    children = xcf.children(group)
+    # XCF lists children top first; the server's stack is bottom first.
+    assert [c.name for c in children] == [layer["name"] for layer in reversed(expected)]
+    for child, layer in zip(children, reversed(expected), strict=True):
+        if layer["width"] == 0:
+            continue
+        assert (child.x, child.y, child.width, child.height) == (
+            layer["x"], layer["y"], layer["width"], layer["height"])
+
+    original = _pixels(EXAMPLES / "logo.png")
+    flat = _pixels(workdir / "flat.png")
+    assert flat.shape == original.shape
+    diff = np.abs(flat[..., :3] - original[..., :3])
+    assert np.percentile(diff, 99.9) <= 1, f"flattened result differs: max {diff.max()}"
+
+    # Recursive: the chosen layer was replaced in place by its sub-layers, inside the group.
+    assert report["recursive_ok"], report["recursive_message"]
+    sub_layers = [layer["name"] for layer in stacks[1]["layers"]]
+    assert len(sub_layers) >= 1, f"the recursive job made no layers: {sub_layers}"
+    after = read_xcf(workdir / "recursive.xcf")
+    group_after = after.top_level()[0]
+    # GIMP keeps layer names unique in an image by adding " #1"; compare without it.
+    names_after = [re.sub(r" #\d+$", "", c.name) for c in after.children(group_after)]
+    target_index = [c.name for c in children].index(report["recursive_target"])
+    assert names_after == ([c.name for c in children[:target_index]] + sub_layers[::-1]
+                           + [c.name for c in children[target_index + 1:]])
+    assert len([layer for layer in after.top_level() if layer.is_group]) == 1
+    flat_after = _pixels(workdir / "recursive.png")
+    assert np.percentile(np.abs(flat_after[..., :3] - original[..., :3]), 99.9) <= 2
+
+
+def test_selection_bounds_offset_the_layers(gimp3, workdir, server):
+    report = run_gimp(gimp3, workdir, "selection", EXAMPLES / "logo.png", server.home)
+    assert report["ok"], report["message"]
+    xcf = read_xcf(workdir / "selection.xcf")
+    group = xcf.top_level()[0]
+    children = xcf.children(group)
+    stack = server.job_stacks()[0]
+    assert (stack["width"], stack["height"]) == (200, 150)
+    for child, layer in zip(children, reversed(stack["layers"]), strict=True):
+        if layer["width"]:
+            assert (child.x, child.y) == (40 + layer["x"], 30 + layer["y"])
+
+
+def test_server_not_running_is_a_clear_gimp_error(gimp3, workdir):
+    home = workdir / "home"
+    (home / "config").mkdir(parents=True)
+    (home / "config" / "token").write_text("some-token")
+    (home / "config" / "settings.json").write_text(json.dumps({"port": _free_port()}))
+    report = run_gimp(gimp3, workdir, "no-server", EXAMPLES / "logo.png", home)
+    assert not report["ok"]
+    assert "not running" in report["message"] and "layerlift serve" in report["message"]
+    assert "Traceback" not in report["message"]
+
+
+def test_wrong_token_is_a_clear_gimp_error(gimp3, workdir, server):
+    (server.home / "config" / "token").write_text("not-the-token")
+    report = run_gimp(gimp3, workdir, "wrong-token", EXAMPLES / "logo.png", server.home)
+    assert not report["ok"]
+    assert "token" in report["message"].lower()
+    assert "Traceback" not in report["message"]
