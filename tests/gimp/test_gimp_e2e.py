@@ -9,6 +9,7 @@ the XCF's layer tree, the flattened PNG GIMP exports, and the server's own job r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -30,7 +31,6 @@ from tests.conftest import EXAMPLES, REPO
 from tests.gimp.xcf import read_xcf
 
 GIMP3 = REPO.parent / "shared" / "gimp3"
-PLUGIN = REPO / "gimp_plugin" / "layerlift"
 SNIPPET = Path(__file__).with_name("snippet.py")
 GIMP_TIMEOUT = 240
 
@@ -110,9 +110,19 @@ def server(workdir: Path) -> Iterator[Server]:
     srv.stop()
 
 
+def install_plugin(workdir: Path) -> Path:
+    """Install with the app's own installer; gimp3-run.sh then copies that folder into GIMP."""
+    gimp_dir = workdir / "gimp-config"
+    run = subprocess.run([sys.executable, "-m", "desktop.cli", "install-gimp-plugin",
+                          "--gimp-dir", str(gimp_dir)], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    return gimp_dir / "plug-ins" / "layerlift"
+
+
 def run_gimp(gimp3: Path, workdir: Path, case: str, image: Path, home: Path) -> dict:
     shutil.copy(image, workdir / "input.png")
-    cmd = [str(gimp3 / "gimp3-run.sh"), "-p", str(PLUGIN), "-B", str(workdir),
+    plugin = install_plugin(workdir)
+    cmd = [str(gimp3 / "gimp3-run.sh"), "-p", str(plugin), "-B", str(workdir),
            "-e", f"WORKDIR={workdir}", "-e", f"IMAGE={workdir / 'input.png'}",
            "-e", f"CASE={case}", "-e", f"LAYERLIFT_HOME={home}", "-t", str(GIMP_TIMEOUT),
            str(SNIPPET)]
@@ -209,3 +219,69 @@ def test_wrong_token_is_a_clear_gimp_error(gimp3, workdir, server):
     assert not report["ok"]
     assert "token" in report["message"].lower()
     assert "Traceback" not in report["message"]
+
+
+@contextlib.contextmanager
+def xvfb_display() -> Iterator[str]:
+    """A private X display for the GUI GIMP (Debian's xvfb; `make test` installs it)."""
+    if not shutil.which("Xvfb") or not shutil.which("xdotool"):
+        pytest.fail("the undo test needs Xvfb and xdotool (apt-get install xvfb xdotool)")
+    for number in range(90, 140):
+        if not Path(f"/tmp/.X11-unix/X{number}").exists() and not Path(
+                f"/tmp/.X{number}-lock").exists():
+            break
+    display = f":{number}"
+    process = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x1024x24",
+                                "-nolisten", "tcp"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while not Path(f"/tmp/.X11-unix/X{number}").exists():
+            assert process.poll() is None and time.monotonic() < deadline, "Xvfb did not start"
+            time.sleep(0.1)
+        yield display
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _xdotool(display: str, *args: str) -> str:
+    run = subprocess.run(["xdotool", *args], capture_output=True, text=True, timeout=20,
+                         env=dict(os.environ, DISPLAY=display))
+    return run.stdout
+
+
+def test_one_ctrl_z_removes_everything(gimp3, workdir, server):
+    """In the GUI GIMP: decompose, press Ctrl+Z once in the image window, get the original."""
+    shutil.copy(EXAMPLES / "logo.png", workdir / "input.png")
+    plugin = install_plugin(workdir)
+    with xvfb_display() as display:
+        gimp = subprocess.Popen(
+            [str(Path(__file__).with_name("gimp3_gui_run.sh")), display, str(plugin),
+             str(workdir), str(Path(__file__).with_name("undo_snippet.py")),
+             f"WORKDIR={workdir}", f"LAYERLIFT_HOME={server.home}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + GIMP_TIMEOUT
+            while not (workdir / "ready").exists():
+                assert gimp.poll() is None, f"GIMP exited early:\n{gimp.stdout.read()[-4000:]}"
+                assert time.monotonic() < deadline, "GIMP never finished the decomposition"
+                time.sleep(0.2)
+            window = _xdotool(display, "search", "--name", r"\[.*\].*GIMP$").split()
+            assert window, "no GIMP image window on the display"
+            _xdotool(display, "windowfocus", "--sync", window[0])
+            _xdotool(display, "key", "--clearmodifiers", "ctrl+z")
+            time.sleep(1.0)  # the key press is asynchronous; GIMP needs a moment to undo
+            (workdir / "undone").touch()
+            log, _ = gimp.communicate(timeout=GIMP_TIMEOUT)
+        finally:
+            if gimp.poll() is None:
+                gimp.kill()
+    (workdir / "gimp-undo.log").write_text(log)
+    assert gimp.returncode == 0, log[-4000:]
+    report = json.loads((workdir / "report-undo.json").read_text())
+    assert report["ok"], report["message"]
+    assert report["before"] == [["Background", True, False]]
+    assert len(report["decomposed"]) == 2 and report["decomposed"][0][2], report["decomposed"]
+    assert report["after"] == report["before"], "one Ctrl+Z must restore the image exactly"
+    assert np.array_equal(_pixels(workdir / "undone.png"), _pixels(EXAMPLES / "logo.png"))

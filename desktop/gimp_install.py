@@ -1,0 +1,71 @@
+"""Find the GIMP 3 plug-in that ships with LayerLift and copy it where GIMP looks for it.
+
+GIMP 3 loads a Python plug-in from `<GIMP config>/3.0/plug-ins/<name>/<name>.py`, and only if
+that file is executable. The source is the `gimp_plugin/layerlift/` folder next to the
+packages in a checkout, or the same folder inside a PyInstaller bundle.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+PLUGIN_NAME = "layerlift"
+GIMP_SERIES = "3.0"
+
+
+def plugin_source() -> Path:
+    bundle = getattr(sys, "_MEIPASS", None)
+    candidates = [Path(bundle) / "gimp_plugin" / PLUGIN_NAME] if bundle else []
+    candidates.append(Path(__file__).resolve().parent.parent / "gimp_plugin" / PLUGIN_NAME)
+    for candidate in candidates:
+        if (candidate / f"{PLUGIN_NAME}.py").is_file():
+            return candidate
+    raise FileNotFoundError("the GIMP plug-in is not part of this installation "
+                            f"(looked in {', '.join(str(c) for c in candidates)})")
+
+
+def gimp_config_dir(platform: str | None = None, environ: dict[str, str] | None = None) -> Path:
+    """GIMP's own per-user folder (`gimp_directory()`), by GIMP's rules for each platform."""
+    env = os.environ if environ is None else environ
+    override = env.get("GIMP3_DIRECTORY")
+    if override:
+        return Path(override)
+    platform = platform or sys.platform
+    if platform.startswith("win"):
+        base = env.get("APPDATA") or str(Path.home() / "AppData" / "Roaming")
+        return Path(base) / "GIMP" / GIMP_SERIES
+    if platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "GIMP" / GIMP_SERIES
+    base = env.get("XDG_CONFIG_HOME", "").strip() or str(Path.home() / ".config")
+    return Path(base) / "GIMP" / GIMP_SERIES
+
+
+def plugin_target(config_dir: Path | None = None) -> Path:
+    return (config_dir or gimp_config_dir()) / "plug-ins" / PLUGIN_NAME
+
+
+def plugin_files(source: Path) -> list[Path]:
+    return sorted(path for path in source.glob("*.py") if path.is_file())
+
+
+def install(target: Path, source: Path | None = None, dry_run: bool = False) -> list[Path]:
+    """Copy the plug-in's modules to `target` (replacing an older copy); return the files."""
+    source = source or plugin_source()
+    files = plugin_files(source)
+    written = [target / path.name for path in files]
+    if dry_run:
+        return written
+    staging = target.with_name(target.name + ".installing")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for path in files:
+        shutil.copy2(path, staging / path.name)
+    main = staging / f"{PLUGIN_NAME}.py"
+    main.chmod(main.stat().st_mode | 0o755)
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    return written
