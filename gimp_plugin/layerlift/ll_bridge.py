@@ -203,6 +203,11 @@ class BridgeSession:
                       "bytes": len(pixels)},
             "result_encoding": "rgba8",
         })
+        # The server checks the announced size first and says `ready` (or refuses without
+        # costing a 100 MB upload); only then do the pixels go.
+        ready = self._recv_json(timeout=60)
+        if ready.get("type") != "ready" or ready.get("request_id") != request_id:
+            raise BridgeError("protocol_error", f"expected ready, got {ready.get('type')}")
         header = FRAME_HEADER.pack(MAGIC, KIND_IMAGE, ENCODING_RGBA8, 0,
                                    request_id.encode("ascii"), width, height)
         assert self.ws is not None

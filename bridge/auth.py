@@ -1,0 +1,158 @@
+"""Who may talk to the bridge: the token file, pairing codes, and Host/Origin checks.
+
+The threat is not a remote attacker (we listen on loopback) but a web page in the user's
+browser: it can open `ws://127.0.0.1:PORT` (WebSockets are not bound by CORS) or reach it
+through DNS rebinding. So: a token only the user's processes can read, compared in constant
+time; a Host header that must name loopback and our port; and no web Origin at all.
+
+The Photoshop panel cannot read files, so the tray (or `layerlift pair`) shows a short code
+that the panel exchanges once for the token. Codes live in a 0600 file so that the CLI that
+creates one and the server that redeems it can be different processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import stat
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from inference import paths
+
+PAIRING_FILE = "pairing.json"
+PAIRING_TTL = 120.0  # seconds a pairing code stays valid
+PAIRING_ATTEMPTS = 5  # wrong guesses before a code is void
+PAIRING_DIGITS = 6
+
+# The Photoshop panel's UXP plug-in id (photoshop_plugin/manifest.json). UXP sends
+# `Origin: uxp://<plugin id>` on its WebSocket handshake (as far as public plug-ins show);
+# that one value is allowed, every other Origin is refused. See docs/protocol.md.
+UXP_PLUGIN_ID = "com.layerlift.photoshop"
+UXP_ORIGIN = f"uxp://{UXP_PLUGIN_ID}"
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` readable by the owner only, atomically."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def token_path() -> Path:
+    return paths.config_dir() / paths.TOKEN_FILE
+
+
+def read_token() -> str | None:
+    """The install's token, or None when none was made yet (the server makes it)."""
+    try:
+        text = token_path().read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return text or None
+
+
+def load_or_create_token() -> str:
+    """The token, created on first use; its file is tightened to 0600 if it was looser."""
+    path = token_path()
+    token = read_token()
+    if token is None:
+        token = secrets.token_urlsafe(32)
+        _write_private(path, token + "\n")
+    elif os.name == "posix":
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            path.chmod(0o600)
+    return token
+
+
+def token_matches(expected: str, given: object) -> bool:
+    """Constant-time comparison; anything that is not a string never matches."""
+    if not isinstance(given, str):
+        return False
+    return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8", "replace"))
+
+
+# -- pairing ----------------------------------------------------------------------------------
+def _pairing_path() -> Path:
+    return paths.config_dir() / PAIRING_FILE
+
+
+def _hash(code: str) -> str:
+    return hashlib.sha256(code.encode("utf-8")).hexdigest()
+
+
+def create_pairing_code(ttl: float = PAIRING_TTL) -> tuple[str, float]:
+    """A fresh one-time code (replacing any earlier one) and its expiry (epoch seconds)."""
+    code = "".join(secrets.choice("0123456789") for _ in range(PAIRING_DIGITS))
+    expires = time.time() + ttl
+    record = {"hash": _hash(code), "expires": expires, "attempts": PAIRING_ATTEMPTS}
+    _write_private(_pairing_path(), json.dumps(record))
+    return code, expires
+
+
+def redeem_pairing_code(code: object) -> str | None:
+    """The token if `code` is the current, unexpired code (which is then used up), else None.
+
+    A wrong guess costs one of the code's few attempts, so a six-digit code cannot be
+    brute-forced in its short life.
+    """
+    path = _pairing_path()
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        digest, expires, attempts = record["hash"], float(record["expires"]), record["attempts"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if time.time() > expires or not isinstance(attempts, int) or attempts <= 0:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
+    given = "".join(code.split()) if isinstance(code, str) else ""
+    if hmac.compare_digest(digest.encode(), _hash(given).encode()):
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return load_or_create_token()
+    record["attempts"] = attempts - 1
+    if record["attempts"] <= 0:
+        with contextlib.suppress(OSError):
+            path.unlink()
+    else:
+        _write_private(path, json.dumps(record))
+    return None
+
+
+# -- handshake checks -------------------------------------------------------------------------
+def allowed_hosts(port: int, extra: Iterable[str] = ()) -> frozenset[str]:
+    """Host header values we answer to: loopback names with our port (and `extra` hosts)."""
+    names = list(LOOPBACK_NAMES)
+    for host in extra:
+        names.append(f"[{host}]" if ":" in host and not host.startswith("[") else host)
+    return frozenset(f"{name}:{port}".lower() for name in names)
+
+
+def refuse_reason(
+    hosts: list[str],
+    origins: list[str],
+    allowed: frozenset[str],
+    allowed_origins: Iterable[str] = (UXP_ORIGIN,),
+) -> str | None:
+    """Why a handshake must be refused (DNS rebinding, a web page), or None to accept it."""
+    if len(hosts) != 1 or hosts[0].strip().lower() not in allowed:
+        return "the Host header must name this computer's loopback address and port"
+    if origins and (len(origins) != 1 or origins[0] not in set(allowed_origins)):
+        return "web pages may not connect to LayerLift"
+    return None

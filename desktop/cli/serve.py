@@ -1,0 +1,98 @@
+"""`layerlift serve`: the bridge server without the tray, for scripts and headless machines.
+
+The tray app hosts the same `BridgeServer` in-process; this command exists so the plug-ins
+can be used (and tested) with no GUI at all. It listens on loopback unless told otherwise,
+and says loudly when told otherwise: anyone who can reach the port and learns the token can
+use the GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0-65535, got {value}")
+    return value
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the local bridge server the GIMP and Photoshop plug-ins talk to",
+        description="Serve the LayerLift WebSocket bridge (docs/protocol.md) until Ctrl-C.",
+    )
+    parser.add_argument("--port", type=_port, default=None,
+                        help="TCP port (default: the settings' port, 47811)")
+    parser.add_argument("--host", default=None,
+                        help="address to listen on (default 127.0.0.1; anything else exposes "
+                             "the server to the network)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every connection")
+    return parser
+
+
+def exposure_warning(host: str) -> str | None:
+    """The banner printed when the server is reachable from other computers."""
+    from bridge.server import is_loopback
+
+    if is_loopback(host):
+        return None
+    return ("=" * 72 + "\n"
+            f"WARNING: listening on {host}, not on loopback. Other computers can reach\n"
+            "this server; anyone who learns the token can run jobs on this machine.\n"
+            + "=" * 72)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bridge.auth import load_or_create_token, token_path
+    from bridge.server import BridgeServer, ServerConfig
+    from inference.jobs import JobRunner
+    from inference.settings import Settings
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.load()
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port
+    warning = exposure_warning(host)
+    if warning:
+        print(warning, file=sys.stderr)
+    token = load_or_create_token()
+    runner = JobRunner(settings).start()
+    server = BridgeServer(runner, ServerConfig(host=host, port=port), token=token)
+
+    async def main() -> None:
+        try:
+            await server.start()
+        except OSError as exc:
+            raise SystemExit(
+                f"error: cannot listen on {host}:{port}: {exc.strerror or exc}"
+            ) from None
+        print(f"LayerLift bridge on {server.url} (token in {token_path()}); Ctrl-C stops it",
+              file=sys.stderr, flush=True)
+        try:
+            await server.serve_forever()
+        finally:
+            await server.stop()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    except SystemExit as exc:
+        print(exc.code, file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        runner.stop()
+    return EXIT_OK

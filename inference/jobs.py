@@ -1,0 +1,578 @@
+"""The job runner: one FIFO queue, one job on the backend at a time, results on disk first.
+
+A GPU holds one 20B-parameter model at a time, so jobs from every client (GIMP, Photoshop, the
+desktop window) go through a single worker thread. The runner keeps each job's state, forwards
+backend progress to subscribers, honours cancel for queued and running jobs, and writes every
+finished job to its folder (`inference.job_store`) *before* it reports "done", so a result is
+never announced that a reconnecting client could not fetch.
+
+Subscribers are called with the runner's lock held, from the worker thread or from the thread
+that called `submit`/`cancel`: that keeps events in order, but a callback must be quick and
+must not wait on anything (the bridge hands events to its event loop with
+`call_soon_threadsafe`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+
+from inference.backends.base import Availability, Backend, CancelToken, DecomposeRequest, Progress
+from inference.errors import BadRequest, Cancelled, LayerLiftError
+from inference.job_store import JobStore, valid_job_id
+from inference.layers import LayerStack, as_rgba8
+from inference.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(LayerLiftError):
+    """Too many jobs waiting; the client should retry after some finish."""
+
+    code = "queue_full"
+
+
+class UnknownJob(LayerLiftError):
+    """No job with that id (never existed, or its result was removed by retention)."""
+
+    code = "unknown_job"
+
+
+class ResultUnavailable(LayerLiftError):
+    """The job exists but has no result to send (failed, cancelled, or not finished yet)."""
+
+    code = "no_result"
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    LOADING = "loading"
+    RUNNING = "running"
+    REFINING = "refining"
+    WRITING = "writing"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
+
+# Backend progress stages that are states of their own; any other stage counts as running.
+_STAGE_STATES = {
+    "load": JobState.LOADING,
+    "loading": JobState.LOADING,
+    "refine": JobState.REFINING,
+    "refining": JobState.REFINING,
+}
+
+
+def _json_number(value: Any) -> float | None:
+    """JSON has no infinity or NaN (JavaScript's JSON.parse rejects them): send null."""
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+class BackendProvider:
+    """Which backends exist, which one `auto` means, and how to build one.
+
+    The default uses the registry in `inference.backends`; tests pass their own (a slow
+    backend for cancel tests) without touching the registry.
+    """
+
+    def names(self) -> list[str]:
+        from inference.backends import backend_names
+
+        return backend_names()
+
+    def describe(self, settings: Settings) -> list[dict[str, Any]]:
+        from inference.backends import availability, backend_class
+
+        described = []
+        for name in self.names():
+            label = name
+            try:
+                avail = availability(name, settings)
+                if avail.ok:
+                    label = getattr(backend_class(name), "label", name)
+            except Exception as exc:  # a broken backend must not hide the others
+                avail = Availability(False, f"{type(exc).__name__}: {exc}")
+            described.append(
+                {"name": name, "label": label, "available": avail.ok, "reason": avail.reason}
+            )
+        return described
+
+    def resolve(self, name: str, settings: Settings) -> str:
+        from inference.backends import choose_backend
+
+        return choose_backend(name, settings)[0]
+
+    def create(self, name: str, settings: Settings) -> Backend:
+        from inference.backends import create_backend
+
+        return create_backend(name, settings)
+
+
+@dataclass
+class Job:
+    """A job as the runner tracks it; `record()` is what clients and job.json see."""
+
+    id: str
+    backend: str
+    request: DecomposeRequest
+    width: int
+    height: int
+    owner: str | None = None
+    created: float = field(default_factory=time.time)
+    state: JobState = JobState.QUEUED
+    position: int | None = None
+    stage: str = "queued"
+    fraction: float = 0.0
+    step: int | None = None
+    total: int | None = None
+    message: str = ""
+    started: float | None = None
+    finished: float | None = None
+    error: dict[str, str] | None = None
+    result: dict[str, Any] | None = None
+    image: np.ndarray | None = None
+    cancel_token: CancelToken = field(default_factory=CancelToken)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "state": str(self.state),
+            "backend": self.backend,
+            "created": self.created,
+            "started": self.started,
+            "finished": self.finished,
+            "position": self.position,
+            "params": {
+                "layers": self.request.layers,
+                "seed": self.request.seed,
+                "options": dict(self.request.options),
+                "width": self.width,
+                "height": self.height,
+            },
+            "progress": {
+                "stage": self.stage,
+                "fraction": round(self.fraction, 4),
+                "step": self.step,
+                "total": self.total,
+                "message": self.message,
+            },
+            "error": dict(self.error) if self.error else None,
+            "result": dict(self.result) if self.result else None,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Job:
+        """Rebuild a finished job from its job.json (no image, nothing to run)."""
+        params = record.get("params") or {}
+        progress = record.get("progress") or {}
+        try:
+            state = JobState(record.get("state"))
+        except ValueError:
+            state = JobState.FAILED
+        job = cls(
+            id=record["id"],
+            backend=str(record.get("backend", "")),
+            request=DecomposeRequest(
+                layers=params.get("layers"),
+                seed=int(params.get("seed", 0)),
+                options=dict(params.get("options") or {}),
+            ),
+            width=int(params.get("width", 0)),
+            height=int(params.get("height", 0)),
+            created=float(record.get("created") or 0.0),
+            state=state,
+            stage=str(progress.get("stage", state)),
+            fraction=float(progress.get("fraction") or 0.0),
+            started=record.get("started"),
+            finished=record.get("finished"),
+            error=record.get("error"),
+            result=record.get("result"),
+        )
+        if state not in TERMINAL:
+            # It was running when the server stopped; its image is gone with the process.
+            job.state = JobState.FAILED
+            job.error = {"code": "interrupted", "message": "the server stopped during this job"}
+        return job
+
+
+# Called as listener(record, owner): `owner` is whatever the submitter passed (the bridge's
+# connection id), kept out of the record because it means nothing to other clients.
+JobListener = Callable[[dict[str, Any], str | None], None]
+
+
+class JobRunner:
+    """Queue, worker thread, cancel, results on disk. Thread-safe."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        store: JobStore | None = None,
+        provider: BackendProvider | None = None,
+        max_queue: int = 256,
+        prune_interval: float = 10.0,
+    ) -> None:
+        self.settings = settings if settings is not None else Settings()
+        self.store = store if store is not None else JobStore()
+        self.provider = provider if provider is not None else BackendProvider()
+        self.max_queue = max_queue
+        self.prune_interval = prune_interval
+        self._last_prune = 0.0
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._queue: deque[Job] = deque()
+        self._jobs: dict[str, Job] = {}
+        self._running: Job | None = None
+        self._backends: dict[str, Backend] = {}
+        self._listeners: list[JobListener] = []
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        for record in self.store.load_records():
+            try:
+                job = Job.from_record(record)
+            except (KeyError, TypeError, ValueError, LayerLiftError) as exc:
+                log.warning("ignoring job record %s: %s", record.get("id"), exc)
+                continue
+            self._jobs[job.id] = job
+        self.prune()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> JobRunner:
+        with self._lock:
+            if self._thread is None:
+                self._stopping = False
+                self._thread = threading.Thread(
+                    target=self._work, name="layerlift-jobs", daemon=True
+                )
+                self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Cancel everything, wait for the worker, unload backends."""
+        with self._lock:
+            self._stopping = True
+            for job in list(self._queue):
+                self._finish_cancelled_queued(job)
+            self._queue.clear()
+            if self._running is not None:
+                self._running.cancel_token.cancel()
+            self._changed.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        with self._lock:
+            self._thread = None
+        self.unload()
+
+    def unload(self) -> None:
+        """Free every loaded model (the tray's "unload" item); the next job loads again."""
+        with self._lock:
+            backends, self._backends = self._backends, {}
+        for backend in backends.values():
+            try:
+                backend.unload()
+            except Exception:  # an unload that fails must not take the server down
+                log.exception("unloading backend %s failed", backend)
+
+    # -- subscriptions -----------------------------------------------------------------------
+    def subscribe(self, listener: JobListener) -> Callable[[], None]:
+        """Call `listener(record, owner)` on every change of any job; returns the unsubscribe."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _emit(self, job: Job) -> None:
+        """Tell listeners (lock held, so events arrive in the order states changed)."""
+        record = job.record()
+        for listener in list(self._listeners):
+            try:
+                listener(record, job.owner)
+            except Exception:
+                log.exception("job listener failed")
+        self._changed.notify_all()
+
+    # -- queries -----------------------------------------------------------------------------
+    def backends(self) -> list[dict[str, Any]]:
+        return self.provider.describe(self.settings)
+
+    def resolve_backend(self, name: str) -> str:
+        """`auto` or a name -> the backend that will run (raises if it cannot run here)."""
+        return self.provider.resolve(name, self.settings)
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        return self._job(job_id).record()
+
+    def _job(self, job_id: str) -> Job:
+        with self._lock:
+            job = self._jobs.get(job_id) if valid_job_id(job_id) else None
+        if job is None:
+            raise UnknownJob(f"no job {job_id!r} (it may have been removed by retention)")
+        return job
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every known job, oldest first."""
+        with self._lock:
+            jobs = sorted(self._jobs.values(), key=lambda j: j.created)
+            return [job.record() for job in jobs]
+
+    def active_count(self, owner: str | None = None) -> int:
+        """Queued plus running jobs, of one owner or of everyone."""
+        with self._lock:
+            active = list(self._queue) + ([self._running] if self._running else [])
+            return sum(1 for job in active if owner is None or job.owner == owner)
+
+    def read_result(self, job_id: str) -> LayerStack:
+        """The finished stack, read back from the job's folder."""
+        job = self._job(job_id)
+        if job.state is not JobState.DONE:
+            raise ResultUnavailable(f"job {job_id} has no result: it is {job.state}")
+        try:
+            return self.store.read_result(job_id)
+        except (OSError, ValueError, LayerLiftError) as exc:
+            raise ResultUnavailable(f"the result of job {job_id} cannot be read: {exc}") from exc
+
+    def wait(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Block until the job is finished (or `timeout` passes); returns its record."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while True:
+                job = self._job(job_id)
+                if job.state in TERMINAL:
+                    return job.record()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return job.record()
+                self._changed.wait(remaining)
+
+    # -- submit and cancel -------------------------------------------------------------------
+    def submit(
+        self,
+        image: np.ndarray,
+        request: DecomposeRequest,
+        backend: str = "auto",
+        owner: str | None = None,
+    ) -> dict[str, Any]:
+        """Queue a decomposition; returns the job's record (state queued, with position)."""
+        try:
+            pixels = as_rgba8(image)
+        except (TypeError, ValueError) as exc:
+            raise BadRequest(f"the image cannot be used: {exc}") from exc
+        name = self.provider.resolve(backend, self.settings)
+        with self._lock:
+            if self._stopping:
+                raise QueueFull("the server is shutting down")
+            if len(self._queue) >= self.max_queue:
+                raise QueueFull(f"{len(self._queue)} jobs are waiting already; try again later")
+            job_id = secrets.token_hex(8)
+            while job_id in self._jobs:
+                job_id = secrets.token_hex(8)
+            job = Job(
+                id=job_id,
+                backend=name,
+                request=request,
+                width=int(pixels.shape[1]),
+                height=int(pixels.shape[0]),
+                owner=owner,
+                image=pixels,
+            )
+            self._jobs[job_id] = job
+            self._queue.append(job)
+            job.position = self._position(job)
+            job.message = "waiting for the backend"
+            self._emit(job)
+            return job.record()
+
+    def _position(self, job: Job) -> int:
+        """1 = next to run. The running job is not in the queue."""
+        return self._queue.index(job) + 1
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a queued job at once or ask a running one to stop; finished jobs stay."""
+        job = self._job(job_id)
+        with self._lock:
+            if job in self._queue:
+                self._queue.remove(job)
+                self._finish_cancelled_queued(job)
+                self._announce_positions()
+            elif job is self._running:
+                job.cancel_token.cancel()
+                job.message = "cancelling"
+                self._emit(job)
+            return job.record()
+
+    def _finish_cancelled_queued(self, job: Job) -> None:
+        job.state = JobState.CANCELLED
+        job.stage = "cancelled"
+        job.position = None
+        job.image = None
+        job.finished = time.time()
+        job.message = "cancelled before it started"
+        job.error = {"code": Cancelled.code, "message": "cancelled by the user"}
+        self._save_record(job)
+        self._emit(job)
+
+    def _announce_positions(self) -> None:
+        for job in self._queue:
+            position = self._position(job)
+            if position != job.position:
+                job.position = position
+                self._emit(job)
+
+    # -- the worker --------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue and not self._stopping:
+                    self._changed.wait()
+                if self._stopping:
+                    return
+                job = self._queue.popleft()
+                self._running = job
+                job.position = None
+                job.started = time.time()
+                job.state = JobState.LOADING
+                job.stage = "loading"
+                job.message = f"preparing the {job.backend} backend"
+                self._emit(job)
+                self._announce_positions()
+            try:
+                self._run(job)
+            finally:
+                with self._lock:
+                    self._running = None
+                    if time.monotonic() - self._last_prune >= self.prune_interval:
+                        self.prune()
+                    self._changed.notify_all()
+
+    def _backend(self, name: str) -> Backend:
+        with self._lock:
+            backend = self._backends.get(name)
+        if backend is None:
+            backend = self.provider.create(name, self.settings)
+            with self._lock:
+                self._backends[name] = backend
+        return backend
+
+    def _on_progress(self, job: Job, event: Progress) -> None:
+        with self._lock:
+            if job.state in TERMINAL:
+                return
+            job.state = _STAGE_STATES.get(event.stage.lower(), JobState.RUNNING)
+            job.stage = event.stage
+            job.fraction = max(job.fraction, min(1.0, max(0.0, float(event.fraction))))
+            job.step, job.total = event.step, event.total
+            job.message = event.message
+            self._emit(job)
+
+    def _run(self, job: Job) -> None:
+        image, job.image = job.image, None
+        token = job.cancel_token
+        try:
+            token.raise_if_cancelled()
+            backend = self._backend(job.backend)
+            token.raise_if_cancelled()
+            with self._lock:
+                job.state, job.stage, job.message = JobState.RUNNING, "running", ""
+                self._emit(job)
+            stack = backend.decompose(image, job.request, lambda e: self._on_progress(job, e),
+                                      token)
+            del image
+            # A cancel that came after the backend's last poll still wins.
+            token.raise_if_cancelled()
+            with self._lock:
+                job.state, job.stage, job.message = JobState.WRITING, "writing", "saving layers"
+                self._emit(job)
+            self._finish_done(job, stack)
+        except Cancelled as exc:
+            self._finish(job, JobState.CANCELLED, {"code": exc.code, "message": exc.message})
+        except LayerLiftError as exc:
+            self._finish(job, JobState.FAILED, {"code": exc.code, "message": exc.message})
+        except MemoryError:
+            self._finish(job, JobState.FAILED, {
+                "code": "out_of_memory", "message": "the computer ran out of memory for this job"
+            })
+        except Exception as exc:
+            log.exception("job %s failed", job.id)
+            self._finish(job, JobState.FAILED, {
+                "code": "internal", "message": f"internal error: {type(exc).__name__}: {exc}"
+            })
+
+    def _finish_done(self, job: Job, stack: LayerStack) -> None:
+        trimmed = stack.trimmed()
+        result = {
+            "layers": len(trimmed.layers),
+            "names": [layer.name for layer in trimmed.layers],
+            "psnr": _json_number(trimmed.meta.get("psnr")),
+            "exact": trimmed.meta.get("psnr") == math.inf,
+            "note": trimmed.meta.get("note"),
+        }
+        finished = time.time()
+        record = job.record()
+        record.update(state=str(JobState.DONE), finished=finished, result=result)
+        record["progress"].update(stage="done", fraction=1.0, message="")
+        try:
+            self.store.save(record, trimmed)
+        except OSError as exc:
+            self._finish(job, JobState.FAILED, {
+                "code": "write_failed", "message": f"the result could not be saved: {exc}"
+            }, save=False)
+            return
+        with self._lock:
+            job.state, job.stage, job.fraction, job.message = JobState.DONE, "done", 1.0, ""
+            job.finished, job.result = finished, result
+            self._emit(job)
+
+    def _finish(
+        self, job: Job, state: JobState, error: dict[str, str], save: bool = True
+    ) -> None:
+        with self._lock:
+            job.state, job.stage, job.error = state, str(state), error
+            job.finished = time.time()
+            job.message = error["message"]
+            if save:
+                self._save_record(job)
+            self._emit(job)
+
+    def _save_record(self, job: Job) -> None:
+        try:
+            self.store.save(job.record())
+        except OSError as exc:
+            log.warning("could not save the record of job %s: %s", job.id, exc)
+
+    def prune(self) -> list[str]:
+        """Apply the retention settings now (the worker also does it between jobs)."""
+        with self._lock:
+            self._last_prune = time.monotonic()
+            protect = {self._running.id} if self._running else set()
+            try:
+                removed = self.store.prune(
+                    self.settings.results_keep_days, self.settings.results_max_mb, protect
+                )
+            except OSError as exc:
+                log.warning("pruning old results failed: %s", exc)
+                return []
+            for job_id in removed:
+                job = self._jobs.get(job_id)
+                if job is not None and job.state in TERMINAL:
+                    del self._jobs[job_id]
+            return removed

@@ -1,0 +1,24 @@
+"use strict";
+/* Entry point loaded by index.html inside Photoshop: set up the panel once it is shown. */
+const { entrypoints } = require("uxp");
+const { createPanel } = require("./src/panel");
+
+let panel = null;
+
+entrypoints.setup({
+  panels: {
+    "layerlift.panel": {
+      show() {
+        if (panel) return;
+        panel = createPanel({
+          document,
+          photoshop: require("photoshop"),
+          uxp: require("uxp"),
+          WebSocket,
+          storage: window.localStorage,
+        });
+      },
+      hide() {},
+    },
+  },
+});

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# System packages the test suite drives for real: Xvfb (a virtual screen for the desktop
+# screenshot and the GUI GIMP undo test) and xdotool (real key presses into GIMP).
+# `make test` runs this; it installs what is missing when it can (root on Debian/Ubuntu) and
+# otherwise names the command to run. The GIMP 3 chroot is built by its own test fixture
+# (../shared/gimp3/build-gimp3-chroot.sh, idempotent).
+set -euo pipefail
+missing=()
+command -v Xvfb >/dev/null 2>&1 || missing+=(xvfb)
+command -v xdotool >/dev/null 2>&1 || missing+=(xdotool)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing system packages for the tests: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    exit 0
+fi
+echo "error: the tests need these system packages: ${missing[*]}" >&2
+echo "install them with: sudo apt-get install ${missing[*]}" >&2
+exit 1
