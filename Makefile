@@ -3,8 +3,9 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
-# Pinned so that the test set-up installs the small CPU wheel (see README, "Tests").
-TORCH_TEST_PIN := torch==2.13.0
+# The test set-up pins the torch/torchvision pair that installs from this machine's local disk
+# (the Qwen processor needs torchvision); any other spec would download gigabytes.
+TORCH_TEST_PINS := torch==2.14.1 torchvision==0.29.1
 
 .PHONY: demo test lint clean examples bench
 
@@ -14,7 +15,8 @@ $(VENV)/.base: pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.base
-	$(PIP) install -e '.[dev]'
+	$(PIP) install $(TORCH_TEST_PINS)
+	$(PIP) install -e '.[dev,qwen,desktop]'
 	touch $@
 
 demo: $(VENV)/.base
@@ -22,6 +24,7 @@ demo: $(VENV)/.base
 	$(VENV)/bin/layerlift decompose examples/poster.png -o out/poster.psd --backend classic
 
 test: $(VENV)/.dev
+	bash tests/install_system_deps.sh
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from inference import __version__
 
 # Subcommand modules under desktop.cli, in the order `--help` lists them.
-COMMANDS: tuple[str, ...] = ("decompose",)
+COMMANDS: tuple[str, ...] = ("decompose", "serve", "token", "pair", "install_gimp_plugin", "tray",
+                              "build_ccx")
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -40,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # `layerlift` alone starts the tray app
+        argv = ["tray"]
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

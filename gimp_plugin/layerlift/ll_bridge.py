@@ -202,6 +202,9 @@ class BridgeSession:
             "image": {"encoding": "rgba8", "width": width, "height": height,
                       "bytes": len(pixels)},
             "result_encoding": "rgba8",
+            # GIMP's Cancel ends this process without a word to the server: let the dropped
+            # connection itself cancel the job, so the GPU is not kept busy for nobody.
+            "cancel_on_disconnect": True,
         })
         # The server checks the announced size first and says `ready` (or refuses without
         # costing a 100 MB upload); only then do the pixels go.

@@ -1,0 +1,69 @@
+"""`layerlift tray` (and `layerlift` with no arguments): the tray app with its window.
+
+Qt is imported inside `run`, so `layerlift --help` and the other subcommands never pay for
+it, and a machine without the `desktop` extra gets a sentence instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from typing import Any
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _layers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"the layer count is 1-10, got {value}")
+    return value
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "tray",
+        help="start the tray app (the default when no command is given)",
+        description="Start LayerLift in the system tray: it hosts the bridge for the GIMP and "
+                    "Photoshop plug-ins and the LayerLift window. A second start brings the "
+                    "running one's window forward.",
+    )
+    parser.add_argument("--open", metavar="PICTURE", default=None,
+                        help="open this picture in the window")
+    parser.add_argument("--show", action="store_true", help="show the window at start")
+    # Hidden hooks for tests and bench/startup.py.
+    hidden = argparse.SUPPRESS
+    parser.add_argument("--decompose", action="store_true", help=hidden)
+    parser.add_argument("--backend", default="auto", help=hidden)
+    parser.add_argument("--layers", type=_layers, default=None, help=hidden)
+    parser.add_argument("--screenshot", default=None, help=hidden)
+    parser.add_argument("--quit-after", action="store_true", help=hidden)
+    parser.add_argument("--ready-file", default=None, help=hidden)
+    parser.add_argument("--exit-after-ready", type=float, default=None, help=hidden)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("PySide6") is None:
+        print("error: the tray app needs PySide6: pip install 'layerlift[desktop]' "
+              "(`layerlift --help` lists the commands that work without it)", file=sys.stderr)
+        return EXIT_FAILURE
+    from desktop.app import AppOptions
+    from desktop.app import run as run_app
+
+    options = AppOptions(
+        open=getattr(args, "open", None),
+        show_window=bool(getattr(args, "show", False)),
+        decompose=bool(getattr(args, "decompose", False)),
+        backend=getattr(args, "backend", "auto"),
+        layers=getattr(args, "layers", None),
+        screenshot=getattr(args, "screenshot", None),
+        quit_after=bool(getattr(args, "quit_after", False)),
+        ready_file=getattr(args, "ready_file", None),
+        exit_after_ready=getattr(args, "exit_after_ready", None),
+    )
+    return run_app(options)

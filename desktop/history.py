@@ -1,0 +1,102 @@
+"""Recent jobs, read from the job runner (and so from the job folders on disk).
+
+Job records do not say which file a picture came from (plug-ins send pixels, not paths), so
+the window remembers the names of the pictures it sent in a small JSON file beside the jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWidget
+
+from inference import paths
+
+log = logging.getLogger(__name__)
+
+NAMES_FILE = "desktop-names.json"
+_MAX_NAMES = 500
+JOB_ID_ROLE = Qt.ItemDataRole.UserRole
+
+
+class SourceNames:
+    """job id -> the file name the picture was opened from; best effort, never fatal."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or paths.data_dir() / NAMES_FILE
+        self._names: dict[str, str] = {}
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if isinstance(data, dict):
+                self._names = {str(k): str(v) for k, v in data.items()}
+
+    def get(self, job_id: str) -> str | None:
+        return self._names.get(job_id)
+
+    def set(self, job_id: str, name: str) -> None:
+        self._names[job_id] = name
+        if len(self._names) > _MAX_NAMES:
+            for key in list(self._names)[: len(self._names) - _MAX_NAMES]:
+                del self._names[key]
+        tmp = self.path.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(self._names), encoding="utf-8")
+            tmp.replace(self.path)
+        except OSError as exc:
+            log.warning("could not save picture names: %s", exc)
+
+
+def describe(record: dict[str, Any], name: str | None) -> str:
+    """One line per job: when, what, how it ended."""
+    stamp = record.get("finished") or record.get("created") or 0.0
+    when = time.strftime("%d %b %H:%M", time.localtime(float(stamp)))
+    params = record.get("params") or {}
+    what = name or f"picture {params.get('width', '?')}×{params.get('height', '?')}"
+    state = record.get("state")
+    if state == "done":
+        result = record.get("result") or {}
+        outcome = f"{result.get('layers', '?')} layers"
+    elif state == "failed":
+        outcome = "failed: " + str((record.get("error") or {}).get("message", ""))
+    else:
+        outcome = str(state)
+    return f"{when}  {what}  ·  {outcome}  ·  {record.get('backend', '')}"
+
+
+class HistoryList(QListWidget):
+    """Finished jobs, newest first; activating a finished one asks to reopen it."""
+
+    reopen_requested = Signal(str)
+
+    def __init__(self, names: SourceNames, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.names = names
+        self.setAlternatingRowColors(True)
+        self.itemActivated.connect(self._on_activated)
+
+    def populate(self, records: list[dict[str, Any]], limit: int = 100) -> None:
+        finished = [r for r in records if r.get("state") in ("done", "failed", "cancelled")]
+        finished.sort(key=lambda r: r.get("finished") or r.get("created") or 0.0, reverse=True)
+        self.clear()
+        for record in finished[:limit]:
+            item = QListWidgetItem(describe(record, self.names.get(record["id"])))
+            item.setData(JOB_ID_ROLE, record["id"])
+            if record.get("state") != "done":
+                item.setForeground(QColor(140, 140, 140))
+                item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsSelectable)
+            item.setToolTip(f"job {record['id']}")
+            self.addItem(item)
+
+    def job_ids(self) -> list[str]:
+        return [self.item(i).data(JOB_ID_ROLE) for i in range(self.count())]
+
+    def _on_activated(self, item: QListWidgetItem) -> None:
+        if item.flags() & Qt.ItemFlag.ItemIsSelectable:
+            self.reopen_requested.emit(item.data(JOB_ID_ROLE))

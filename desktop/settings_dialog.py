@@ -1,0 +1,193 @@
+"""The Settings dialog: model, device and memory, privacy, the bridge port, results, autostart.
+
+It edits a copy of `Settings`; the app saves it (config folder, platformdirs) and applies
+it: a new port restarts the server, a new model or memory mode unloads the loaded one. The
+VRAM figure comes from `nvidia-smi` on a background thread, never from torch: importing
+torch takes seconds and gigabytes, and only the Qwen backend may pay for that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import sys
+import threading
+from dataclasses import replace
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop import autostart
+from inference.settings import DEFAULT_MODEL, Settings
+
+DEVICES = ("auto", "cuda", "cuda:0", "cuda:1", "mps", "cpu")
+MEMORY_MODES = ("auto", "full", "offload", "lowvram", "int8", "nf4", "torchao")
+MEMORY_HELP = {
+    "auto": "picked from the free VRAM when the model loads",
+    "full": "everything on the GPU (fastest, needs the most VRAM)",
+    "offload": "components move to the GPU in turn",
+    "lowvram": "layer-by-layer offload (slowest, least VRAM)",
+    "int8": "8-bit weights (bitsandbytes)",
+    "nf4": "4-bit weights (bitsandbytes)",
+    "torchao": "torchao quantized weights",
+}
+
+
+def detect_vram(timeout: float = 5.0) -> str:
+    """A sentence naming each GPU and its memory, or why none was found."""
+    torch = sys.modules.get("torch")  # only if something else already paid for the import
+    if torch is not None:
+        with contextlib.suppress(Exception):
+            if torch.cuda.is_available():
+                lines = []
+                for index in range(torch.cuda.device_count()):
+                    free, total = torch.cuda.mem_get_info(index)
+                    lines.append(f"cuda:{index} {torch.cuda.get_device_name(index)}: "
+                                 f"{total / 2**30:.1f} GiB ({free / 2**30:.1f} GiB free)")
+                return "; ".join(lines)
+    tool = shutil.which("nvidia-smi")
+    if tool is None:
+        if sys.platform == "darwin":
+            return "Apple GPU: memory is shared with the system"
+        return "no NVIDIA GPU detected (nvidia-smi not found)"
+    try:
+        out = subprocess.run(
+            [tool, "--query-gpu=index,name,memory.total,memory.free",
+             "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=timeout, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"GPU memory could not be read ({type(exc).__name__})"
+    return "; ".join(parse_nvidia_smi(out)) or "no NVIDIA GPU detected"
+
+
+def parse_nvidia_smi(text: str) -> list[str]:
+    """`index, name, total MiB, free MiB` CSV rows -> one phrase per GPU (odd rows skipped)."""
+    lines = []
+    for row in text.strip().splitlines():
+        parts = [p.strip() for p in row.split(",")]
+        if len(parts) < 4:
+            continue
+        # A GPU name may itself hold a comma: the numbers are the last two fields.
+        index, name, total, free = parts[0], ", ".join(parts[1:-2]), parts[-2], parts[-1]
+        if total.isdigit() and free.isdigit():
+            lines.append(f"cuda:{index} {name}: {int(total) / 1024:.1f} GiB "
+                         f"({int(free) / 1024:.1f} GiB free)")
+    return lines
+
+
+class SettingsDialog(QDialog):
+    vram_detected = Signal(str)
+
+    def __init__(self, settings: Settings, parent: QWidget | None = None,
+                 detect: bool = True) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("LayerLift settings")
+        self._original = settings
+        form = QFormLayout()
+
+        self.model_edit = QLineEdit(settings.model or "")
+        self.model_edit.setPlaceholderText(f"a folder, or a repo id such as {DEFAULT_MODEL}")
+        browse = QPushButton("Folder…")
+        browse.clicked.connect(self._browse_model)
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model_edit, 1)
+        model_row.addWidget(browse)
+        form.addRow("Qwen model:", model_row)
+
+        self.device_combo = QComboBox()
+        self.device_combo.setEditable(True)
+        self.device_combo.addItems(DEVICES)
+        self.device_combo.setCurrentText(settings.device)
+        form.addRow("Device:", self.device_combo)
+
+        self.memory_combo = QComboBox()
+        for mode in MEMORY_MODES:
+            self.memory_combo.addItem(f"{mode}: {MEMORY_HELP[mode]}", mode)
+        index = self.memory_combo.findData(settings.memory_mode)
+        self.memory_combo.setCurrentIndex(max(0, index))
+        form.addRow("Memory mode:", self.memory_combo)
+        self.vram_label = QLabel("detecting…" if detect else "")
+        self.vram_label.setWordWrap(True)
+        form.addRow("GPU memory:", self.vram_label)
+
+        self.offline_check = QCheckBox("never contact a model hub (local files only)")
+        self.offline_check.setChecked(settings.offline)
+        form.addRow("Offline:", self.offline_check)
+
+        self.port_spin = QSpinBox()
+        self.port_spin.setRange(1024, 65535)
+        self.port_spin.setValue(settings.port)
+        form.addRow("Bridge port:", self.port_spin)
+
+        self.keep_days_spin = QDoubleSpinBox()
+        self.keep_days_spin.setRange(0.0, 3650.0)
+        self.keep_days_spin.setDecimals(1)
+        self.keep_days_spin.setSuffix(" days")
+        self.keep_days_spin.setValue(settings.results_keep_days)
+        form.addRow("Keep results:", self.keep_days_spin)
+        self.max_mb_spin = QSpinBox()
+        self.max_mb_spin.setRange(0, 1_000_000)
+        self.max_mb_spin.setSuffix(" MB")
+        self.max_mb_spin.setValue(int(settings.results_max_mb))
+        form.addRow("Results at most:", self.max_mb_spin)
+
+        self.autostart_check = QCheckBox("start LayerLift when I log in")
+        self.autostart_check.setEnabled(autostart.supported())
+        self.autostart_check.setChecked(autostart.supported() and autostart.is_enabled())
+        form.addRow("Start with the system:", self.autostart_check)
+
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                   | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(buttons)
+
+        self.vram_detected.connect(self.vram_label.setText)
+        if detect:
+            threading.Thread(target=self._detect, name="layerlift-vram", daemon=True).start()
+
+    def _detect(self) -> None:
+        text = detect_vram()
+        with contextlib.suppress(RuntimeError):  # the dialog was closed and deleted meanwhile
+            self.vram_detected.emit(text)
+
+    def _browse_model(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "The Qwen-Image-Layered model folder")
+        if folder:
+            self.model_edit.setText(folder)
+
+    def result_settings(self) -> Settings:
+        """The edited settings (a new object; the original is untouched)."""
+        model = self.model_edit.text().strip() or None
+        return replace(
+            self._original,
+            model=model,
+            device=self.device_combo.currentText().strip() or "auto",
+            memory_mode=str(self.memory_combo.currentData()),
+            offline=self.offline_check.isChecked(),
+            port=int(self.port_spin.value()),
+            results_keep_days=float(self.keep_days_spin.value()),
+            results_max_mb=float(self.max_mb_spin.value()),
+        )
+
+    def start_with_system(self) -> bool:
+        return self.autostart_check.isEnabled() and self.autostart_check.isChecked()
