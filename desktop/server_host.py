@@ -199,8 +199,7 @@ class ServerHost(QObject):
         def work() -> None:
             self.model_state.emit("loading", f"loading the {name} model")
             try:
-                resolved = self.runner.resolve_backend(name)
-                _preload(self.runner, resolved, self.settings, self._model_progress)
+                resolved = self.runner.preload(name, self._model_progress)
             except Exception as exc:
                 _code, words = _error_words(exc)
                 self.model_state.emit("error", f"the model could not be loaded: {words}")
@@ -235,27 +234,3 @@ class ServerHost(QObject):
         if changed & set(_SERVER_FIELDS) and self._loop is not None:
             self.restart_server()
         return changed
-
-
-def _preload(
-    runner: JobRunner, name: str, settings: Settings, progress: Callable[[Progress], None]
-) -> None:
-    """Load `name`'s model into the runner's own backend instance.
-
-    The runner keeps one backend object per name, and that object is what jobs use, so the
-    model loaded here is the one the next job runs on. Uses `JobRunner.preload` when the
-    runner offers it; otherwise reaches for the runner's backend cache directly.
-    """
-    preload = getattr(runner, "preload", None)
-    if callable(preload):
-        preload(name, progress)
-        return
-    backend = runner._backend(name)
-    load = getattr(backend, "load", None)
-    if callable(load):
-        load(progress)
-        return
-    ensure = getattr(backend, "_ensure_loaded", None)
-    if callable(ensure):
-        ensure(settings.resolution, progress)
-    # Backends without a model (classic) have nothing to load.

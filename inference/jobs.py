@@ -27,7 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from inference.backends.base import Availability, Backend, CancelToken, DecomposeRequest, Progress
+from inference.backends.base import (
+    Availability,
+    Backend,
+    CancelToken,
+    DecomposeRequest,
+    Progress,
+    ProgressCallback,
+    ignore_progress,
+)
 from inference.errors import BadRequest, Cancelled, LayerLiftError
 from inference.job_store import JobStore, valid_job_id
 from inference.layers import LayerStack, as_rgba8
@@ -278,6 +286,16 @@ class JobRunner:
             self._thread = None
         self.unload()
 
+    def preload(self, name: str, progress: ProgressCallback = ignore_progress) -> str:
+        """Load backend `name` (or `auto`'s choice) into the instance jobs will use.
+
+        Returns the resolved name. Runs on the caller's thread; a backend with a model guards
+        its own loading, so a job that starts meanwhile waits for the same load.
+        """
+        resolved = self.resolve_backend(name)
+        self._backend(resolved).load(progress)
+        return resolved
+
     def unload(self) -> None:
         """Free every loaded model (the tray's "unload" item); the next job loads again."""
         with self._lock:
@@ -524,8 +542,13 @@ class JobRunner:
             "names": [layer.name for layer in trimmed.layers],
             "psnr": _json_number(trimmed.meta.get("psnr")),
             "exact": trimmed.meta.get("psnr") == math.inf,
+            # Recomposition before refinement: how far the backend itself was from the input.
+            "psnr_before": _json_number(trimmed.meta.get("psnr_before")),
             "note": trimmed.meta.get("note"),
         }
+        for key in ("caption", "memory_mode", "device", "resolution", "steps"):
+            if isinstance(trimmed.meta.get(key), (str, int, float)):
+                result[key] = trimmed.meta[key]
         finished = time.time()
         record = job.record()
         record.update(state=str(JobState.DONE), finished=finished, result=result)

@@ -61,12 +61,13 @@ def backend_class(name: str) -> type[Backend]:
     return cls
 
 
-def availability(name: str, settings: Settings | None = None) -> Availability:
+def availability(name: str, settings: Settings | None = None, *,
+                 for_auto: bool = False) -> Availability:
     try:
         cls = backend_class(name)
     except BackendUnavailable as exc:
         return Availability(False, exc.message)
-    return cls.availability(settings)
+    return cls.auto_availability(settings) if for_auto else cls.availability(settings)
 
 
 def choose_backend(name: str, settings: Settings | None = None) -> tuple[str, str]:
@@ -78,7 +79,7 @@ def choose_backend(name: str, settings: Settings | None = None) -> tuple[str, st
         return name, "chosen by the user"
     reasons = []
     for candidate in _REGISTRY:
-        avail = availability(candidate, settings)
+        avail = availability(candidate, settings, for_auto=True)
         if avail.ok:
             why = "; ".join(reasons) if reasons else "first available"
             return candidate, why

@@ -90,8 +90,13 @@ class Backend(abc.ABC):
 
     @classmethod
     def availability(cls, settings: Settings | None = None) -> Availability:
-        """Cheap check (no model load, no heavy import) used by `auto` and capabilities."""
+        """Cheap check (no model load, no heavy import): can it run when asked for by name?"""
         return Availability(True)
+
+    @classmethod
+    def auto_availability(cls, settings: Settings | None = None) -> Availability:
+        """May `auto` pick it? Stricter for backends that run but should not run unasked."""
+        return cls.availability(settings)
 
     @abc.abstractmethod
     def decompose(
@@ -105,6 +110,12 @@ class Backend(abc.ABC):
 
         The stack must recomposite to `image`; `stack.meta` records at least "backend" and
         "psnr" (recomposition PSNR against the input, dB).
+        """
+
+    def load(self, progress: ProgressCallback = ignore_progress) -> None:  # noqa: B027
+        """Load the model now (the tray's "Load model"), so the first job does not wait for it.
+
+        Backends without a model have nothing to do; the default does nothing.
         """
 
     def unload(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
