@@ -14,15 +14,12 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from desktop.cli.argtypes import EXIT_OK
 from inference import __version__
 
 # Subcommand modules under desktop.cli, in the order `--help` lists them.
 COMMANDS: tuple[str, ...] = ("decompose", "serve", "token", "pair", "install_gimp_plugin", "tray",
                               "build_ccx")
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,23 +16,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+from desktop.cli.argtypes import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    int_in_range,
+)
 from desktop.cli.progress import ProgressBar
 from inference.backends.base import MAX_LAYERS, CancelToken, DecomposeRequest
 from inference.errors import BadRequest, Cancelled, InputError, LayerLiftError
 
 log = logging.getLogger("layerlift")
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-def _layer_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 1 <= value <= MAX_LAYERS:
-        raise argparse.ArgumentTypeError(f"the layer count must be 1..{MAX_LAYERS}, got {value}")
-    return value
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -43,7 +39,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("input", type=Path, help="PNG, JPEG, WebP, TIFF or PSD picture")
     parser.add_argument(
-        "-n", "--layers", type=_layer_count, default=None,
+        "-n", "--layers", type=int_in_range(1, MAX_LAYERS, "the layer count"), default=None,
         help=f"about how many layers to produce (1-{MAX_LAYERS}; default: the backend decides)",
     )
     parser.add_argument(

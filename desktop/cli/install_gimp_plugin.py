@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAILURE = 0, 1
+from desktop.cli.argtypes import EXIT_FAILURE, EXIT_OK
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

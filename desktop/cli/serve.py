@@ -14,17 +14,7 @@ import logging
 import sys
 from typing import Any
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 0-65535, got {value}")
-    return value
+from desktop.cli.argtypes import EXIT_FAILURE, EXIT_OK, int_in_range
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -33,7 +23,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="run the local bridge server the GIMP and Photoshop plug-ins talk to",
         description="Serve the LayerLift WebSocket bridge (docs/protocol.md) until Ctrl-C.",
     )
-    parser.add_argument("--port", type=_port, default=None,
+    parser.add_argument("--port", type=int_in_range(0, 65535, "the port"), default=None,
                         help="TCP port (default: the settings' port, 47811)")
     parser.add_argument("--host", default=None,
                         help="address to listen on (default 127.0.0.1; anything else exposes "

@@ -11,17 +11,8 @@ import importlib.util
 import sys
 from typing import Any
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-
-
-def _layers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 1 <= value <= 10:
-        raise argparse.ArgumentTypeError(f"the layer count is 1-10, got {value}")
-    return value
+from desktop.cli.argtypes import EXIT_FAILURE, int_in_range
+from inference.backends.base import MAX_LAYERS
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -39,7 +30,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     hidden = argparse.SUPPRESS
     parser.add_argument("--decompose", action="store_true", help=hidden)
     parser.add_argument("--backend", default="auto", help=hidden)
-    parser.add_argument("--layers", type=_layers, default=None, help=hidden)
+    parser.add_argument("--layers", type=int_in_range(1, MAX_LAYERS, "the layer count"),
+                        default=None, help=hidden)
     parser.add_argument("--screenshot", default=None, help=hidden)
     parser.add_argument("--quit-after", action="store_true", help=hidden)
     parser.add_argument("--ready-file", default=None, help=hidden)
