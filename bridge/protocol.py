@@ -264,6 +264,9 @@ def _parse_decompose(data: Mapping[str, Any]) -> dict[str, Any]:
         "request": DecomposeRequest(layers=layers, seed=seed, options=options),
         "image": spec,
         "result_encoding": _encoding(data, "result_encoding"),
+        # GIMP's Cancel kills the plug-in, which then cannot send `cancel`: it asks for this.
+        "cancel_on_disconnect": _field(data, "cancel_on_disconnect", bool, required=False,
+                                       default=False),
     }
 
 
@@ -403,6 +406,15 @@ def layer_frame(job_id: str, index: int, layer: Layer, encoding: int) -> bytes |
     if encoding == ENCODING_PNG:
         return header.pack() + encode_png(layer.pixels)
     return _with_pixels(header, layer.pixels)
+
+
+def layer_frame_parts(job_id: str, index: int,
+                      layer: Layer) -> list[bytes | np.ndarray]:
+    """A raw RGBA8 layer frame as [header, pixels]: the same bytes as `layer_frame`, uncopied."""
+    if layer.width == 0 or layer.height == 0:
+        return [layer_frame(job_id, index, layer, ENCODING_RGBA8)]
+    header = FrameHeader(KIND_LAYER, ENCODING_RGBA8, index, job_id, layer.width, layer.height)
+    return [header.pack(), np.ascontiguousarray(layer.pixels, np.uint8)]
 
 
 def decode_pixels(header: FrameHeader, payload: memoryview, limits: Limits | None = None,

@@ -24,7 +24,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from bridge import auth, protocol
+from bridge import auth, fastsend, protocol
 from bridge.limits import Limits
 from bridge.protocol import Message, ProtocolError
 from inference import __version__
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 MEMORY_MODES = ("auto", "full", "offload", "lowvram", "int8", "nf4", "torchao")
 CLOSE_POLICY = 1008  # RFC 6455 "policy violation": authentication failed or timed out
+CLOSE_INTERNAL = 1011  # RFC 6455 "internal error": the server could not go on
 # A client that stops reading gets progress events dropped (never results) past this backlog.
 MAX_BACKLOG = 1000
 
@@ -85,6 +86,8 @@ class BridgeServer:
             max_queue=4,
             compression=None,
             server_header=None,
+            create_connection=fastsend.BridgeConnection,
+            write_limit=fastsend.WRITE_LIMIT,
         )
         sockets = self._server.sockets
         self.port = sockets[0].getsockname()[1] if sockets else self.config.port
@@ -177,6 +180,8 @@ class _Connection:
         self.pending: Message | None = None
         self.writer: asyncio.Task[None] | None = None
         self.authenticated = False
+        # Jobs submitted here with cancel_on_disconnect: cancelled when this connection ends.
+        self.cancel_on_close: set[str] = set()
 
     # -- output ------------------------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
@@ -198,6 +203,11 @@ class _Connection:
                     return
         except ConnectionClosed:
             pass
+        except Exception:
+            # A writer that died quietly would leave its client waiting for ever.
+            log.exception("sending to a client failed")
+            with contextlib.suppress(Exception):
+                await self.ws.close(CLOSE_INTERNAL, "internal error")
 
     async def _write_result(self, job_id: str, encoding: int, request_id: str | None) -> None:
         runner = self.server.runner
@@ -224,9 +234,14 @@ class _Connection:
             header["request_id"] = request_id
         await self.ws.send(protocol.dumps(header))
         for index, layer in enumerate(stack.layers):
-            frame = await asyncio.to_thread(protocol.layer_frame, job_id, index, layer, encoding)
-            await self.ws.send(frame)
-            del frame
+            if encoding == protocol.ENCODING_RGBA8:
+                # Header and pixels go out as they are: no frame is built, nothing copied.
+                parts = protocol.layer_frame_parts(job_id, index, layer)
+            else:
+                parts = [await asyncio.to_thread(protocol.layer_frame, job_id, index, layer,
+                                                 encoding)]
+            await fastsend.send_binary(self.ws, parts)
+            del parts
 
     def on_job_event(self, record: dict[str, Any], owner: str | None) -> None:
         # Owners are subscribed when their job is accepted; others by `fetch`.
@@ -256,10 +271,24 @@ class _Connection:
             pass  # oversize frames and protocol violations end here, with their close code
 
     async def shutdown(self) -> None:
+        if self.cancel_on_close:
+            await asyncio.to_thread(self._cancel_flagged_jobs)
         if self.writer is not None:
             self.writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                 await self.writer
+
+    def _cancel_flagged_jobs(self) -> None:
+        """The connection is gone, whatever the reason: cancel what it asked us to."""
+        runner = self.server.runner
+        for job_id in sorted(self.cancel_on_close):
+            try:
+                if runner.get(job_id)["state"] not in TERMINAL:
+                    runner.cancel(job_id)
+                    log.info("cancelled job %s: its client disconnected", job_id)
+            except LayerLiftError:  # removed by retention meanwhile: nothing to cancel
+                pass
+        self.cancel_on_close.clear()
 
     async def _close(self, code: int, reason: str) -> None:
         """Flush what is queued (the error message), then close."""
@@ -418,4 +447,6 @@ class _Connection:
         # connection through call_soon_threadsafe, can only come after it.
         record = runner.submit(pixels, pending["request"], backend, owner=self.id)
         self.subscriptions[record["id"]] = pending["result_encoding"]
+        if pending["cancel_on_disconnect"]:
+            self.cancel_on_close.add(record["id"])
         self.send({"type": "accepted", "request_id": pending["request_id"], "job": record})

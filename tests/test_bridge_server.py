@@ -407,3 +407,50 @@ def test_token_file_is_private():
     assert auth.token_matches(token, token)
     assert not auth.token_matches(token, token[:-1])
     assert not auth.token_matches(token, None)
+
+
+def test_cancel_on_disconnect_cancels_only_flagged_jobs():
+    """GIMP's Cancel kills the plug-in: a flagged job dies with its connection, others live."""
+
+    async def finished(server, job_id):
+        record = await asyncio.to_thread(server.runner.wait, job_id, 10.0)
+        return record["state"]
+
+    async def scenario():
+        async with running_server() as server:
+            # Killed client (TCP dropped, no close frame): its running and queued jobs go.
+            killed = BridgeClient(server.url, TOKEN)
+            await killed.connect()
+            running = await killed.submit(picture(), backend="gated", cancel_on_disconnect=True)
+            assert await asyncio.to_thread(GatedBackend.started.wait, 10)
+            queued = await killed.submit(picture(), backend="split", cancel_on_disconnect=True)
+            killed.ws.abort()
+            states = [await finished(server, running["id"]), await finished(server, queued["id"])]
+            # A clean close counts too; an unflagged job of the same client runs on.
+            GatedBackend.reset()
+            async with BridgeClient(server.url, TOKEN) as polite:
+                flagged = await polite.submit(picture(), backend="gated",
+                                              cancel_on_disconnect=True)
+                assert await asyncio.to_thread(GatedBackend.started.wait, 10)
+            states.append(await finished(server, flagged["id"]))
+            GatedBackend.reset()
+            async with BridgeClient(server.url, TOKEN) as leaving:
+                kept = await leaving.submit(picture(), backend="gated")
+                assert await asyncio.to_thread(GatedBackend.started.wait, 10)
+            GatedBackend.release.set()
+            states.append(await finished(server, kept["id"]))
+            async with BridgeClient(server.url, TOKEN) as later:
+                stack = await later.fetch(kept["id"])
+            # The flag must be a boolean.
+            async with connect(server.url) as ws:
+                await hello(ws)
+                await ws.send(json.dumps({
+                    "type": "decompose", "request_id": "r1", "cancel_on_disconnect": "yes",
+                    "image": {"encoding": "rgba8", "width": 1, "height": 1, "bytes": 4}}))
+                refused = json.loads(await ws.recv())
+            return states, stack, refused
+
+    states, stack, refused = run(scenario())
+    assert states == ["cancelled", "cancelled", "cancelled", "done"]
+    np.testing.assert_array_equal(stack.composite(), picture())
+    assert refused["code"] == "protocol_error" and "cancel_on_disconnect" in refused["message"]
