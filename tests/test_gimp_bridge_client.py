@@ -120,3 +120,41 @@ def test_oversize_picture_gets_a_clear_error(monkeypatch):
         with pytest.raises(ll_bridge.BridgeError) as exc:
             session.decompose(image.tobytes(), 200, 100, layers=2, backend=REAL_BACKEND)
     assert exc.value.code == "image_too_large"
+
+
+def test_killed_plugin_cancels_its_job():
+    """GIMP's Cancel kills the plug-in: the dropped socket alone must cancel the job."""
+    import threading
+
+    from tests.bridge_fixtures import GatedBackend, split_provider
+
+    GatedBackend.reset()
+    with ServerThread(provider=split_provider()) as running:
+        session = _session(running.server).open()
+        errors: list = []
+
+        def run() -> None:
+            try:
+                session.decompose(picture(40, 30).tobytes(), 40, 30, layers=2, backend="gated")
+            except ll_bridge.BridgeError as exc:
+                errors.append(exc)
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        try:
+            assert GatedBackend.started.wait(20), "the job never started"
+            jobs = running.call(_list_jobs(running.server))
+            job_id = jobs[-1]["id"]
+            # What a killed process leaves behind: the TCP connection drops, no close frame.
+            session.ws.sock.shutdown(socket.SHUT_RDWR)
+            session.ws.sock.close()
+            record = running.server.runner.wait(job_id, 20)
+            assert record["state"] == "cancelled", record
+        finally:
+            GatedBackend.release.set()
+            worker.join(10)
+        assert [error.code for error in errors] == ["connection_lost"]
+
+
+async def _list_jobs(server):
+    return server.runner.jobs()

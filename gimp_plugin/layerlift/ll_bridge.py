@@ -165,6 +165,14 @@ class BridgeSession:
             raise BridgeError("connection_lost", f"The connection to LayerLift was lost: "
                                                  f"{exc}") from None
 
+    def _wait(self, timeout: float) -> bool:
+        assert self.ws is not None
+        try:
+            return self.ws.wait_readable(timeout)
+        except ll_websocket.WebSocketError as exc:
+            raise BridgeError("connection_lost", f"The connection to LayerLift was lost: "
+                                                 f"{exc}") from None
+
     def _recv(self, timeout: float) -> str | bytes:
         assert self.ws is not None
         try:
@@ -223,7 +231,7 @@ class BridgeSession:
         while True:
             if poll is not None:
                 poll()
-            if not self.ws.wait_readable(0.1):
+            if not self._wait(0.1):
                 if time.monotonic() - last_event > self.idle_timeout:
                     raise BridgeError("timeout", "LayerLift stopped reporting progress.")
                 continue

@@ -104,7 +104,11 @@ class WebSocket:
         """True when a frame has started arriving; lets callers poll without splitting frames."""
         if self._buffer:
             return True
-        readable, _, _ = select.select([self.sock], [], [], timeout)
+        try:
+            readable, _, _ = select.select([self.sock], [], [], timeout)
+        except (OSError, ValueError) as exc:  # the socket was closed under us
+            self.closed = True
+            raise WebSocketError(f"connection lost: {exc}") from None
         return bool(readable)
 
     def recv(self) -> str | bytes:
