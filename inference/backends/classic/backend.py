@@ -1,0 +1,227 @@
+"""The classic backend: flat designs into layers on the CPU, with no model weights.
+
+Stages (each reports progress and is a cancellation point):
+
+1. regions: core pixels, regions linked by colour, texture pieces, territories;
+2. facts and elements: colour models, background, holes, text, photos, specks;
+3. order: convex-hull evidence of who covers whom, and each element's completed extent;
+4. layers: bottom-up, with completion and soft alpha from unmixing; then small details that
+   no region captured (thin text) on top;
+5. count: merge or split to the requested number of layers, and names;
+6. exactness: `inference.refine.recomposite_exact`, so the stack flattens to the input.
+
+The whole pipeline is deterministic: no step draws random numbers, so every seed gives the
+same stack (the seed is recorded in the stack's meta for the record).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import ClassVar
+
+import numpy as np
+
+from inference.backends.base import (
+    MAX_LAYERS,
+    Backend,
+    CancelToken,
+    DecomposeRequest,
+    Progress,
+    ProgressCallback,
+    ignore_progress,
+)
+from inference.backends.classic.build import BuiltLayer, build_layers
+from inference.backends.classic.count import (
+    element_names,
+    fit_count,
+    layer_name,
+    merge,
+    overlaps,
+    unique_names,
+)
+from inference.backends.classic.facts import unit_facts
+from inference.backends.classic.grouping import element_map, form_elements
+from inference.backends.classic.models import accumulate
+from inference.backends.classic.ordering import z_order
+from inference.backends.classic.regions import find_units
+from inference.backends.classic.residual import find_details
+from inference.errors import InputError
+from inference.layers import Layer, LayerStack, as_rgba8
+from inference.refine import recomposite_exact
+
+
+class _Stages:
+    """Progress reporting and cancel polling in one place."""
+
+    def __init__(self, progress: ProgressCallback, cancel: CancelToken | None) -> None:
+        self.progress = progress
+        self.cancel = cancel
+        self.timings: dict[str, float] = {}
+        self._last = time.perf_counter()
+        self._fraction = 0.0
+
+    def poll(self) -> None:
+        if self.cancel is not None:
+            self.cancel.raise_if_cancelled()
+
+    def report(self, fraction: float, message: str) -> None:
+        self.poll()
+        self._fraction = max(self._fraction, min(fraction, 1.0))
+        self.progress(Progress(stage="running", fraction=self._fraction, message=message))
+
+    def done(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(now - self._last, 4)
+        self._last = now
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    try:
+        rgba = as_rgba8(image)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"the classic backend needs an (h, w, 3|4) uint8 picture: {exc}") from exc
+    if rgba.shape[0] == 0 or rgba.shape[1] == 0:
+        raise InputError("the picture is empty (0 pixels)")
+    return rgba
+
+
+class ClassicBackend(Backend):
+    """Weight-free CPU decomposer for posters, slides and logos."""
+
+    name: ClassVar[str] = "classic"
+    label: ClassVar[str] = "Classic (CPU, no weights)"
+
+    def decompose(
+        self,
+        image: np.ndarray,
+        request: DecomposeRequest,
+        progress: ProgressCallback = ignore_progress,
+        cancel: CancelToken | None = None,
+    ) -> LayerStack:
+        stages = _Stages(progress, cancel)
+        rgba = _check_image(image)
+        h, w = rgba.shape[:2]
+        rgb = np.ascontiguousarray(rgba[..., :3])
+        valid = rgba[..., 3] > 0
+
+        stages.report(0.02, "finding regions")
+        units = find_units(rgb, valid)
+        stages.done("regions")
+
+        stages.report(0.2, "grouping regions into objects")
+        sums = accumulate(units.labels, rgb, units.count)
+        facts = unit_facts(units, sums, rgb)
+        elements, background = form_elements(units.own, facts, units.count)
+        emap = element_map(units.own, elements, units.count, background)
+        defined = units.labels > 0
+        del units
+        stages.done("elements")
+
+        stages.report(0.35, "ordering objects")
+        order, extents = z_order(elements, emap, background)
+        for index, name in zip(order, element_names([elements[i].kind for i in order]),
+                               strict=True):
+            elements[index].name = name
+        stages.done("order")
+
+        stages.report(0.45, "drawing layers")
+        layers, canvas = build_layers(
+            elements, order, extents, rgb, defined, emap, facts,
+            lambda f: stages.report(0.45 + 0.3 * f, "drawing layers"),
+        )
+        del emap, defined
+        stages.report(0.75, "looking for small details")
+        details = find_details(rgb, valid, canvas, layers)
+        del canvas
+        layers = _fold_small_details(layers, details, h * w)
+        layers += _name_details([d for d in details if d is not None], layers)
+        if not layers:  # nothing valid at all: one transparent layer
+            layers = [BuiltLayer(["background"], ["background"], (0, 0, h, w),
+                                 np.zeros((h, w, 4), np.uint8))]
+        stages.done("layers")
+
+        stages.report(0.82, "matching the layer count")
+        target = request.layers if request.layers is not None else min(len(layers), MAX_LAYERS)
+        layers, note = fit_count(layers, target)
+        if request.layers is None:
+            note = ""
+        stages.done("count")
+
+        stages.report(0.88, "making the layers recomposite exactly")
+        stack = _to_stack(layers, rgba, w, h)
+        stack, before, after = recomposite_exact(stack, rgba)
+        stack = stack.trimmed()
+        stages.done("refine")
+
+        stack.meta.update(
+            backend=self.name,
+            psnr=after,
+            psnr_before=before,
+            layers=len(stack.layers),
+            requested_layers=request.layers,
+            seed=request.seed,
+            timings=stages.timings,
+        )
+        if note:
+            stack.meta["note"] = note
+        stages.report(1.0, f"{len(stack.layers)} layers")
+        return stack
+
+
+SMALL_DETAIL = 0.002  # detail layers below this share of the picture fold into their host
+
+
+def _fold_small_details(
+    layers: list[BuiltLayer], details: list[BuiltLayer], n_pixels: int
+) -> list[BuiltLayer]:
+    """Fold tiny detail layers into the topmost layer under them (None-ing them in `details`).
+
+    A few stray edge pixels as a layer of their own would only clutter the stack.
+    """
+    limit = max(64.0, SMALL_DETAIL * n_pixels)
+    for k, detail in enumerate(details):
+        if detail.kinds != ["detail"] or detail.alpha_sum >= limit:
+            continue
+        host = next((i for i in range(len(layers) - 1, -1, -1) if overlaps(layers[i], detail)),
+                    0 if layers else None)
+        if host is None:
+            continue
+        folded = merge(layers[host], detail)
+        folded.kinds, folded.names = layers[host].kinds, layers[host].names
+        folded.colour = layers[host].colour
+        layers[host] = folded
+        details[k] = None
+    return layers
+
+
+def _name_details(details: list[BuiltLayer], layers: list[BuiltLayer]) -> list[BuiltLayer]:
+    """Name the detail layers after the element layers' names continue."""
+    taken = {n for layer in layers for n in layer.names}
+    kinds = [d.kinds[0] for d in details]
+    for layer, name in zip(details, element_names(kinds), strict=True):
+        base, number = name, 1
+        while name in taken:
+            number += 1
+            name = f"{base} {number}"
+        taken.add(name)
+        layer.names = [name]
+    return details
+
+
+def _to_stack(layers: list[BuiltLayer], rgba: np.ndarray, w: int, h: int) -> LayerStack:
+    """LayerStack of the built layers, their alpha cut by the input's own transparency."""
+    input_alpha = rgba[..., 3]
+    opaque = bool((input_alpha == 255).all())
+    names = unique_names([layer_name(layer) for layer in layers])
+    out = []
+    for layer, name in zip(layers, names, strict=True):
+        pixels = layer.rgba
+        top, left, bottom, right = layer.box
+        if not opaque:
+            pixels = pixels.copy()
+            cut = input_alpha[top:bottom, left:right].astype(np.uint16)
+            pixels[..., 3] = ((pixels[..., 3].astype(np.uint16) * cut + 127) // 255).astype(
+                np.uint8
+            )
+        out.append(Layer(name, pixels, x=left, y=top, meta={"kinds": list(layer.kinds)}))
+    return LayerStack(w, h, out, {})

@@ -1,0 +1,372 @@
+"""Drawing each element's layer, bottom-up, against what is already beneath it.
+
+The layers are built in z-order while a running composite of the layers so far is kept. For
+element E with colour model F (its fitted colour, extended over its whole extent):
+
+- its interior (its own region pixels, and territory far from any other object) is opaque
+  with the picture's own colour, so nothing there is lost to a model;
+- what it hides (its extent under objects above it) is opaque with F: the completed shape;
+- it also reaches one pixel under the objects above it, where their anti-aliased edges need
+  something to blend with;
+- its own edge pixels, and those of lower objects just outside it, get alpha by unmixing the
+  picture against F over the composite beneath. An edge pixel that the two-colour story does
+  not explain is an object above blending into E: E is opaque there and the object above
+  explains the pixel when its turn comes.
+
+Work is done inside each element's bounding box, so the cost follows the objects' sizes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from inference.backends.classic.alpha import unmix
+from inference.backends.classic.completion import push_pull
+from inference.backends.classic.facts import Box, UnitFacts
+from inference.backends.classic.grouping import Element
+from inference.backends.classic.models import fit
+from inference.backends.classic.ordering import Extent, territory_boxes
+from inference.backends.classic.shapes import box_completion, ellipse_completion
+
+PAD = 3
+BAND_PIXELS = 1 << 20  # full-canvas float work is done in bands of about this many pixels
+RESIDUAL_TOLERANCE = 10.0 / 255.0
+MODEL_AGREEMENT = 12.0 / 255.0
+OVERLAY_REACH = 6
+OVERLAY_LINE_REACH = 1.0  # text lines reach this many line heights beyond their glyphs
+OVERLAY_MIN_ALPHA = 0.3
+MIN_RIM_ALPHA = 0.02
+CROSS = ndimage.generate_binary_structure(2, 1)
+SQUARE = np.ones((3, 3), bool)
+
+
+@dataclass
+class BuiltLayer:
+    """A layer before naming: straight RGBA8 pixels in `box` of the canvas, and its source."""
+
+    kinds: list[str]
+    names: list[str]
+    box: Box
+    rgba: np.ndarray  # (bh, bw, 4) uint8
+    colour: np.ndarray | None = None  # 0-255, for one-colour layers (text)
+
+    @property
+    def alpha_sum(self) -> float:
+        return float(self.rgba[..., 3].sum(dtype=np.float64) / 255.0)
+
+
+def _grow(mask: np.ndarray, steps: int) -> np.ndarray:
+    if steps <= 0 or not mask.any():
+        return mask
+    return ndimage.binary_dilation(mask, SQUARE, iterations=steps)
+
+
+def _union(a: Box, b: Box) -> Box:
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
+def _pad(box: Box, h: int, w: int) -> Box:
+    return (max(0, box[0] - PAD), max(0, box[1] - PAD), min(h, box[2] + PAD), min(w, box[3] + PAD))
+
+
+class Canvas:
+    """The running composite of the layers built so far (straight colour, 0-1) and its alpha."""
+
+    def __init__(self, h: int, w: int) -> None:
+        self.rgb = np.zeros((h, w, 3), np.float32)
+        self.alpha = np.zeros((h, w), np.float32)
+
+    def add(self, box: Box, rgba: np.ndarray) -> None:
+        """Composite `rgba` over the canvas at `box`, a band of rows at a time (bounded memory)."""
+        top, left, bottom, right = box
+        rows = max(1, BAND_PIXELS // max(right - left, 1))
+        for start in range(0, bottom - top, rows):
+            stop = min(bottom - top, start + rows)
+            src = rgba[start:stop].astype(np.float32) / 255.0
+            a = src[..., 3]
+            view = (slice(top + start, top + stop), slice(left, right))
+            below = self.alpha[view]
+            out_a = a + below * (1.0 - a)
+            premul = src[..., :3] * a[..., None] + self.rgb[view] * (below * (1.0 - a))[..., None]
+            safe = np.where(out_a > 0, out_a, 1.0)
+            self.rgb[view] = np.where(out_a[..., None] > 0, premul / safe[..., None], 0.0)
+            self.alpha[view] = out_a
+
+    def difference(self, image: np.ndarray) -> np.ndarray:
+        """Per-pixel max channel |image - canvas| (0-1) for a uint8 (h, w, 3) picture."""
+        h, w = self.alpha.shape
+        out = np.empty((h, w), np.float32)
+        rows = max(1, BAND_PIXELS // max(w, 1))
+        for top in range(0, h, rows):
+            band = slice(top, min(h, top + rows))
+            pixels = image[band].astype(np.float32) / 255.0
+            out[band] = np.abs(pixels - self.rgb[band]).max(axis=-1)
+        return out
+
+
+def _colour_field(
+    element: Element,
+    facts: UnitFacts,
+    box: Box,
+    image: np.ndarray,
+    known: np.ndarray,
+) -> tuple[np.ndarray, bool]:
+    """(F over `box` (0-1), whether it is a fitted model rather than a push-pull fill)."""
+    top, left, bottom, right = box
+    if element.kind not in ("photo", "texture", "effect"):
+        model = fit(facts.sums.total(element.units))
+        if model.good:
+            field = model.evaluate(top, left, bottom - top, right - left) / 255.0
+            return np.clip(field, 0.0, 1.0), True
+    crop = image[top:bottom, left:right].astype(np.float32) / 255.0
+    if not known.any():
+        known = np.ones(known.shape, bool)
+    return push_pull(crop, known), False
+
+
+def _interior(
+    element: Element,
+    box: Box,
+    image: np.ndarray,
+    own: np.ndarray,
+    defined: np.ndarray,
+    others: np.ndarray,
+    facts: UnitFacts,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(interior mask, F) of an element in `box`.
+
+    The interior is its own region pixels plus territory far from other objects' regions
+    where the picture agrees with F (its model, or a smooth fill from its region pixels): a
+    pixel far from every region but off F belongs to something no region caught (thin
+    text), not to this layer.
+    """
+    top, left, bottom, right = box
+    loose = own & ~_grow(others, 2)
+    colour, _ = _colour_field(element, facts, box, image, own & defined)
+    if loose.any():
+        pixels = image[top:bottom, left:right][loose].astype(np.float32) / 255.0
+        agree = np.abs(pixels - colour[loose]).max(axis=-1) <= MODEL_AGREEMENT
+        loose[loose] = agree
+    return own & (defined | loose), colour
+
+
+def _to_rgba8(colour: np.ndarray, alpha: np.ndarray | float) -> np.ndarray:
+    """Straight RGBA8 from float colour (h, w, 3) and alpha (h, w) or a constant, in bands."""
+    h, w = colour.shape[:2]
+    out = np.empty((h, w, 4), np.uint8)
+    rows = max(1, BAND_PIXELS // max(w, 1))
+    for top in range(0, h, rows):
+        band = slice(top, min(h, top + rows))
+        out[band, :, :3] = np.clip(np.rint(colour[band] * 255.0), 0, 255)
+        if isinstance(alpha, np.ndarray):
+            out[band, :, 3] = np.clip(np.rint(alpha[band] * 255.0), 0, 255)
+        else:
+            out[band, :, 3] = round(alpha * 255.0)
+    return out
+
+
+def build_background(
+    element: Element, index: int, image: np.ndarray, defined: np.ndarray, emap: np.ndarray,
+    facts: UnitFacts, canvas: Canvas,
+) -> BuiltLayer:
+    """The bottom layer: opaque everywhere, the picture where it shows, completed elsewhere."""
+    h, w = emap.shape
+    own = emap == index
+    box = (0, 0, h, w)
+    interior, colour = _interior(
+        element, box, image, own, defined & own, defined & ~own & (emap >= 0), facts
+    )
+    colour[interior] = image[interior].astype(np.float32) / 255.0
+    rgba = _to_rgba8(colour, 1.0)
+    canvas.add(box, rgba)
+    return BuiltLayer([element.kind], [element.name], box, rgba)
+
+
+def _overlay_pixels(
+    image: np.ndarray,
+    box: Box,
+    interior: np.ndarray,
+    upper: np.ndarray,
+    lines: list[Box],
+    element: Element,
+    facts: UnitFacts,
+) -> np.ndarray:
+    """Pixels of a photo that are really the soft edges of a flat object lying on it.
+
+    Small text on a photo has strokes too thin to hold any region pixel, so they sit inside
+    the photo's texture. Near an object above (its region pixels within OVERLAY_REACH, or on
+    the line of a text above), a pixel that is the nearest such object's colour blended over
+    the photo, as smoothly filled from further away, belongs to that object.
+    """
+    top, left, bottom, right = box
+    near = _grow(upper, OVERLAY_REACH)
+    for lt, ll, lb, lr in lines:
+        reach = OVERLAY_LINE_REACH * (lb - lt)
+        near[max(lt - top, 0) : max(lb - top, 0),
+             max(int(ll - reach) - left, 0) : max(int(lr + reach) - left, 0)] = True
+    near &= interior
+    if not near.any() or not upper.any():
+        return np.zeros(interior.shape, bool)
+    fill, _ = _colour_field(element, facts, box, image, interior & ~near)
+    crop = image[top:bottom, left:right]
+    iy, ix = ndimage.distance_transform_edt(~upper, return_distances=False, return_indices=True)
+    over = crop[iy[near], ix[near]].astype(np.float32) / 255.0
+    pixels = crop[near].astype(np.float32) / 255.0
+    a, res = unmix(pixels, over, fill[near])
+    hit = np.isfinite(a) & (np.nan_to_num(a) >= OVERLAY_MIN_ALPHA) & (res <= RESIDUAL_TOLERANCE)
+    out = np.zeros(interior.shape, bool)
+    out[near] = hit
+    return out
+
+
+def _build_tinted(
+    element: Element,
+    box: Box,
+    own: np.ndarray,
+    hidden: np.ndarray,
+    below: np.ndarray,
+    pixels: np.ndarray,
+    canvas: Canvas,
+) -> BuiltLayer:
+    """A translucent shape: its colour everywhere, alpha unmixed against what lies beneath.
+
+    Inside, unmixing gives the shape's opacity; at its edges, the opacity times the edge
+    coverage. Under objects above, it keeps its opacity.
+    """
+    assert element.tint is not None
+    top, left, bottom, right = box
+    colour = np.empty((*own.shape, 3), np.float32)
+    colour[...] = np.asarray(element.tint.colour, np.float32) / 255.0
+    alpha = np.zeros(own.shape, np.float32)
+    alpha[hidden] = element.tint.alpha
+    todo = own | (_grow(own, 2) & below)
+    under = canvas.rgb[top:bottom, left:right][todo]
+    a, res = unmix(pixels[todo], colour[todo], under)
+    ok = np.isfinite(a) & ((res <= RESIDUAL_TOLERANCE) | own[todo])
+    alpha[todo] = np.where(ok, np.nan_to_num(a), np.where(own[todo], element.tint.alpha, 0.0))
+    rgba = _to_rgba8(colour, alpha)
+    canvas.add(box, rgba)
+    return BuiltLayer([element.kind], [element.name], box, rgba)
+
+
+def build_element(
+    element: Element,
+    index: int,
+    rank: np.ndarray,
+    extent: Extent,
+    territory: Box,
+    image: np.ndarray,
+    defined: np.ndarray,
+    emap: np.ndarray,
+    facts: UnitFacts,
+    canvas: Canvas,
+    lines: list[Box] = (),
+) -> BuiltLayer:
+    """One object's layer, given its z-rank (`rank[element index + 1]`) and extent.
+
+    `lines` are the boxes of the text elements above it (photos look for thin text there).
+    """
+    h, w = emap.shape
+    box = _pad(_union(extent.box, territory), h, w)
+    if element.kind == "shape":  # room for a completed ellipse beyond the visible part
+        grow_y, grow_x = (territory[2] - territory[0]) // 2, (territory[3] - territory[1]) // 2
+        box = (max(0, box[0] - grow_y), max(0, box[1] - grow_x),
+               min(h, box[2] + grow_y), min(w, box[3] + grow_x))
+    top, left, bottom, right = box
+    em = emap[top:bottom, left:right]
+    dfn = defined[top:bottom, left:right]
+    mine = rank[index + 1]
+    ranks = rank[em + 1]
+    own = em == index
+    above = ranks > mine
+    below = (ranks < mine) & (ranks >= 0)
+    hull = np.zeros(own.shape, bool)
+    et, el, eb, er = extent.box
+    hull[et - top : eb - top, el - left : er - left] = extent.mask
+
+    if element.kind == "shape":
+        completion = box_completion(own, above, below)
+        if completion is None:
+            completion = ellipse_completion(own, above, below)
+        if completion is not None:
+            hull |= completion & above
+    if element.kind in ("photo", "texture", "effect"):
+        interior = own & ~_grow(dfn & above, 2)
+        colour, _ = _colour_field(element, facts, box, image, interior)
+        overlay = _overlay_pixels(image, box, interior, dfn & above, lines, element, facts)
+        if overlay.any():
+            interior &= ~overlay
+            colour, _ = _colour_field(element, facts, box, image, interior)
+    else:
+        interior, colour = _interior(
+            element, box, image, own, dfn & own, dfn & ~own & (em >= 0), facts
+        )
+    pixels = image[top:bottom, left:right].astype(np.float32) / 255.0
+    if element.tint is not None:
+        return _build_tinted(element, box, own, hull & above & ~own, below, pixels, canvas)
+
+    alpha = np.zeros(own.shape, np.float32)
+    alpha[interior] = 1.0
+    colour[interior] = pixels[interior]
+    hidden = hull & above & ~own
+    alpha[hidden | (_grow(own, 1) & above)] = 1.0
+
+    edge = own & ~interior
+    rim = _grow(own, 2) & below & ~own
+    todo = edge | rim
+    if todo.any():
+        under = canvas.rgb[top:bottom, left:right][todo]
+        a, res = unmix(pixels[todo], colour[todo], under)
+        ok = np.isfinite(a) & (res <= RESIDUAL_TOLERANCE)
+        a = np.nan_to_num(a)
+        near_lower = _grow(below, 2)[todo]
+        is_edge = edge[todo]
+        value = np.where(is_edge, np.where(ok & near_lower, a, 1.0),
+                         np.where(ok & (a >= MIN_RIM_ALPHA), a, 0.0))
+        alpha[todo] = np.maximum(alpha[todo], value)
+    rgba = _to_rgba8(colour, alpha)
+    canvas.add(box, rgba)
+    mean = facts.sums.total(element.units).mean_colour()[0] if element.kind == "text" else None
+    return BuiltLayer([element.kind], [element.name], box, rgba, mean)
+
+
+def build_layers(
+    elements: list[Element],
+    order: list[int],
+    extents: list[Extent | None],
+    image: np.ndarray,
+    defined: np.ndarray,
+    emap: np.ndarray,
+    facts: UnitFacts,
+    poll: Callable[[float], None],
+) -> tuple[list[BuiltLayer], Canvas]:
+    """Layers bottom first and the composite they make. `poll(fraction)` runs between layers."""
+    h, w = emap.shape
+    canvas = Canvas(h, w)
+    rank = np.full(len(elements) + 1, -1, np.int64)
+    for position, index in enumerate(order):
+        rank[index + 1] = position
+    boxes = territory_boxes(emap, len(elements))
+    layers = []
+    for position, index in enumerate(order):
+        poll(position / max(len(order), 1))
+        element = elements[index]
+        if element.kind == "background":
+            layers.append(build_background(element, index, image, defined, emap, facts, canvas))
+            continue
+        extent, territory = extents[index], boxes[index]
+        if extent is None or territory is None:
+            continue
+        lines = [
+            boxes[i] for i in order[position + 1 :]
+            if elements[i].kind == "text" and boxes[i] is not None
+        ]
+        layers.append(
+            build_element(element, index, rank, extent, territory, image, defined, emap, facts,
+                          canvas, lines)
+        )
+    return layers, canvas

@@ -1,0 +1,77 @@
+"""Filling what a layer hides: smooth interpolation from the pixels that are known.
+
+Where a colour model fits (flat colour, gradient) the model itself completes a layer; this
+module is for the rest (textured backgrounds, photos under a caption). It uses push-pull
+interpolation, a multigrid form of diffusion inpainting: known pixels are averaged down a
+pyramid until every cell has a value, then the coarse answer is pulled back up, each level
+keeping its own known values. A few Jacobi sweeps of the Laplace equation on the unknown pixels
+then remove the blockiness. The cost is linear in the area, so it also serves 16-megapixel
+backgrounds, where plain diffusion would need thousands of sweeps to cross a large hole.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+SMOOTHING_SWEEPS = 12
+
+
+def _down(values: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sum 2x2 blocks (padding odd sides with zero weight)."""
+    h, w = weight.shape
+    ph, pw = h % 2, w % 2
+    if ph or pw:
+        values = np.pad(values, ((0, ph), (0, pw), (0, 0)))
+        weight = np.pad(weight, ((0, ph), (0, pw)))
+    v = values[0::2, 0::2] + values[1::2, 0::2] + values[0::2, 1::2] + values[1::2, 1::2]
+    wt = weight[0::2, 0::2] + weight[1::2, 0::2] + weight[0::2, 1::2] + weight[1::2, 1::2]
+    return v, wt
+
+
+def _up(coarse: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Double a level's size and soften the block edges."""
+    up = np.repeat(np.repeat(coarse, 2, axis=0), 2, axis=1)[:h, :w]
+    if h > 2 and w > 2:
+        up = ndimage.uniform_filter(up, size=(3, 3, 1), mode="nearest")
+    return up
+
+
+def push_pull(values: np.ndarray, known: np.ndarray, sweeps: int = SMOOTHING_SWEEPS) -> np.ndarray:
+    """Fill the pixels of (h, w, c) float32 `values` where `known` is False.
+
+    Known pixels come back unchanged. With nothing known the result is all zeros.
+    """
+    values = np.asarray(values, np.float32)
+    known = np.asarray(known, bool)
+    if known.all() or not known.any():
+        return values.copy() if known.all() else np.zeros_like(values)
+    levels = []
+    v = values * known[..., None]
+    wt = known.astype(np.float32)
+    while True:
+        levels.append((v, wt))
+        if wt.min() > 0 or wt.shape == (1, 1):
+            break
+        v, wt = _down(v, wt)
+    v, wt = levels[-1]
+    filled = v / np.maximum(wt, 1e-12)[..., None]
+    for v, wt in reversed(levels[:-1]):
+        h, w = wt.shape
+        up = _up(filled, h, w)
+        conf = np.minimum(wt, 1.0)[..., None]
+        filled = conf * (v / np.maximum(wt, 1e-12)[..., None]) + (1.0 - conf) * up
+    filled[known] = values[known]
+    return _relax(filled, known, sweeps)
+
+
+def _relax(filled: np.ndarray, known: np.ndarray, sweeps: int) -> np.ndarray:
+    """Jacobi sweeps of the 4-neighbour Laplace equation on the unknown pixels only."""
+    if sweeps <= 0 or min(known.shape) < 3:
+        return filled
+    unknown = ~known
+    for _ in range(sweeps):
+        padded = np.pad(filled, ((1, 1), (1, 1), (0, 0)), mode="edge")
+        mean = 0.25 * (padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:])
+        filled[unknown] = mean[unknown]
+    return filled

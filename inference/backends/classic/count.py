@@ -1,0 +1,165 @@
+"""Honouring the requested layer count, and naming the layers.
+
+Fewer layers: the adjacent pair (in z) that matters least is composited into one, repeatedly.
+"Matters least" is the smaller of the two's total alpha, discounted when the two do not
+overlap: merging side-by-side elements changes nothing about how either can be edited apart
+from sharing a layer, while merging a shape into what it covers loses the hidden part.
+
+More layers: a layer made of separate pieces (a text line's words, shapes of one colour) is cut
+in two at the widest gap between its pieces, repeatedly, the largest layer first. When nothing
+can be cut any more the stack stays short, and the caller says so.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from inference.backends.classic.build import BuiltLayer
+from inference.backends.classic.facts import Box
+
+DISJOINT_DISCOUNT = 0.25
+MAX_NAMES = 3
+
+
+def _intersect(a: Box, b: Box) -> Box | None:
+    top, left = max(a[0], b[0]), max(a[1], b[1])
+    bottom, right = min(a[2], b[2]), min(a[3], b[3])
+    return (top, left, bottom, right) if bottom > top and right > left else None
+
+
+def _crop_alpha(layer: BuiltLayer, box: Box) -> np.ndarray:
+    t, l_ = box[0] - layer.box[0], box[1] - layer.box[1]
+    return layer.rgba[t : t + box[2] - box[0], l_ : l_ + box[3] - box[1], 3]
+
+
+def overlaps(a: BuiltLayer, b: BuiltLayer) -> bool:
+    box = _intersect(a.box, b.box)
+    if box is None:
+        return False
+    return bool(((_crop_alpha(a, box) > 0) & (_crop_alpha(b, box) > 0)).any())
+
+
+def merge(lower: BuiltLayer, upper: BuiltLayer) -> BuiltLayer:
+    """`upper` composited over `lower` on the union of their boxes."""
+    box = (
+        min(lower.box[0], upper.box[0]), min(lower.box[1], upper.box[1]),
+        max(lower.box[2], upper.box[2]), max(lower.box[3], upper.box[3]),
+    )
+    h, w = box[2] - box[0], box[3] - box[1]
+    out_p = np.zeros((h, w, 3), np.float32)
+    out_a = np.zeros((h, w), np.float32)
+    for layer in (lower, upper):
+        t, l_ = layer.box[0] - box[0], layer.box[1] - box[1]
+        lh, lw = layer.rgba.shape[:2]
+        src = layer.rgba.astype(np.float32) / 255.0
+        a = src[..., 3]
+        view_p = out_p[t : t + lh, l_ : l_ + lw]
+        view_a = out_a[t : t + lh, l_ : l_ + lw]
+        view_p *= (1.0 - a)[..., None]
+        view_p += src[..., :3] * a[..., None]
+        view_a *= 1.0 - a
+        view_a += a
+    safe = np.where(out_a > 0, out_a, 1.0)
+    rgba = np.empty((h, w, 4), np.uint8)
+    rgba[..., :3] = np.clip(np.rint(out_p / safe[..., None] * 255.0), 0, 255)
+    rgba[..., 3] = np.clip(np.rint(out_a * 255.0), 0, 255)
+    return BuiltLayer(lower.kinds + upper.kinds, lower.names + upper.names, box, rgba)
+
+
+def _merge_cost(lower: BuiltLayer, upper: BuiltLayer) -> float:
+    cost = min(lower.alpha_sum, upper.alpha_sum)
+    return cost if overlaps(lower, upper) else cost * DISJOINT_DISCOUNT
+
+
+def _pieces(layer: BuiltLayer) -> tuple[np.ndarray, int]:
+    return ndimage.label(layer.rgba[..., 3] > 0, np.ones((3, 3), bool))
+
+
+def split(layer: BuiltLayer) -> tuple[BuiltLayer, BuiltLayer] | None:
+    """Two layers from one made of separate pieces, cut at the widest gap; None if one piece."""
+    labels, count = _pieces(layer)
+    if count < 2:
+        return None
+    centres = np.array(ndimage.center_of_mass(np.ones(labels.shape), labels, range(1, count + 1)))
+    spread = centres.max(axis=0) - centres.min(axis=0)
+    axis = int(np.argmax(spread))
+    order = np.argsort(centres[:, axis], kind="stable")
+    gaps = np.diff(centres[order, axis])
+    cut = int(np.argmax(gaps)) + 1
+    first = np.isin(labels, order[:cut] + 1)
+    parts = []
+    for mask in (first, (labels > 0) & ~first):
+        rgba = layer.rgba.copy()
+        rgba[~mask] = 0
+        ys, xs = np.nonzero(mask)
+        t, l_, b, r = ys.min(), xs.min(), ys.max() + 1, xs.max() + 1
+        box = (layer.box[0] + t, layer.box[1] + l_, layer.box[0] + b, layer.box[1] + r)
+        parts.append(BuiltLayer(list(layer.kinds), list(layer.names), box, rgba[t:b, l_:r]))
+    for index, part in enumerate(parts, start=1):
+        part.names = [f"{name} (part {index})" for name in part.names]
+    return parts[0], parts[1]
+
+
+def fit_count(layers: list[BuiltLayer], target: int) -> tuple[list[BuiltLayer], str]:
+    """Merge or split `layers` (bottom first) towards `target`; a note if it cannot be met."""
+    layers = list(layers)
+    while len(layers) > max(target, 1):
+        costs = [_merge_cost(layers[i], layers[i + 1]) for i in range(len(layers) - 1)]
+        i = int(np.argmin(costs))
+        layers[i : i + 2] = [merge(layers[i], layers[i + 1])]
+    blocked: set[int] = set()
+    while len(layers) < target:
+        candidates = [
+            i for i, layer in enumerate(layers)
+            if id(layer) not in blocked and layer.kinds != ["background"]
+        ]
+        if not candidates:
+            break
+        i = max(candidates, key=lambda k: layers[k].alpha_sum)
+        parts = split(layers[i])
+        if parts is None:
+            blocked.add(id(layers[i]))
+            continue
+        layers[i : i + 1] = list(parts)
+    note = ""
+    if len(layers) != target:
+        note = (
+            f"asked for {target} layers but the picture only has {len(layers)} separable "
+            f"part{'s' if len(layers) != 1 else ''}; produced {len(layers)}"
+        )
+    return layers, note
+
+
+def layer_name(layer: BuiltLayer) -> str:
+    names = [n for n in layer.names if n]
+    if not names:
+        return layer.kinds[0]
+    if len(names) <= MAX_NAMES:
+        return " + ".join(names)
+    return f"{names[0]} + {len(names) - 1} more"
+
+
+def unique_names(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        if name in seen:
+            seen[name] += 1
+            out.append(f"{name} {seen[name]}")
+        else:
+            seen[name] = 1
+            out.append(name)
+    return out
+
+
+def element_names(kinds: list[str]) -> list[str]:
+    """Names by kind, bottom first: background, shape 1.., text (or text 1..), photo, ..."""
+    totals = {kind: kinds.count(kind) for kind in set(kinds)}
+    seen: dict[str, int] = {}
+    names = []
+    for kind in kinds:
+        seen[kind] = seen.get(kind, 0) + 1
+        numbered = kind == "shape" or totals[kind] > 1
+        names.append(f"{kind} {seen[kind]}" if numbered and kind != "background" else kind)
+    return names

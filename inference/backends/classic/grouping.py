@@ -1,0 +1,298 @@
+"""From units to elements: what becomes one layer.
+
+Units are joined with a union-find, in this order, each step only touching what earlier ones
+left alone:
+
+1. holes: a flat unit wrapped by a single other unit (the counter of an "o", the middle of a
+   ring) that has the colour of a unit next to its wrapper is more of that unit, seen through;
+2. background pieces: flat units with the background's colour where they lie;
+3. same colour: touching flat units of one colour are one object;
+4. text (see `text`): many small units of one colour in a row become one text element;
+5. photos (see `photo`): rectangles of rich content, with what lies on them kept apart;
+6. seen through: a small piece of a shape's colour two steps from it (between letters) is it;
+7. translucency (see `translucency`): pieces of one see-through shape are one layer;
+8. specks: tiny leftovers join the unit they share most boundary with.
+
+What remains is one shape per unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from inference.backends.classic.background import matching_pieces, pick_background
+from inference.backends.classic.facts import Box, UnitFacts
+from inference.backends.classic.photo import find_photos
+from inference.backends.classic.text import (
+    TEXT_MIN_GLYPHS,
+    drop_blends,
+    drop_gaps,
+    find_text,
+    split_occluded,
+)
+from inference.backends.classic.translucency import (
+    Tint,
+    gradient_tint,
+    overlap_tints,
+    same_tint,
+)
+from inference.backends.classic.unionfind import UnionFind
+
+HOLE_WRAP = 0.9  # share of a hole's boundary its wrapper must own
+HOLE_TOLERANCE = 10.0
+TINT_MIN_AREA = 0.001  # of the picture: smaller pieces are not worth a translucency guess
+SPECK_SHARE = 0.0004  # of the picture
+SPECK_MIN = 12
+
+
+@dataclass
+class Element:
+    """One future layer: its units, what kind of thing it is and, for photos, the rectangle."""
+
+    kind: str  # background, shape, text, photo, texture, effect (soft shading), detail
+    units: list[int]
+    rect: Box | None = None
+    name: str = ""
+    tint: Tint | None = None
+
+
+def _absorb_holes(
+    facts: UnitFacts, uf: UnionFind, units: list[int], background: int | None
+) -> None:
+    """Join holes to the unit seen through them.
+
+    Everything on the background is wrapped by it, so the background never counts as a
+    wrapper; a hole is smaller than what wraps it, and what shows through it is larger still
+    (else two letters of one colour on a card would count as holes of the card).
+    """
+    for unit in units:
+        if not facts.is_flat(unit):
+            continue
+        touching = facts.neighbours.get(unit, {})
+        total = sum(touching.values())
+        if not total:
+            continue
+        wrapper, length = max(touching.items(), key=lambda kv: kv[1])
+        if length < HOLE_WRAP * total or wrapper == background:
+            continue
+        if facts.area[wrapper] <= facts.area[unit]:
+            continue
+        hosts = [
+            other
+            for other in facts.neighbours.get(wrapper, {})
+            if other != unit and facts.area[other] > facts.area[wrapper]
+        ]
+        hosts.sort(key=lambda u: -facts.neighbours[wrapper][u])
+        for host in hosts:
+            if facts.colour_near(unit, host, HOLE_TOLERANCE):
+                uf.join(host, unit)
+                break
+
+
+def _absorb_seen_through(
+    facts: UnitFacts,
+    uf: UnionFind,
+    units: list[int],
+    skip: set[int],
+    background: int | None,
+    max_area: float,
+) -> None:
+    """Join a small flat unit to a larger unit of its colour two steps away.
+
+    A piece of a card seen through the counter of a letter, or between two letters, touches
+    only the letters (and perhaps the background beside them); the card itself is one step
+    further. The step in between must not be the background, or any two objects of one
+    colour on the same background would join.
+    """
+    bg_root = uf.find(background) if background is not None else -1
+    for unit in units:
+        if unit in skip or not facts.is_flat(unit) or facts.area[unit] > max_area:
+            continue
+        if uf.find(unit) == bg_root:
+            continue
+        hosts = set()
+        for step in facts.neighbours.get(unit, {}):
+            if uf.find(step) == bg_root:
+                continue
+            for host in facts.neighbours.get(step, {}):
+                if uf.find(host) != uf.find(unit) and facts.area[host] > facts.area[unit]:
+                    hosts.add(host)
+        for host in sorted(hosts, key=lambda h: (-int(facts.area[h]), h)):
+            if facts.colour_near(unit, host, HOLE_TOLERANCE):
+                uf.join(host, unit)
+                break
+
+
+def _join_same_colour(
+    facts: UnitFacts, uf: UnionFind, units: list[int], background: int | None
+) -> None:
+    """Join touching flat units of one colour (one object split by a thin stroke or an edge)."""
+    members = set(units)
+    bg_root = uf.find(background) if background is not None else -1
+    for unit in sorted(units, key=lambda u: (-int(facts.area[u]), u)):
+        if not facts.is_flat(unit):
+            continue
+        for other in facts.neighbours.get(unit, {}):
+            if other not in members or not facts.is_flat(other):
+                continue
+            if uf.find(other) == uf.find(unit):
+                continue
+            small, large = sorted((unit, other), key=lambda u: (int(facts.area[u]), -u))
+            if not facts.colour_near(small, large, HOLE_TOLERANCE):
+                continue
+            if uf.find(small) == bg_root:
+                small, large = large, small
+            uf.join(large, small)
+
+
+def _absorb_specks(facts: UnitFacts, uf: UnionFind, units: list[int], min_area: int) -> None:
+    for unit in sorted(units, key=lambda u: int(facts.area[u])):
+        if facts.area[unit] >= min_area:
+            continue
+        touching = facts.neighbours.get(unit, {})
+        if touching:
+            host = max(touching, key=lambda u: (touching[u], int(facts.area[u])))
+            uf.join(host, unit)
+
+
+def form_elements(
+    own: np.ndarray, facts: UnitFacts, count: int
+) -> tuple[list[Element], int | None]:
+    """Elements of a picture and the index of the background element (None: transparent)."""
+    h, w = own.shape
+    present = [u for u in range(1, count + 1) if facts.area[u] > 0]
+    uf = UnionFind(count + 1)
+    background = pick_background(own, facts)
+
+    _absorb_holes(facts, uf, [u for u in present if u != background], background)
+    if background is not None:
+        free = [u for u in present if uf.find(u) == u and u != background]
+        for unit in matching_pieces(background, facts, free):
+            uf.join(background, unit)
+
+    _join_same_colour(facts, uf, present, background)
+    bg_root = uf.find(background) if background is not None else -1
+    pieces: dict[int, list[int]] = {}
+    for unit in present:
+        if uf.find(unit) != bg_root:
+            pieces.setdefault(uf.find(unit), []).append(unit)
+    candidates = find_text(facts, list(pieces.values()), h, w)
+    candidates, cut_shapes = split_occluded(facts, own, candidates, background)
+    for group in cut_shapes:
+        for unit in group[1:]:
+            uf.join(group[0], unit)
+    text_groups, tinted = drop_blends(facts, drop_gaps(facts, candidates), background)
+    for group in tinted:
+        for unit in group:
+            uf.join(background, unit)
+    text_units = {u for group in text_groups for u in group}
+    taken = {u for u in present if uf.find(u) == bg_root}
+    photos = find_photos(own, facts, taken, text_units)
+    in_photos = {u for photo in photos for u in photo.members}
+    text_groups = [[u for u in g if u not in in_photos] for g in text_groups]
+    text_groups = [g for g in text_groups if len(g) >= TEXT_MIN_GLYPHS]
+    text_units = {u for group in text_groups for u in group}
+    for group in text_groups:
+        for unit in group[1:]:
+            uf.join(group[0], unit)
+    photo_roots: dict[int, object] = {}
+    for photo in photos:
+        first = min(photo.members)
+        for unit in photo.members:
+            uf.join(first, unit)
+        photo_roots[uf.find(first)] = photo
+    text_roots = {uf.find(g[0]) for g in text_groups}
+
+    _absorb_seen_through(
+        facts, uf, present, text_units | in_photos | {background}, background, 0.05 * h * w
+    )
+    tints = _find_tints(facts, uf, present, text_units | in_photos, background, h * w)
+    protected = taken | text_units | {u for p in photos for u in p.members}
+    leftovers = [u for u in present if u not in protected and uf.find(u) == u]
+    min_area = max(SPECK_MIN, int(SPECK_SHARE * h * w))
+    _absorb_specks(facts, uf, leftovers, min_area)
+
+    members: dict[int, list[int]] = {}
+    for unit in present:
+        members.setdefault(uf.find(unit), []).append(unit)
+    elements: list[Element] = []
+    background_index = None
+    for root, units in members.items():
+        if background is not None and root == uf.find(background):
+            background_index = len(elements)
+            elements.append(Element("background", units))
+        elif root in photo_roots:
+            photo = photo_roots[root]
+            elements.append(Element("photo", units, rect=photo.rect))
+        elif root in text_roots:
+            elements.append(Element("text", units))
+        elif all(facts.complex[u] for u in units):
+            textured = any(facts.texture[u] for u in units)
+            elements.append(Element("texture" if textured else "effect", units))
+        else:
+            elements.append(Element("shape", units, tint=tints.get(root)))
+    return elements, background_index
+
+
+def _find_tints(
+    facts: UnitFacts,
+    uf: UnionFind,
+    present: list[int],
+    skip: set[int],
+    background: int | None,
+    n_pixels: int,
+) -> dict[int, Tint]:
+    """Translucent shapes, by root; the pieces of one translucent shape are joined."""
+    bg_root = uf.find(background) if background is not None else -1
+    candidates = [
+        u for u in present
+        if u not in skip and uf.find(u) != bg_root and not facts.complex[u]
+        and facts.area[u] >= TINT_MIN_AREA * n_pixels
+    ]
+    tints: dict[int, Tint] = {}
+    for x, y, tint in overlap_tints(facts, candidates):
+        uf.join(x, y)
+        tints[uf.find(x)] = tint
+    for unit in candidates:
+        if uf.find(unit) in tints:
+            continue
+        for beneath in facts.neighbours.get(unit, {}):
+            tint = gradient_tint(facts, unit, beneath)
+            if tint is not None:
+                tints[uf.find(unit)] = tint
+                break
+    roots = sorted(tints)
+    for i, a in enumerate(roots):
+        for b in roots[i + 1 :]:
+            if uf.find(a) != uf.find(b) and same_tint(tints[uf.find(a)], tints[uf.find(b)]):
+                tint = tints[uf.find(a)]
+                uf.join(a, b)
+                tints[uf.find(a)] = tint
+    tints = {root: tint for root, tint in tints.items() if uf.find(root) == root}
+    return tints
+
+
+def element_map(
+    own: np.ndarray, elements: list[Element], count: int, background: int | None
+) -> np.ndarray:
+    """Element index per pixel (-1 for transparent input).
+
+    A photo also claims the background's pixels inside its rectangle (its hard edge is often
+    a line of pixels nearer to the background's regions than to the photo's).
+    """
+    lut = np.full(count + 2, -1, np.int32)
+    for index, element in enumerate(elements):
+        lut[element.units] = index
+    emap = lut[own]  # own == -1 picks lut[-1], which is -1
+    for index, element in enumerate(elements):
+        if element.kind != "photo" or element.rect is None:
+            continue
+        top, left, bottom, right = element.rect
+        crop = emap[top:bottom, left:right]
+        claim = crop == index
+        if background is not None:
+            claim |= crop == background
+        crop[claim] = index
+    return emap

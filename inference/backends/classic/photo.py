@@ -1,0 +1,233 @@
+"""Photo inserts: rectangles of rich content kept whole as one layer.
+
+A photo on a slide shows as a patchwork: texture pieces, smooth areas (a sky) and specks. None of
+them alone is the photo, but together they span an opaque axis-aligned rectangle, in which the
+background does not show. Starting from a complex unit, neighbours that are not flat colour
+are added while their bounding box stays clear of the background; the box is then the photo.
+Flat units inside it that are text, or large enough to be a badge or a shape placed on the
+photo, stay separate objects above it; the rest is photo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from inference.backends.classic.facts import Box, UnitFacts
+
+# A photo is an opaque rectangle: the background may show in at most this share of its box
+# (the anti-aliased rim), and a little more while it is being grown (a sky added before its
+# sun leaves a notch).
+MAX_BACKGROUND = 0.1
+GROW_BACKGROUND = 0.2
+NEAR = 0.06  # of the picture's short side: how far from the members growth looks
+# A photo has fine detail: at least this share of its pixels curve (|Laplacian| of the grey
+# level) by more than DETAIL_LEVELS. Shadows and glows are smooth to a fraction of a level.
+MIN_DETAIL = 0.03
+DETAIL_LEVELS = 2.0
+DETAIL_SIDE = 256
+MIN_SHARE, MAX_SHARE = 0.01, 0.8  # of the picture; larger is a textured background
+MIN_SEED_SHARE = 0.003
+SNAP_STEPS, SNAP_LEVELS, SNAP_SHARE = 2, 8, 0.6  # see _snap
+PHOTO_COLOUR = 24.0  # a "glyph" this close to the photo's colour around it is photo
+OVERLAY_SHARE = 0.02  # of the photo: a flat unit at least this large is an object on it
+
+
+@dataclass
+class Photo:
+    rect: Box
+    members: set[int]
+    overlays: set[int]
+
+
+def _union_box(facts: UnitFacts, members: set[int]) -> Box:
+    """Bounding box of the members' defining pixels (territories can leak past a hard edge)."""
+    boxes = [facts.core_boxes[u] for u in members if facts.core_boxes[u] is not None]
+    if not boxes:
+        boxes = [facts.boxes[u] for u in members if facts.boxes[u] is not None]
+    return (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )
+
+
+def _background_share(own: np.ndarray, background: set[int], box: Box) -> float:
+    """Share of `box` that the background (or transparency) owns."""
+    top, left, bottom, right = box
+    crop = own[top:bottom, left:right]
+    if not crop.size:
+        return 1.0
+    return float((np.isin(crop, list(background)) | (crop < 0)).mean())
+
+
+def _grow(
+    own: np.ndarray,
+    facts: UnitFacts,
+    seed: int,
+    taken: set[int],
+    background: set[int],
+    candidates: list[int],
+) -> set[int]:
+    """Add non-flat units next to or near the members while their box stays clear of the
+    background. "Near" matters: a row of letters or a ridge of pieces can cut a sky off from
+    the ground below it without touching both."""
+    h, w = own.shape
+    margin = max(4, int(NEAR * min(h, w)))
+    members = {seed}
+    changed = True
+    while changed:
+        changed = False
+        box = _union_box(facts, members)
+        frontier: dict[int, int] = {}
+        for unit in members:
+            for other, length in facts.neighbours.get(unit, {}).items():
+                if other not in members and other not in taken and not facts.is_flat(other):
+                    frontier[other] = frontier.get(other, 0) + length
+        for other in candidates:
+            other_box = facts.boxes[other]
+            if other in members or other in taken or other in frontier or other_box is None:
+                continue
+            if (other_box[0] < box[2] + margin and other_box[2] > box[0] - margin
+                    and other_box[1] < box[3] + margin and other_box[3] > box[1] - margin):
+                frontier[other] = 0
+        for other in sorted(frontier, key=lambda u: (-frontier[u], u)):
+            trial = members | {other}
+            if _background_share(own, background, _union_box(facts, trial)) <= GROW_BACKGROUND:
+                members = trial
+                changed = True
+    return members
+
+
+def _inside_share(own: np.ndarray, unit: int, rect: Box, facts: UnitFacts) -> float:
+    box = facts.boxes[unit]
+    if box is None:
+        return 0.0
+    top, left = max(box[0], rect[0]), max(box[1], rect[1])
+    bottom, right = min(box[2], rect[2]), min(box[3], rect[3])
+    if bottom <= top or right <= left:
+        return 0.0
+    inside = int((own[top:bottom, left:right] == unit).sum())
+    return inside / max(int(facts.area[unit]), 1)
+
+
+def _detail_share(facts: UnitFacts, members: set[int], rect: Box) -> float:
+    """Share of the members' inner pixels in `rect` with fine detail (see MIN_DETAIL).
+
+    Measured at a scale where the picture's short side is about DETAIL_SIDE pixels, so that a
+    photo enlarged four times (smoother per pixel) reads the same as the original.
+    """
+    top, left, bottom, right = rect
+    step = max(1, round(min(facts.rgb.shape[:2]) / DETAIL_SIDE))
+    height, width = (bottom - top) // step * step, (right - left) // step * step
+    if height < 3 * step or width < 3 * step:
+        return 0.0
+    crop = facts.rgb[top : top + height, left : left + width].astype(np.float32).mean(axis=-1)
+    mine = np.isin(facts.labels[top : top + height, left : left + width], list(members))
+    shape = (height // step, step, width // step, step)
+    grey = crop.reshape(shape).mean(axis=(1, 3))
+    inner = ndimage.binary_erosion(mine.reshape(shape).all(axis=(1, 3)), iterations=2)
+    if not inner.any():
+        return 0.0
+    return float((np.abs(ndimage.laplace(grey))[inner] > DETAIL_LEVELS).mean())
+
+
+def _snap(rgb: np.ndarray, rect: Box) -> Box:
+    """Grow `rect` over the lines of pixels just outside it that are not background.
+
+    A photo's outermost rows and columns are as near to the background's region pixels as to
+    the photo's, so the territories can leave them out; a line belongs to the photo when it
+    differs from the line beyond it (a hard edge) along most of its length.
+    """
+    h, w = rgb.shape[:2]
+    top, left, bottom, right = rect
+    image = rgb.astype(np.int16)
+
+    def differs(line: np.ndarray, beyond: np.ndarray) -> bool:
+        return bool((np.abs(line - beyond).max(axis=-1) > SNAP_LEVELS).mean() >= SNAP_SHARE)
+
+    for _ in range(SNAP_STEPS):
+        grown = False
+        if top > 1 and differs(image[top - 1, left:right], image[top - 2, left:right]):
+            top, grown = top - 1, True
+        if bottom < h - 1 and differs(image[bottom, left:right], image[bottom + 1, left:right]):
+            bottom, grown = bottom + 1, True
+        if left > 1 and differs(image[top:bottom, left - 1], image[top:bottom, left - 2]):
+            left, grown = left - 1, True
+        if right < w - 1 and differs(image[top:bottom, right], image[top:bottom, right + 1]):
+            right, grown = right + 1, True
+        if not grown:
+            break
+    return top, left, bottom, right
+
+
+def _photo_coloured(facts: UnitFacts, unit: int, members: set[int]) -> bool:
+    """Is `unit` the colour of the photo around it (a bit of photo between letters)?
+
+    Compared with each photo piece it touches, or that touches a letter it touches, as
+    measured around it: a photo's colours vary too much for one mean to say.
+    """
+    box = facts.boxes[unit]
+    if box is None:
+        return False
+    near = set()
+    for step in facts.neighbours.get(unit, {}):
+        near.add(step)
+        near.update(facts.neighbours.get(step, {}))
+    hosts = [u for u in near & members if u != unit]
+    for host in hosts:
+        local = facts.local_colour(host, box)
+        if local is not None and np.abs(facts.colour[unit] - local).max() <= PHOTO_COLOUR:
+            return True
+    return False
+
+
+def find_photos(
+    own: np.ndarray, facts: UnitFacts, background: set[int], text_units: set[int]
+) -> list[Photo]:
+    """Photo rectangles, their member units and the units lying on them as separate objects."""
+    n_pixels = own.size
+    seeds = [
+        int(u)
+        for u in np.flatnonzero(facts.complex)
+        if u not in background and facts.area[u] >= max(64, MIN_SEED_SHARE * n_pixels)
+    ]
+    seeds.sort(key=lambda u: -int(facts.area[u]))
+    rich = [
+        int(u) for u in range(1, len(facts.area))
+        if facts.area[u] > 0 and not facts.is_flat(int(u)) and int(u) not in background
+    ]
+    photos: list[Photo] = []
+    used = set(background)
+    for seed in seeds:
+        if seed in used:
+            continue
+        members = _grow(own, facts, seed, used | text_units, background, rich)
+        rect = _union_box(facts, members)
+        area = (rect[2] - rect[0]) * (rect[3] - rect[1])
+        if not MIN_SHARE * n_pixels <= area <= MAX_SHARE * n_pixels:
+            continue
+        if _background_share(own, background, rect) > MAX_BACKGROUND:
+            continue
+        if _detail_share(facts, members, rect) < MIN_DETAIL:
+            continue  # smooth all over: a glow or a shadow, not a photo
+        rect = _snap(facts.rgb, rect)
+        overlays: set[int] = set()
+        top, left, bottom, right = rect
+        inner = np.unique(own[top:bottom, left:right])
+        for unit in (int(u) for u in inner if u > 0):
+            if unit in members or unit in used:
+                continue
+            if _inside_share(own, unit, rect, facts) < 0.9:
+                continue
+            if unit in text_units:
+                on_top = not _photo_coloured(facts, unit, members)
+            else:
+                on_top = facts.is_flat(unit) and facts.area[unit] >= OVERLAY_SHARE * area
+            (overlays if on_top else members).add(unit)
+        photos.append(Photo(rect, members, overlays))
+        used |= members
+    return photos
