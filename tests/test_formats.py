@@ -537,10 +537,8 @@ def test_png_dir_write_failure_leaves_the_old_result(tmp_path, stack, monkeypatc
     assert_same_stack(stack, read_stack(folder))
 
 
-# --- a real GIMP, when this machine has the shared headless GIMP 3 ------------------------
+# --- a real GIMP 3 opens what we write ---------------------------------------------------
 
-GIMP_RUN = Path(__file__).resolve().parents[1] / ".." / "shared" / "gimp3" / "gimp3-run.sh"
-GIMP_ROOT = Path(os.environ.get("GIMP3_ROOT", "/tmp/gimp3root"))
 
 GIMP_SNIPPET = """
 from gi.repository import Gimp, Gio
@@ -558,13 +556,7 @@ for name in NAMES:
 """
 
 
-@pytest.mark.skipif(
-    os.environ.get("LAYERLIFT_GIMP3") != "1"
-    or not (GIMP_ROOT / ".gimp3-ready").exists()
-    or not GIMP_RUN.exists(),
-    reason="set LAYERLIFT_GIMP3=1 on a machine with the shared headless GIMP 3 chroot",
-)
-def test_gimp_loads_our_psd_and_ora(request, clear_stack):
+def test_gimp_loads_our_psd_and_ora(request, clear_stack, gimp3):
     # The chroot bind-mounts the folder at the same path; keep it short and outside pytest's.
     folder = Path(tempfile.mkdtemp(prefix="layerlift-gimp-"))
     request.addfinalizer(lambda: shutil.rmtree(folder, ignore_errors=True))
@@ -573,7 +565,7 @@ def test_gimp_loads_our_psd_and_ora(request, clear_stack):
         write_stack(clear_stack, folder / name, group_name="LayerLift ☆")
     snippet = f"NAMES = {names!r}\nFOLDER = {str(folder) + '/'!r}\n" + GIMP_SNIPPET
     run = subprocess.run(
-        ["bash", str(GIMP_RUN), "-B", str(folder), "-t", "120", "-"],
+        ["bash", str(gimp3 / "gimp3-run.sh"), "-B", str(folder), "-t", "120", "-"],
         input=snippet,
         capture_output=True,
         text=True,

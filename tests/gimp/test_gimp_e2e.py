@@ -30,7 +30,6 @@ from inference.job_store import RECORD_FILE, STACK_DIR
 from tests.conftest import EXAMPLES, REPO
 from tests.gimp.xcf import read_xcf
 
-GIMP3 = REPO.parent / "shared" / "gimp3"
 SNIPPET = Path(__file__).with_name("snippet.py")
 GIMP_TIMEOUT = 240
 
@@ -39,18 +38,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def gimp3() -> Path:
-    if not GIMP3.is_dir():
-        pytest.fail(f"{GIMP3} is missing: the GIMP 3 test harness lives in ../shared/gimp3")
-    if os.geteuid() != 0:
-        pytest.fail("the GIMP 3 end-to-end tests need root (chroot, unshare); run them as root")
-    build = subprocess.run([str(GIMP3 / "build-gimp3-chroot.sh")], capture_output=True,
-                           text=True, timeout=1200)
-    assert build.returncode == 0, f"building the GIMP 3 chroot failed:\n{build.stderr[-3000:]}"
-    return GIMP3
 
 
 @pytest.fixture
