@@ -7,7 +7,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 # (the Qwen processor needs torchvision); any other spec would download gigabytes.
 TORCH_TEST_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test lint clean examples bench
+.PHONY: demo test lint clean examples bench dist test-dist
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(VENV)/.base: pyproject.toml
 
 $(VENV)/.dev: $(VENV)/.base
 	$(PIP) install $(TORCH_TEST_PINS)
-	$(PIP) install -e '.[dev,qwen,desktop]'
+	$(PIP) install -e '.[dev,qwen,quant,desktop]'
 	touch $@
 
 demo: $(VENV)/.base
@@ -37,6 +37,16 @@ examples: $(VENV)/.base
 
 bench: $(VENV)/.dev
 	$(PY) bench/quality.py --backend classic
+
+# The one-folder desktop bundle, `cpu` flavour (no torch), in dist/layerlift/; reused when
+# nothing changed. The `gpu` flavour: docs/packaging.md.
+dist: $(VENV)/.dev
+	$(PY) packaging/build.py --flavour cpu
+
+# Build (or reuse) the bundle and smoke-test the frozen executable; `make test` runs it too.
+test-dist: $(VENV)/.dev
+	bash tests/install_system_deps.sh
+	$(PY) -m pytest tests/test_dist.py
 
 clean:
 	rm -rf $(VENV) out build dist *.egg-info
