@@ -44,9 +44,10 @@ if CASE == "decompose":
         # Decompose one of the new layers again: it must be replaced inside the group.
         group = selected[0]
         children = group.get_children()
-        # A merged layer ("a + b") has parts to split again; else take the bottom one.
-        merged = [child for child in children if " + " in child.get_name()]
-        target = merged[0] if merged else children[-1]
+        # Text ("ORBIT": five glyphs) or a merged layer ("a + b") has parts to split again.
+        splittable = [child for child in children
+                      if "text" in child.get_name() or " + " in child.get_name()]
+        target = splittable[0] if splittable else children[-1]
         report["recursive_target"] = target.get_name()
         ok2, message2 = decompose(image, target, layers=2)
         report.update(recursive_ok=ok2, recursive_message=message2)

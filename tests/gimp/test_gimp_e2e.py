@@ -158,12 +158,12 @@ def test_decompose_inserts_one_group_that_recomposites(gimp3, workdir, server):
     flat = _pixels(workdir / "flat.png")
     assert flat.shape == original.shape
     diff = np.abs(flat[..., :3] - original[..., :3])
-    assert np.percentile(diff, 99.9) <= 1, f"flattened result differs: max {diff.max()}"
+    assert diff.max() <= 1, f"flattened result differs by up to {diff.max()} levels"
 
     # Recursive: the chosen layer was replaced in place by its sub-layers, inside the group.
     assert report["recursive_ok"], report["recursive_message"]
     sub_layers = [layer["name"] for layer in stacks[1]["layers"]]
-    assert len(sub_layers) >= 1, f"the recursive job made no layers: {sub_layers}"
+    assert len(sub_layers) >= 2, f"the layer was not split again: {sub_layers}"
     after = read_xcf(workdir / "recursive.xcf")
     group_after = after.top_level()[0]
     # GIMP keeps layer names unique in an image by adding " #1"; compare without it.
@@ -173,7 +173,7 @@ def test_decompose_inserts_one_group_that_recomposites(gimp3, workdir, server):
                            + [c.name for c in children[target_index + 1:]])
     assert len([layer for layer in after.top_level() if layer.is_group]) == 1
     flat_after = _pixels(workdir / "recursive.png")
-    assert np.percentile(np.abs(flat_after[..., :3] - original[..., :3]), 99.9) <= 2
+    assert np.abs(flat_after[..., :3] - original[..., :3]).max() <= 1
 
 
 def test_selection_bounds_offset_the_layers(gimp3, workdir, server):
