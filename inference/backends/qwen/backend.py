@@ -10,6 +10,7 @@ input. torch and diffusers are imported only here, inside methods.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from typing import Any, ClassVar
@@ -91,8 +92,10 @@ class QwenBackend(Backend):
         settings = settings or Settings()
         missing = [p for p in _REQUIRED_PACKAGES if importlib.util.find_spec(p) is None]
         if missing:
-            return Availability(False, f"{', '.join(missing)} not installed "
-                                       "(pip install 'layerlift[qwen]')")
+            # A frozen bundle cannot pip install: point at the bundle that has the GPU stack.
+            remedy = ("use the LayerLift 'gpu' bundle" if getattr(sys, "frozen", False)
+                      else "pip install 'layerlift[qwen]'")
+            return Availability(False, f"{', '.join(missing)} not installed ({remedy})")
         try:
             source = resolve_model(settings.model)
             check_model_files(source)
