@@ -8,6 +8,7 @@ these names in step with gimp_plugin/layerlift/ (APP_NAME, the token file name).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import platformdirs
@@ -22,21 +23,20 @@ def _home_override() -> Path | None:
     return Path(value) if value else None
 
 
-def config_dir() -> Path:
+def _app_dir(sub: str, platform_dir: Callable[..., str]) -> Path:
+    """`$LAYERLIFT_HOME/<sub>` when set, else the platform's folder; created on first use."""
     home = _home_override()
-    if home:
-        path = home / "config"
-    else:
-        path = Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+    path = home / sub if home else Path(platform_dir(APP_NAME, appauthor=False))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def config_dir() -> Path:
+    return _app_dir("config", platformdirs.user_config_dir)
 
 
 def data_dir() -> Path:
-    home = _home_override()
-    path = home / "data" if home else Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _app_dir("data", platformdirs.user_data_dir)
 
 
 def jobs_dir() -> Path:
@@ -46,7 +46,4 @@ def jobs_dir() -> Path:
 
 
 def log_dir() -> Path:
-    home = _home_override()
-    path = home / "logs" if home else Path(platformdirs.user_log_dir(APP_NAME, appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _app_dir("logs", platformdirs.user_log_dir)

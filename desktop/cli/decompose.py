@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import sys
 import time
@@ -26,9 +25,6 @@ from desktop.cli.argtypes import (
 from desktop.cli.progress import ProgressBar
 from inference.backends.base import MAX_LAYERS, CancelToken, DecomposeRequest
 from inference.errors import BadRequest, Cancelled, InputError, LayerLiftError
-
-log = logging.getLogger("layerlift")
-
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -35,7 +35,10 @@ open(f"{W}/ready", "w").close()
 deadline = time.monotonic() + 90
 while not os.path.exists(f"{W}/undone") and time.monotonic() < deadline:
     time.sleep(0.1)
-time.sleep(1.0)  # let GIMP finish the undo before reading the image
+# The key press is handled asynchronously: wait (bounded) until the image changes at all.
+deadline = time.monotonic() + 15
+while tree(image) == report["decomposed"] and time.monotonic() < deadline:
+    time.sleep(0.1)
 report["after"] = tree(image)
 Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(f"{W}/undone.png"),
                None)
