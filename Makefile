@@ -6,6 +6,9 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 # The test set-up pins the torch/torchvision pair that installs from this machine's local disk
 # (the Qwen processor needs torchvision); any other spec would download gigabytes.
 TORCH_TEST_PINS := torch==2.14.1 torchvision==0.29.1
+# torchao declares no torch requirement yet each release supports only a window of torch
+# versions: pin the one checked against the pair above.
+QUANT_TEST_PINS := torchao==0.18.0
 
 .PHONY: demo test lint clean examples bench dist test-dist
 
@@ -15,7 +18,7 @@ $(VENV)/.base: pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.base
-	$(PIP) install $(TORCH_TEST_PINS)
+	$(PIP) install $(TORCH_TEST_PINS) $(QUANT_TEST_PINS)
 	$(PIP) install -e '.[dev,qwen,quant,desktop]'
 	touch $@
 

@@ -28,13 +28,13 @@ from bridge import auth, fastsend, protocol
 from bridge.limits import Limits
 from bridge.protocol import Message, ProtocolError
 from inference import __version__
+from inference.backends.qwen.memory import ALL_MODE_CHOICES
 from inference.errors import BadRequest, LayerLiftError
 from inference.jobs import TERMINAL, JobRunner, JobState, QueueFull
 from inference.settings import DEFAULT_PORT
 
 log = logging.getLogger(__name__)
 
-MEMORY_MODES = ("auto", "full", "offload", "lowvram", "int8", "nf4", "torchao")
 CLOSE_POLICY = 1008  # RFC 6455 "policy violation": authentication failed or timed out
 CLOSE_INTERNAL = 1011  # RFC 6455 "internal error": the server could not go on
 # A client that stops reading gets progress events dropped (never results) past this backlog.
@@ -157,7 +157,7 @@ class BridgeServer:
     def capabilities(self) -> dict[str, Any]:
         return {
             "backends": self.runner.backends(),
-            "memory_modes": list(MEMORY_MODES),
+            "memory_modes": list(ALL_MODE_CHOICES),
             "memory_mode": self.runner.settings.memory_mode,
             "encodings": sorted(protocol.ENCODINGS),
             "options": sorted(protocol.OPTIONS),

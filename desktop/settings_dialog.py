@@ -34,10 +34,10 @@ from PySide6.QtWidgets import (
 )
 
 from desktop import autostart
+from inference.backends.qwen.memory import ALL_MODE_CHOICES
 from inference.settings import DEFAULT_MODEL, Settings
 
 DEVICES = ("auto", "cuda", "cuda:0", "cuda:1", "mps", "cpu")
-MEMORY_MODES = ("auto", "full", "offload", "lowvram", "int8", "nf4", "torchao")
 MEMORY_HELP = {
     "auto": "picked from the free VRAM when the model loads",
     "full": "everything on the GPU (fastest, needs the most VRAM)",
@@ -118,7 +118,7 @@ class SettingsDialog(QDialog):
         form.addRow("Device:", self.device_combo)
 
         self.memory_combo = QComboBox()
-        for mode in MEMORY_MODES:
+        for mode in ALL_MODE_CHOICES:
             self.memory_combo.addItem(f"{mode}: {MEMORY_HELP[mode]}", mode)
         index = self.memory_combo.findData(settings.memory_mode)
         self.memory_combo.setCurrentIndex(max(0, index))

@@ -24,6 +24,7 @@ from desktop.cli.argtypes import (
 )
 from desktop.cli.progress import ProgressBar
 from inference.backends.base import MAX_LAYERS, CancelToken, DecomposeRequest
+from inference.backends.qwen.memory import ALL_MODE_CHOICES
 from inference.errors import BadRequest, Cancelled, InputError, LayerLiftError
 
 
@@ -55,8 +56,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     qwen = parser.add_argument_group("qwen backend")
     qwen.add_argument("--model", help="model folder or Hugging Face repo id (in the local cache)")
-    qwen.add_argument("--memory-mode", choices=["auto", "full", "offload", "lowvram",
-                                                "int8", "nf4", "torchao"])
+    qwen.add_argument("--memory-mode", choices=ALL_MODE_CHOICES)
     qwen.add_argument("--device", help="auto, cuda, cuda:N, mps or cpu")
     qwen.add_argument("--resolution", type=int, choices=[640, 1024])
     qwen.add_argument("--steps", type=int)

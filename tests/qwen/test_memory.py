@@ -23,11 +23,12 @@ ALL = {"bitsandbytes", "torchao"}
         (62, set(), 1024, "full"),
         (58, set(), 1024, "offload"),  # full needs ~61 GiB at 1024
         (47, ALL, 640, "offload"),
-        (24, BNB, 640, "int8"),
-        (24, {"torchao"}, 640, "torchao"),
+        (32, BNB, 640, "int8"),
+        (24, BNB, 640, "nf4"),  # int8 peaks at ~31 GiB while bitsandbytes loads
+        (24, ALL, 640, "torchao"),
         (24, set(), 640, "lowvram"),  # quantized modes need their libraries
-        (16, BNB, 640, "nf4"),
-        (16, BNB, 1024, "lowvram"),  # nf4 needs ~18 GiB at 1024
+        (20, BNB, 1024, "lowvram"),  # nf4 needs ~22 GiB at 1024
+        (16, BNB, 640, "lowvram"),
         (8, ALL, 640, "lowvram"),
         (2, ALL, 640, "lowvram"),  # nothing fits: the lowest, with a warning
     ],

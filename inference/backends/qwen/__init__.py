@@ -1,5 +1,17 @@
-"""The Qwen-Image-Layered backend (`qwen`). Importing this package does not import torch."""
+"""The Qwen-Image-Layered backend (`qwen`). Importing this package does not import torch.
 
-from inference.backends.qwen.backend import QwenBackend
+`QwenBackend` is imported on first use so that the CLI, the bridge and the settings window
+can read the light `memory` module (the mode names) without loading the backend's module.
+"""
+
+from typing import Any
 
 __all__ = ["QwenBackend"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "QwenBackend":
+        from inference.backends.qwen.backend import QwenBackend
+
+        return QwenBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

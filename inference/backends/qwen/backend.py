@@ -13,6 +13,7 @@ import logging
 import sys
 import threading
 import time
+import traceback
 from typing import Any, ClassVar
 
 import numpy as np
@@ -60,6 +61,33 @@ _LOADED_AT, _CAPTIONED_AT, _DENOISED_AT = 0.05, 0.10, 0.90
 def layer_names(count: int) -> list[str]:
     """Bottom-first names: the model's first layer is the background."""
     return ["Background", *(f"Layer {i}" for i in range(2, count + 1))]
+
+
+def _forget_frames(exc: BaseException) -> None:
+    """Drop the tracebacks of an out-of-memory error and of the errors it chains.
+
+    The failed call's frames hold the pipeline and its activations (the pipeline's step loop
+    even snapshots its locals); while a traceback keeps them, freeing frees nothing and a
+    retry in a lower mode runs out of memory again. The trace is logged first, as text.
+    """
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("out of memory:\n%s", "".join(traceback.format_exception(exc)))
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+
+
+def _remove_hooks(pipe: Any) -> None:
+    """Detach offload hooks, which hold the components (and pinned buffers) alive."""
+    remove = getattr(pipe, "remove_all_hooks", None)
+    if callable(remove):
+        try:
+            remove()
+        except Exception:  # freeing must not fail the job that triggered it
+            log.debug("removing offload hooks failed", exc_info=True)
 
 
 class QwenBackend(Backend):
@@ -176,12 +204,10 @@ class QwenBackend(Backend):
     def _release_pipeline(self) -> None:
         pipe, self._pipe, self._loaded_key = self._pipe, None, None
         if pipe is not None:
-            remove = getattr(pipe, "remove_all_hooks", None)
-            if callable(remove):
-                try:
-                    remove()
-                except Exception:  # freeing must not fail the job that triggered it
-                    log.debug("removing offload hooks failed", exc_info=True)
+            _remove_hooks(pipe)
+            # Drop the last reference before collecting: the components and their offload
+            # hooks form cycles that only the collector frees, and emptying the CUDA cache
+            # while a local (even a bound method) still holds the pipeline frees nothing.
             del pipe
         devices.release_memory(self._device.kind if self._device else "cpu")
 
@@ -257,7 +283,10 @@ class QwenBackend(Backend):
             except Exception as exc:
                 if not devices.is_out_of_memory(exc):
                     raise
-                self._after_out_of_memory(exc, options, progress)
+                _forget_frames(exc)
+                failure = exc
+            self._after_out_of_memory(failure, options, progress)
+            del failure
 
     def _after_out_of_memory(
         self, exc: BaseException, options: CallOptions, progress: ProgressCallback
@@ -266,7 +295,12 @@ class QwenBackend(Backend):
         mode = self._mode or "full"
         info = self._device
         kind = info.kind if info else "cpu"
-        where = f"{info.name} ({info.device})" if info else "the device"
+        if info is None:
+            where = "the device"
+        elif info.kind == "cpu":
+            where = "the CPU run"
+        else:
+            where = f"{info.name} ({info.device})"
         libraries = memory.installed_libraries()
         self._release_pipeline()
         if (self.settings.memory_mode or "auto") == "auto":

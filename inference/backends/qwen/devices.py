@@ -124,8 +124,15 @@ def release_memory(kind: str) -> None:
         torch.mps.empty_cache()
 
 
+# How an allocation failure reads when it is not torch.OutOfMemoryError: CUDA/MPS messages,
+# cuBLAS failing to get a workspace, and torch's CPU allocator (errno 12).
+_OOM_SIGNS = ("out of memory", "cublas_status_alloc_failed", "can't allocate memory")
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    """True for torch's OOM error and the RuntimeErrors CUDA/MPS/cuBLAS raise for it."""
+    """True for torch's OOM error and the RuntimeErrors CUDA/MPS/cuBLAS/the CPU raise for it."""
+    if isinstance(exc, MemoryError):
+        return True
     try:
         import torch
 
@@ -135,5 +142,5 @@ def is_out_of_memory(exc: BaseException) -> bool:
         pass
     if isinstance(exc, RuntimeError):
         text = str(exc).lower()
-        return "out of memory" in text or "cublas_status_alloc_failed" in text
+        return any(sign in text for sign in _OOM_SIGNS)
     return False

@@ -32,15 +32,20 @@ class ModeSpec:
 
 
 # Ordered from most VRAM (fastest) to least; the OOM fallback walks this list downwards.
+# bitsandbytes quantizes on the GPU while it loads (its device map puts each quantized
+# component there), so int8 and nf4 peak while loading, with the transformer and the text
+# encoder both resident before model offload parks them in RAM: their figures are that sum
+# (int8 19 + 9 GiB, nf4 10 + 5 GiB, embeddings and lm_head staying bf16). torchao quantizes
+# wherever the weights load (the CPU here), so its peak is the int8 transformer alone.
 MODES: tuple[ModeSpec, ...] = (
     ModeSpec("full", 54.0, None, True, "every component on the GPU in bf16"),
     ModeSpec("offload", 38.5, None, True,
              "one component on the GPU at a time (enable_model_cpu_offload)"),
-    ModeSpec("int8", 20.0, "bitsandbytes", False,
+    ModeSpec("int8", 28.0, "bitsandbytes", False,
              "transformer and text encoder in 8-bit (bitsandbytes), with model offload"),
     ModeSpec("torchao", 19.5, "torchao", False,
              "transformer int8 weight-only (torchao), with model offload"),
-    ModeSpec("nf4", 11.0, "bitsandbytes", False,
+    ModeSpec("nf4", 15.0, "bitsandbytes", False,
              "transformer and text encoder in 4-bit NF4 (bitsandbytes), with model offload"),
     ModeSpec("lowvram", 2.5, None, True,
              "layers streamed to the GPU as needed (group offloading); slow, needs ~64 GB RAM"),
@@ -153,5 +158,6 @@ def oom_advice(mode: str, kind: str, libraries: Iterable[str], resolution: int) 
         tips.append(f"{mode!r} is the lowest memory mode here")
     if resolution > 640:
         tips.append("use --resolution 640")
-    tips.append("close other programs that use the GPU")
+    tips.append("close other programs that use the GPU" if kind != "cpu"
+                else "close other programs to free RAM")
     return "; ".join(tips)
