@@ -39,15 +39,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from layerlift.bridge.client import BridgeClient
+from layerlift.bridge.server import BridgeServer, ServerConfig
+from layerlift.inference.backends.base import DecomposeRequest
+from layerlift.inference.job_store import JobStore
+from layerlift.inference.jobs import Job, JobRunner, JobState
+from layerlift.inference.layers import Layer, LayerStack
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
-
-from bridge.client import BridgeClient
-from bridge.server import BridgeServer, ServerConfig
-from inference.backends.base import DecomposeRequest
-from inference.job_store import JobStore
-from inference.jobs import Job, JobRunner, JobState
-from inference.layers import Layer, LayerStack
 
 TOKEN = "bench-token"
 MIB = 1024 * 1024
@@ -219,7 +218,7 @@ def bench_disk(stack: LayerStack, folder: Path) -> dict[str, float]:
     A real `fetch` first reads the result from its job folder (`JobStore.read_result`, PNG
     files); the transfer figures above leave that out.
     """
-    from inference.formats.pngdir import read_png_dir, write_png_dir
+    from layerlift.inference.formats.pngdir import read_png_dir, write_png_dir
 
     png, raw = folder / "png", folder / "raw"
     raw.mkdir()

@@ -30,8 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from inference.layers import LayerStack, as_rgba8, psnr
+from layerlift.inference.layers import LayerStack, as_rgba8, psnr
 
 EPS = 1e-8
 MERGE_RULES = ("partners", "layerd")

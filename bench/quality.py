@@ -31,10 +31,8 @@ if __package__ in (None, ""):
     # Run as `python bench/quality.py`: make the repository root importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.layerd_metric import MERGE_RULES, evaluate, recomposition_psnr
-from bench.synthetic import TIERS, make_sample
-from inference.backends import create_backend
-from inference.backends.base import (
+from layerlift.inference.backends import create_backend
+from layerlift.inference.backends.base import (
     MAX_LAYERS,
     Backend,
     CancelToken,
@@ -42,8 +40,11 @@ from inference.backends.base import (
     ProgressCallback,
     ignore_progress,
 )
-from inference.errors import LayerLiftError
-from inference.layers import LayerStack, as_rgba8
+from layerlift.inference.errors import LayerLiftError
+from layerlift.inference.layers import LayerStack, as_rgba8
+
+from bench.layerd_metric import MERGE_RULES, evaluate, recomposition_psnr
+from bench.synthetic import TIERS, make_sample
 
 PSNR_CAP = 100.0  # exact recompositions (inf dB) count as this in means
 MAX_MERGES = 5

@@ -32,17 +32,17 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from inference.backends.base import DecomposeRequest  # noqa: E402
-from inference.backends.qwen import devices, memory  # noqa: E402
-from inference.backends.qwen.library_noise import quiet_known_noise  # noqa: E402
-from inference.backends.qwen.loading import ModelSource, check_model_files  # noqa: E402
-from inference.backends.qwen.pipeline_call import (  # noqa: E402
+from layerlift.inference.backends.base import DecomposeRequest  # noqa: E402
+from layerlift.inference.backends.qwen import devices, memory  # noqa: E402
+from layerlift.inference.backends.qwen.library_noise import quiet_known_noise  # noqa: E402
+from layerlift.inference.backends.qwen.loading import ModelSource, check_model_files  # noqa: E402
+from layerlift.inference.backends.qwen.pipeline_call import (  # noqa: E402
     StepReporter,
     call_kwargs,
     parse_options,
 )
-from inference.backends.qwen.placement import load_pipeline  # noqa: E402
-from inference.settings import Settings  # noqa: E402
+from layerlift.inference.backends.qwen.placement import load_pipeline  # noqa: E402
+from layerlift.inference.settings import Settings  # noqa: E402
 
 CAPTION = "a poster with a title, shapes and a background"
 GIB = 1024**3

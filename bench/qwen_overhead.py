@@ -29,15 +29,15 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from inference.backends.base import DecomposeRequest, Progress  # noqa: E402
-from inference.backends.qwen import QwenBackend  # noqa: E402
-from inference.backends.qwen.pipeline_call import (  # noqa: E402
+from layerlift.inference.backends.base import DecomposeRequest, Progress  # noqa: E402
+from layerlift.inference.backends.qwen import QwenBackend  # noqa: E402
+from layerlift.inference.backends.qwen.pipeline_call import (  # noqa: E402
     StepReporter,
     call_kwargs,
     parse_options,
 )
-from inference.formats import write_stack  # noqa: E402
-from inference.settings import Settings  # noqa: E402
+from layerlift.inference.formats import write_stack  # noqa: E402
+from layerlift.inference.settings import Settings  # noqa: E402
 
 CAPTION = "a poster with a title, shapes and a background"
 

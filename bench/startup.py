@@ -47,8 +47,8 @@ def measure_once(idle: float, platform: str, timeout: float = 60.0) -> dict[str,
         (home / "config" / "settings.json").write_text(json.dumps(settings))
         ready = home / "ready.json"
         env = dict(os.environ, LAYERLIFT_HOME=str(home), QT_QPA_PLATFORM=platform)
-        command = [sys.executable, "-m", "desktop.cli", "tray", "--ready-file", str(ready),
-                   "--exit-after-ready", str(idle + 1.0)]
+        command = [sys.executable, "-m", "layerlift.desktop.cli", "tray",
+                   "--ready-file", str(ready), "--exit-after-ready", str(idle + 1.0)]
         started = time.time()
         proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)

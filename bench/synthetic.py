@@ -25,10 +25,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from layerlift.inference.layers import LayerStack, to_uint8
 from PIL import Image, ImageDraw, ImageFont, features
 from scipy.ndimage import gaussian_filter
-
-from inference.layers import LayerStack, to_uint8
 
 TIERS = ("flat", "design", "photo", "translucent")
 SHAPE_KINDS = ("rectangle", "ellipse", "rounded rectangle", "polygon")

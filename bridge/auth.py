@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from inference import paths
+from layerlift.inference import paths
 
 PAIRING_FILE = "pairing.json"
 PAIRING_TTL = 120.0  # seconds a pairing code stays valid

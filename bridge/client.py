@@ -19,11 +19,10 @@ import secrets
 from typing import Any
 
 import numpy as np
-
-from bridge import auth, protocol
-from bridge.wsclient import ConnectionClosed, HandshakeFailed, WebSocketClient, connect
-from inference.backends.base import DecomposeRequest, Progress, ProgressCallback
-from inference.errors import (
+from layerlift.bridge import auth, protocol
+from layerlift.bridge.wsclient import ConnectionClosed, HandshakeFailed, WebSocketClient, connect
+from layerlift.inference.backends.base import DecomposeRequest, Progress, ProgressCallback
+from layerlift.inference.errors import (
     BackendUnavailable,
     BadRequest,
     Cancelled,
@@ -35,7 +34,7 @@ from inference.errors import (
     OutOfMemory,
     UnsupportedFormat,
 )
-from inference.layers import Layer, LayerStack
+from layerlift.inference.layers import Layer, LayerStack
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ def remote_error(message: dict[str, Any]) -> LayerLiftError:
 
 
 def default_url() -> str:
-    from inference.settings import Settings
+    from layerlift.inference.settings import Settings
 
     settings = Settings.load()
     host = settings.host if settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1"

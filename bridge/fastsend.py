@@ -22,10 +22,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from layerlift.bridge.wsclient import OP_BINARY, frame_header
 from websockets.asyncio.server import ServerConnection
 from websockets.protocol import OPEN
-
-from bridge.wsclient import OP_BINARY, frame_header
 
 # Messages smaller than this go through the library's `send`: one joined copy is cheaper.
 MIN_DIRECT = 256 * 1024

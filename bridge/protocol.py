@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from bridge.limits import HEADER_SIZE, Limits
-from inference.backends.base import MAX_LAYERS, DecomposeRequest
-from inference.errors import BadRequest, CorruptImage, ImageTooLarge, LayerLiftError
-from inference.layers import Layer
+from layerlift.bridge.limits import HEADER_SIZE, Limits
+from layerlift.inference.backends.base import MAX_LAYERS, DecomposeRequest
+from layerlift.inference.errors import BadRequest, CorruptImage, ImageTooLarge, LayerLiftError
+from layerlift.inference.layers import Layer
 
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
@@ -440,7 +439,7 @@ def decode_pixels(header: FrameHeader, payload: memoryview, limits: Limits | Non
 def _decode_png(data: bytes, width: int, height: int, limits: Limits | None) -> np.ndarray:
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
         raise CorruptImage("the frame says PNG but the data is not a PNG file")
-    from inference.formats import read_image_bytes
+    from layerlift.inference.formats import read_image_bytes
 
     max_pixels = limits.max_image_pixels if limits else width * height
     max_bytes = limits.max_image_bytes if limits else len(data)

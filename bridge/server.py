@@ -20,18 +20,17 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from layerlift.bridge import auth, fastsend, protocol
+from layerlift.bridge.limits import Limits
+from layerlift.bridge.protocol import Message, ProtocolError
+from layerlift.inference import __version__
+from layerlift.inference.backends.qwen.memory import ALL_MODE_CHOICES
+from layerlift.inference.errors import BadRequest, LayerLiftError
+from layerlift.inference.jobs import TERMINAL, JobRunner, JobState, QueueFull
+from layerlift.inference.settings import DEFAULT_PORT
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-
-from bridge import auth, fastsend, protocol
-from bridge.limits import Limits
-from bridge.protocol import Message, ProtocolError
-from inference import __version__
-from inference.backends.qwen.memory import ALL_MODE_CHOICES
-from inference.errors import BadRequest, LayerLiftError
-from inference.jobs import TERMINAL, JobRunner, JobState, QueueFull
-from inference.settings import DEFAULT_PORT
 
 log = logging.getLogger(__name__)
 

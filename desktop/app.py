@@ -23,16 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from layerlift.desktop.logging_setup import install_excepthooks, setup_logging
+from layerlift.desktop.server_host import ServerHost
+from layerlift.desktop.tray import Tray
+from layerlift.inference import paths
+from layerlift.inference.settings import Settings
 from PySide6.QtCore import QObject, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
 from PySide6.QtWidgets import QApplication, QMessageBox
-
-from desktop.logging_setup import install_excepthooks, setup_logging
-from desktop.server_host import ServerHost
-from desktop.tray import Tray
-from inference import paths
-from inference.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +186,7 @@ class LayerLiftApp(QObject):
     @property
     def window(self) -> Any:
         if self._window is None:
-            from desktop.window import MainWindow
+            from layerlift.desktop.window import MainWindow
 
             self._window = MainWindow(self.host)
             self._window.finished_while_hidden.connect(
@@ -238,7 +237,7 @@ class LayerLiftApp(QObject):
     # -- menu actions ------------------------------------------------------------------------
     def pair(self) -> tuple[str, float]:
         """Show a one-time pairing code for the Photoshop panel."""
-        from bridge.auth import create_pairing_code, load_or_create_token
+        from layerlift.bridge.auth import create_pairing_code, load_or_create_token
 
         load_or_create_token()
         code, expires = create_pairing_code()
@@ -255,7 +254,7 @@ class LayerLiftApp(QObject):
         return QDesktopServices.openUrl(QUrl.fromLocalFile(str(paths.jobs_dir())))
 
     def open_settings(self) -> Any:
-        from desktop.settings_dialog import SettingsDialog
+        from layerlift.desktop.settings_dialog import SettingsDialog
 
         dialog = SettingsDialog(self.host.settings)
         dialog.accepted.connect(lambda: self.apply_settings_dialog(dialog))
@@ -264,7 +263,7 @@ class LayerLiftApp(QObject):
         return dialog
 
     def apply_settings_dialog(self, dialog: Any) -> set[str]:
-        from desktop import autostart
+        from layerlift.desktop import autostart
 
         new = dialog.result_settings()
         try:

@@ -26,7 +26,7 @@ def command() -> list[str]:
     script = shutil.which("layerlift")
     if script:
         return [script, "tray"]
-    return [sys.executable, "-m", "desktop.cli", "tray"]
+    return [sys.executable, "-m", "layerlift.desktop.cli", "tray"]
 
 
 def supported() -> bool:

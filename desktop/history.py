@@ -13,11 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from layerlift.inference import paths
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWidget
-
-from inference import paths
 
 log = logging.getLogger(__name__)
 

@@ -7,12 +7,11 @@ first) through `index_of_row`.
 
 from __future__ import annotations
 
+from layerlift.desktop.checkerboard import checkered_pixmap
+from layerlift.inference.layers import LayerStack
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWidget
-
-from desktop.checkerboard import checkered_pixmap
-from inference.layers import LayerStack
 
 INDEX_ROLE = Qt.ItemDataRole.UserRole
 THUMB = QSize(96, 96)

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
-from inference import paths
+from layerlift.inference import paths
 
 LOG_FILE = "layerlift.log"
 _FORMAT = "%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"

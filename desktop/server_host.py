@@ -19,12 +19,11 @@ from dataclasses import fields
 from typing import Any
 
 import numpy as np
+from layerlift.inference.backends.base import DecomposeRequest, Progress
+from layerlift.inference.errors import LayerLiftError
+from layerlift.inference.jobs import JobRunner
+from layerlift.inference.settings import Settings
 from PySide6.QtCore import QObject, Signal
-
-from inference.backends.base import DecomposeRequest, Progress
-from inference.errors import LayerLiftError
-from inference.jobs import JobRunner
-from inference.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -120,14 +119,14 @@ class ServerHost(QObject):
         asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     async def _start_server(self) -> None:
-        from bridge.server import BridgeServer, ServerConfig
+        from layerlift.bridge.server import BridgeServer, ServerConfig
 
         await self._stop_server()
         host, port = self.settings.host, self.settings.port
         try:
             token = self._token
             if token is None:
-                from bridge.auth import load_or_create_token
+                from layerlift.bridge.auth import load_or_create_token
 
                 token = await asyncio.to_thread(load_or_create_token)
             server = BridgeServer(self.runner, ServerConfig(host=host, port=port), token=token)

@@ -15,6 +15,9 @@ import sys
 import threading
 from dataclasses import replace
 
+from layerlift.desktop import autostart
+from layerlift.inference.backends.qwen.memory import ALL_MODE_CHOICES
+from layerlift.inference.settings import DEFAULT_MODEL, Settings
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -32,10 +35,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-
-from desktop import autostart
-from inference.backends.qwen.memory import ALL_MODE_CHOICES
-from inference.settings import DEFAULT_MODEL, Settings
 
 DEVICES = ("auto", "cuda", "cuda:0", "cuda:1", "mps", "cpu")
 MEMORY_HELP = {

@@ -14,6 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from layerlift.desktop.checkerboard import checkered_pixmap
+from layerlift.desktop.history import HistoryList, SourceNames
+from layerlift.desktop.layer_list import LayerList
+from layerlift.desktop.server_host import ServerHost
+from layerlift.inference.backends.base import Backend, DecomposeRequest
+from layerlift.inference.errors import LayerLiftError
+from layerlift.inference.layers import LayerStack
+from layerlift.inference.recursive import decompose_layer
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QResizeEvent
 from PySide6.QtWidgets import (
@@ -31,15 +39,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-
-from desktop.checkerboard import checkered_pixmap
-from desktop.history import HistoryList, SourceNames
-from desktop.layer_list import LayerList
-from desktop.server_host import ServerHost
-from inference.backends.base import Backend, DecomposeRequest
-from inference.errors import LayerLiftError
-from inference.layers import LayerStack
-from inference.recursive import decompose_layer
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +137,7 @@ class MainWindow(QMainWindow):
         self.layers_spin.setToolTip("about how many layers to make (auto: the backend decides)")
         self.backend_combo = QComboBox()
         self.backend_combo.addItem("auto", "auto")
-        from inference.backends import backend_names
+        from layerlift.inference.backends import backend_names
 
         for name in backend_names():
             self.backend_combo.addItem(name, name)
@@ -254,7 +253,7 @@ class MainWindow(QMainWindow):
 
     def open_path(self, path: str | Path) -> bool:
         """Load a picture as the new document; a bad file gets a dialog, never a crash."""
-        from inference.formats import read_image
+        from layerlift.inference.formats import read_image
 
         try:
             loaded = read_image(path)
@@ -475,7 +474,7 @@ class MainWindow(QMainWindow):
 
     def export(self, kind: str, path: str | Path | None = None) -> list[Path]:
         """Write the current stack (hidden layers included, as hidden) as PSD, ORA or PNGs."""
-        from inference.formats import write_stack
+        from layerlift.inference.formats import write_stack
 
         if self.stack is None:
             return []

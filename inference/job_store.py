@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from inference.layers import LayerStack
+from layerlift.inference.layers import LayerStack
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class JobStore:
 
     def __init__(self, root: Path | None = None) -> None:
         if root is None:
-            from inference.paths import jobs_dir
+            from layerlift.inference.paths import jobs_dir
 
             root = jobs_dir()
         self.root = Path(root)
@@ -79,7 +79,7 @@ class JobStore:
         tmp.mkdir()
         try:
             if stack is not None:
-                from inference.formats.pngdir import write_png_dir
+                from layerlift.inference.formats.pngdir import write_png_dir
 
                 write_png_dir(stack.trimmed(), tmp / STACK_DIR)
             (tmp / RECORD_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
@@ -112,7 +112,7 @@ class JobStore:
         return (self.folder(job_id) / STACK_DIR).is_dir()
 
     def read_result(self, job_id: str) -> LayerStack:
-        from inference.formats.pngdir import read_png_dir
+        from layerlift.inference.formats.pngdir import read_png_dir
 
         return read_png_dir(self.folder(job_id) / STACK_DIR)
 

@@ -26,8 +26,7 @@ from enum import StrEnum
 from typing import Any
 
 import numpy as np
-
-from inference.backends.base import (
+from layerlift.inference.backends.base import (
     Availability,
     Backend,
     CancelToken,
@@ -36,10 +35,10 @@ from inference.backends.base import (
     ProgressCallback,
     ignore_progress,
 )
-from inference.errors import BadRequest, Cancelled, LayerLiftError
-from inference.job_store import JobStore, valid_job_id
-from inference.layers import LayerStack, as_rgba8
-from inference.settings import Settings
+from layerlift.inference.errors import BadRequest, Cancelled, LayerLiftError
+from layerlift.inference.job_store import JobStore, valid_job_id
+from layerlift.inference.layers import LayerStack, as_rgba8
+from layerlift.inference.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +98,12 @@ class BackendProvider:
     """
 
     def names(self) -> list[str]:
-        from inference.backends import backend_names
+        from layerlift.inference.backends import backend_names
 
         return backend_names()
 
     def describe(self, settings: Settings) -> list[dict[str, Any]]:
-        from inference.backends import availability, backend_class
+        from layerlift.inference.backends import availability, backend_class
 
         described = []
         for name in self.names():
@@ -121,12 +120,12 @@ class BackendProvider:
         return described
 
     def resolve(self, name: str, settings: Settings) -> str:
-        from inference.backends import choose_backend
+        from layerlift.inference.backends import choose_backend
 
         return choose_backend(name, settings)[0]
 
     def create(self, name: str, settings: Settings) -> Backend:
-        from inference.backends import create_backend
+        from layerlift.inference.backends import create_backend
 
         return create_backend(name, settings)
 

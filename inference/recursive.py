@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from inference.backends.base import (
+from layerlift.inference.backends.base import (
     Backend,
     CancelToken,
     DecomposeRequest,
     ProgressCallback,
     ignore_progress,
 )
-from inference.errors import BadRequest
-from inference.layers import LayerStack
+from layerlift.inference.errors import BadRequest
+from layerlift.inference.layers import LayerStack
 
 SEPARATOR = " / "
 

@@ -25,9 +25,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-
-from inference.errors import BadRequest
-from inference.layers import Layer, LayerStack, as_rgba8, psnr
+from layerlift.inference.errors import BadRequest
+from layerlift.inference.layers import Layer, LayerStack, as_rgba8, psnr
 
 # Layers above the bottom one whose combined alpha is at most this leave it "visible": the
 # bottom is solved there. Above it a residual would be amplified more than 20x.

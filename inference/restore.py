@@ -21,10 +21,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from layerlift.inference.layers import as_rgba8, to_float
 from PIL import Image
 from scipy import ndimage
-
-from inference.layers import as_rgba8, to_float
 
 # Guided-filter window radius (in low-resolution pixels) and regulariser: small windows
 # keep thin strokes, eps ~ (0.1)^2 treats colour steps above ~0.1 as edges.

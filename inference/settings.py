@@ -11,7 +11,7 @@ import logging
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from inference import paths
+from layerlift.inference import paths
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,6 @@ import sys
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()
-    from desktop.cli import main
+    from layerlift.desktop.cli import main
 
     sys.exit(main())

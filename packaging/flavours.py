@@ -23,7 +23,7 @@ APP_NAME = "layerlift"
 
 # LayerLift's own packages whose modules are imported by string (the CLI's subcommands, the
 # backend registry) and so are invisible to PyInstaller's import scan.
-OWN_PACKAGES = ("desktop", "bridge", "inference")
+OWN_PACKAGES = ("layerlift",)
 
 # Never useful at run time, whatever the flavour: test and dev tools, other Qt bindings, Tk.
 ALWAYS_EXCLUDED = (

@@ -25,7 +25,7 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-OWN_MODULES = frozenset({"inference", "bridge", "desktop"})
+OWN_MODULES = frozenset({"layerlift"})
 # PyInstaller's own run-time pieces (bootloader, boot modules, run-time hooks).
 PYINSTALLER_MODULES = frozenset({"_pyi_rth_utils", "pyimod01_archive", "pyimod02_importers",
                                  "pyimod03_ctypes", "pyiboot01_bootstrap"})

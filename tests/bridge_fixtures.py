@@ -16,10 +16,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import numpy as np
-
-from bridge.limits import Limits
-from bridge.server import BridgeServer, ServerConfig
-from inference.backends.base import (
+from layerlift.bridge.limits import Limits
+from layerlift.bridge.server import BridgeServer, ServerConfig
+from layerlift.inference.backends.base import (
     Backend,
     CancelToken,
     DecomposeRequest,
@@ -27,15 +26,15 @@ from inference.backends.base import (
     ProgressCallback,
     ignore_progress,
 )
-from inference.errors import BadRequest
-from inference.jobs import BackendProvider, JobRunner
-from inference.layers import LayerStack
-from inference.settings import Settings
+from layerlift.inference.errors import BadRequest
+from layerlift.inference.jobs import BackendProvider, JobRunner
+from layerlift.inference.layers import LayerStack
+from layerlift.inference.settings import Settings
 
 
 def _have_classic() -> bool:
     try:
-        module = importlib.import_module("inference.backends.classic")
+        module = importlib.import_module("layerlift.inference.backends.classic")
     except ImportError:
         return False
     return hasattr(module, "ClassicBackend")

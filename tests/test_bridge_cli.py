@@ -10,13 +10,13 @@ import subprocess
 import sys
 
 import pytest
+from layerlift.bridge import auth
+from layerlift.bridge.client import BridgeClient, ServerNotRunning, Unauthorized, decompose_remote
+from layerlift.desktop.cli import main
+from layerlift.inference.backends.base import DecomposeRequest, Progress
+from layerlift.inference.errors import BadRequest
+from layerlift.inference.layers import psnr
 
-from bridge import auth
-from bridge.client import BridgeClient, ServerNotRunning, Unauthorized, decompose_remote
-from desktop.cli import main
-from inference.backends.base import DecomposeRequest, Progress
-from inference.errors import BadRequest
-from inference.layers import psnr
 from tests.bridge_fixtures import REAL_BACKEND, TOKEN, ServerThread, picture, real_provider
 from tests.conftest import REPO
 
@@ -79,7 +79,7 @@ def test_cli_decompose_remote_end_to_end(tmp_path, capsys):
 def test_serve_command_serves_until_interrupted(tmp_path):
     env = dict(os.environ)
     process = subprocess.Popen(
-        [sys.executable, "-m", "desktop.cli", "serve", "--port", "0"],
+        [sys.executable, "-m", "layerlift.desktop.cli", "serve", "--port", "0"],
         cwd=REPO, env=env, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -105,7 +105,7 @@ def test_serve_command_serves_until_interrupted(tmp_path):
 
 
 def test_serve_warns_loudly_off_loopback():
-    from desktop.cli.serve import exposure_warning
+    from layerlift.desktop.cli.serve import exposure_warning
 
     assert exposure_warning("127.0.0.1") is None
     assert exposure_warning("localhost") is None

@@ -19,12 +19,12 @@ import time
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from layerlift.bridge import protocol
+from layerlift.bridge.client import BridgeClient
+from layerlift.bridge.limits import Limits
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from bridge import protocol
-from bridge.client import BridgeClient
-from bridge.limits import Limits
 from tests.bridge_fixtures import TOKEN, ServerThread, picture
 
 BATCH = 25

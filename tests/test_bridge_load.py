@@ -12,9 +12,9 @@ import collections
 import gc
 
 import pytest
+from layerlift.bridge.client import BridgeClient
+from layerlift.inference.layers import psnr
 
-from bridge.client import BridgeClient
-from inference.layers import psnr
 from tests.bridge_fixtures import REAL_BACKEND, TOKEN, picture, real_provider, running_server
 
 CLIENTS = 20

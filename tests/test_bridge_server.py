@@ -9,14 +9,14 @@ import os
 
 import numpy as np
 import pytest
+from layerlift.bridge import auth, protocol
+from layerlift.bridge.client import BridgeClient, Unauthorized
+from layerlift.bridge.limits import Limits
+from layerlift.inference.errors import Cancelled, ImageTooLarge
+from layerlift.inference.layers import psnr
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from bridge import auth, protocol
-from bridge.client import BridgeClient, Unauthorized
-from bridge.limits import Limits
-from inference.errors import Cancelled, ImageTooLarge
-from inference.layers import psnr
 from tests.bridge_fixtures import (
     REAL_BACKEND,
     TOKEN,
@@ -128,11 +128,11 @@ def test_raw_messages_match_the_documented_layout():
 
 
 def test_png_upload_and_png_result():
-    pytest.importorskip("inference.formats", reason="formats package missing")
-    from inference import formats
+    pytest.importorskip("layerlift.inference.formats", reason="formats package missing")
+    from layerlift.inference import formats
 
     if not hasattr(formats, "read_image_bytes"):
-        pytest.skip("inference.formats.read_image_bytes has not landed yet")
+        pytest.skip("layerlift.inference.formats.read_image_bytes has not landed yet")
     image = picture(30, 20, seed=5)
     png = protocol.encode_png(image)
 

@@ -14,11 +14,11 @@ import socket
 
 import numpy as np
 import pytest
+from layerlift.bridge import fastsend, protocol, wsclient
+from layerlift.bridge.client import BridgeClient
+from layerlift.bridge.limits import Limits
 from websockets.asyncio.server import serve
 
-from bridge import fastsend, protocol, wsclient
-from bridge.client import BridgeClient
-from bridge.limits import Limits
 from tests.bridge_fixtures import TOKEN, picture, running_server
 
 TIMEOUT = 60.0

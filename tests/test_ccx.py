@@ -11,12 +11,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from layerlift.bridge.auth import UXP_PLUGIN_ID
+from layerlift.desktop.cli import main
+from layerlift.desktop.cli.build_ccx import load_builder
+from layerlift.inference.settings import DEFAULT_PORT
 from PIL import Image
-
-from bridge.auth import UXP_PLUGIN_ID
-from desktop.cli import main
-from desktop.cli.build_ccx import load_builder
-from inference.settings import DEFAULT_PORT
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -6,14 +6,13 @@ import importlib.util
 
 import numpy as np
 import pytest
-
-from inference.backends import create_backend
-from inference.backends.base import CancelToken, DecomposeRequest, Progress
-from inference.backends.classic import ClassicBackend
-from inference.backends.classic.alpha import unmix
-from inference.backends.classic.translucency import _solve_tint
-from inference.errors import Cancelled, InputError
-from inference.layers import LayerStack, as_rgba8, psnr
+from layerlift.inference.backends import create_backend
+from layerlift.inference.backends.base import CancelToken, DecomposeRequest, Progress
+from layerlift.inference.backends.classic import ClassicBackend
+from layerlift.inference.backends.classic.alpha import unmix
+from layerlift.inference.backends.classic.translucency import _solve_tint
+from layerlift.inference.errors import Cancelled, InputError
+from layerlift.inference.layers import LayerStack, as_rgba8, psnr
 
 SS = 4  # supersampling for anti-aliased test shapes
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from layerlift.desktop.cli import main
+from layerlift.inference.formats import read_image, read_stack
+from layerlift.inference.layers import psnr
 from PIL import Image
 from psd_tools import PSDImage
 
-from desktop.cli import main
-from inference.formats import read_image, read_stack
-from inference.layers import psnr
 from tests.conftest import EXAMPLES, REPO
 from tests.helpers import png_header_only
 
@@ -35,7 +35,7 @@ def _small_poster(tmp_path: Path) -> Path:
 def test_help_does_not_import_torch():
     code = (
         "import sys\n"
-        "from desktop.cli import main\n"
+        "from layerlift.desktop.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "print('torch' in sys.modules, 'PySide6' in sys.modules)"
     )

@@ -19,19 +19,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
-from inference.errors import (
+from layerlift.inference.errors import (
     BadRequest,
     CorruptImage,
     InputError,
     LayerLiftError,
     UnsupportedFormat,
 )
-from inference.formats import ora as ora_module
-from inference.formats import output_kind, read_image, read_stack, write_stack
-from inference.formats.pngdir import read_png_dir, slug, write_png_dir
-from inference.layers import Layer, LayerStack
+from layerlift.inference.formats import ora as ora_module
+from layerlift.inference.formats import output_kind, read_image, read_stack, write_stack
+from layerlift.inference.formats.pngdir import read_png_dir, slug, write_png_dir
+from layerlift.inference.layers import Layer, LayerStack
+from PIL import Image
 
 W, H = 40, 30
 KINDS = ["stack.psd", "stack.ora", "stack_dir/"]

@@ -11,8 +11,8 @@ import sys
 
 import numpy as np
 import pytest
+from layerlift.bridge.limits import Limits
 
-from bridge.limits import Limits
 from tests.bridge_fixtures import REAL_BACKEND, TOKEN, ServerThread, picture, real_provider
 from tests.conftest import REPO
 
@@ -32,7 +32,7 @@ def _session(server, **kwargs) -> ll_bridge.BridgeSession:
 
 
 def _composite(result: ll_bridge.Result) -> np.ndarray:
-    from inference.layers import Layer, LayerStack
+    from layerlift.inference.layers import Layer, LayerStack
 
     layers = [Layer(item.name, np.frombuffer(item.pixels, np.uint8).reshape(
         item.height, item.width, 4) if item.width else np.zeros((0, 0, 4), np.uint8),
@@ -51,7 +51,7 @@ def test_decompose_with_progress_and_exact_result(server):
     assert len(result.layers) >= 2
     assert events and all(0.0 <= f <= 1.0 for f, _ in events)
     assert [f for f, _ in events] == sorted(f for f, _ in events)
-    from inference.layers import psnr
+    from layerlift.inference.layers import psnr
 
     assert psnr(image, _composite(result)) >= 50
 

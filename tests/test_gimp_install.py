@@ -6,8 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from desktop.cli import main
-from desktop.gimp_install import gimp_config_dir, plugin_source
+from layerlift.desktop.cli import main
+from layerlift.desktop.gimp_install import gimp_config_dir, plugin_source
 
 
 def test_install_copies_an_executable_plugin(tmp_path, capsys):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 
 import pytest
+from layerlift.inference import paths
 
-from inference import paths
 from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "gimp_plugin" / "layerlift"))

@@ -8,12 +8,12 @@ import time
 
 import numpy as np
 import pytest
+from layerlift.inference.backends.base import DecomposeRequest
+from layerlift.inference.errors import BadRequest
+from layerlift.inference.job_store import JobStore
+from layerlift.inference.jobs import JobRunner, QueueFull, UnknownJob
+from layerlift.inference.settings import Settings
 
-from inference.backends.base import DecomposeRequest
-from inference.errors import BadRequest
-from inference.job_store import JobStore
-from inference.jobs import JobRunner, QueueFull, UnknownJob
-from inference.settings import Settings
 from tests.bridge_fixtures import GatedBackend, picture, split_provider
 
 WAIT = 20.0

@@ -6,8 +6,7 @@ import math
 
 import numpy as np
 import pytest
-
-from inference.layers import Layer, LayerStack, composite_over, psnr, to_float, to_uint8
+from layerlift.inference.layers import Layer, LayerStack, composite_over, psnr, to_float, to_uint8
 
 
 def _solid(h: int, w: int, rgba: tuple[int, int, int, int]) -> np.ndarray:

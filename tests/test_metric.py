@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from layerlift.inference.layers import LayerStack
 
 from bench.layerd_metric import (
     dtw_path,
@@ -22,7 +23,6 @@ from bench.layerd_metric import (
     to_planar,
 )
 from bench.synthetic import make_sample
-from inference.layers import LayerStack
 
 REPO = Path(__file__).resolve().parent.parent
 SIZE = 32

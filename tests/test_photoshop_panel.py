@@ -2,9 +2,9 @@
 
 They exercise the panel's modules against a fake `photoshop`/`uxp` module and, in
 photoshop_plugin/test/integration.test.js, against the real bridge: the node test starts
-`python -m desktop.cli serve --port 0` itself (this interpreter, via LAYERLIFT_PYTHON) with
-its own temporary LAYERLIFT_HOME, and stops it afterwards. A missing Node fails the test:
-the panel would otherwise ship untested.
+`python -m layerlift.desktop.cli serve --port 0` itself (this interpreter, via
+LAYERLIFT_PYTHON) with its own temporary LAYERLIFT_HOME, and stops it afterwards. A missing
+Node fails the test: the panel would otherwise ship untested.
 """
 
 from __future__ import annotations

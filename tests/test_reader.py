@@ -15,18 +15,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFile
-
-from inference.errors import (
+from layerlift.inference.errors import (
     CorruptImage,
     ImageTooLarge,
     InputError,
     LayerLiftError,
     UnsupportedFormat,
 )
-from inference.formats import MAX_PIXELS, read_image, read_image_bytes, write_stack
-from inference.formats.psd import build_document
-from inference.layers import Layer, LayerStack
+from layerlift.inference.formats import MAX_PIXELS, read_image, read_image_bytes, write_stack
+from layerlift.inference.formats.psd import build_document
+from layerlift.inference.layers import Layer, LayerStack
+from PIL import Image, ImageFile
 
 
 def _rgba(h: int = 6, w: int = 8, seed: int = 0) -> np.ndarray:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from inference.errors import BadRequest
-from inference.layers import Layer, LayerStack, psnr
-from inference.refine import recomposite_exact
+from layerlift.inference.errors import BadRequest
+from layerlift.inference.layers import Layer, LayerStack, psnr
+from layerlift.inference.refine import recomposite_exact
 
 
 def _solid(h: int, w: int, rgba: tuple[int, int, int, int]) -> np.ndarray:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from inference import paths
-from inference.settings import Settings
+from layerlift.inference import paths
+from layerlift.inference.settings import Settings
 
 
 def test_round_trip(layerlift_home):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from layerlift.inference.backends.base import MAX_LAYERS
+from layerlift.inference.layers import LayerStack, psnr
 from scipy import ndimage
 
 from bench.synthetic import TIERS, Sample, iter_samples, make_sample, visible_fractions
-from inference.backends.base import MAX_LAYERS
-from inference.layers import LayerStack, psnr
 
 SMALL = (64, 64)
 SEEDS = range(4)

@@ -14,8 +14,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from desktop.cli.argtypes import EXIT_OK
-from inference import __version__
+from layerlift.desktop.cli.argtypes import EXIT_OK
+from layerlift.inference import __version__
 
 # Subcommand modules under desktop.cli, in the order `--help` lists them.
 COMMANDS: tuple[str, ...] = ("decompose", "serve", "token", "pair", "install_gimp_plugin", "tray",
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"layerlift {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f"desktop.cli.{name}")
+        module = importlib.import_module(f"layerlift.desktop.cli.{name}")
         sub = module.add_parser(subparsers)
         sub.set_defaults(_run=module.run)
     return parser

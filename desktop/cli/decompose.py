@@ -15,17 +15,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from desktop.cli.argtypes import (
+from layerlift.desktop.cli.argtypes import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     int_in_range,
 )
-from desktop.cli.progress import ProgressBar
-from inference.backends.base import MAX_LAYERS, CancelToken, DecomposeRequest
-from inference.backends.qwen.memory import ALL_MODE_CHOICES
-from inference.errors import BadRequest, Cancelled, InputError, LayerLiftError
+from layerlift.desktop.cli.progress import ProgressBar
+from layerlift.inference.backends.base import MAX_LAYERS, CancelToken, DecomposeRequest
+from layerlift.inference.backends.qwen.memory import ALL_MODE_CHOICES
+from layerlift.inference.errors import BadRequest, Cancelled, InputError, LayerLiftError
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -78,7 +78,7 @@ def _request_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _settings(args: argparse.Namespace):
-    from inference.settings import Settings
+    from layerlift.inference.settings import Settings
 
     settings = Settings.load()
     if args.model is not None:
@@ -97,7 +97,7 @@ def _default_output(input_path: Path) -> Path:
 
 
 def _run_local(args, image, request, progress, settings):
-    from inference.backends import choose_backend, create_backend
+    from layerlift.inference.backends import choose_backend, create_backend
 
     name, why = choose_backend(args.backend, settings)
     if not args.json:
@@ -114,7 +114,7 @@ def _run_local(args, image, request, progress, settings):
 
 
 def _run_remote(args, image, request, progress):
-    from bridge.client import decompose_remote
+    from layerlift.bridge.client import decompose_remote
 
     return decompose_remote(
         image, request, args.backend, url=args.remote or None, progress=progress
@@ -148,7 +148,7 @@ def _summary(stack, files, output: str, seconds: float, warnings: list[str]) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    from inference.formats import read_image, write_stack
+    from layerlift.inference.formats import read_image, write_stack
 
     started = time.monotonic()
     bar = ProgressBar(enabled=False if (args.quiet or args.json) else None)

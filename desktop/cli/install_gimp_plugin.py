@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from desktop.cli.argtypes import EXIT_FAILURE, EXIT_OK
+from layerlift.desktop.cli.argtypes import EXIT_FAILURE, EXIT_OK
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -23,7 +23,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from desktop.gimp_install import install, plugin_source, plugin_target
+    from layerlift.desktop.gimp_install import install, plugin_source, plugin_target
 
     try:
         source = plugin_source()

@@ -23,7 +23,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bridge.auth import PAIRING_TTL, create_pairing_code, load_or_create_token
+    from layerlift.bridge.auth import PAIRING_TTL, create_pairing_code, load_or_create_token
 
     ttl = args.ttl if args.ttl and args.ttl > 0 else PAIRING_TTL
     load_or_create_token()

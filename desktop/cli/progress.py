@@ -11,7 +11,7 @@ import sys
 import time
 from typing import TextIO
 
-from inference.backends.base import Progress
+from layerlift.inference.backends.base import Progress
 
 
 class ProgressBar:

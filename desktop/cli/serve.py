@@ -14,7 +14,7 @@ import logging
 import sys
 from typing import Any
 
-from desktop.cli.argtypes import EXIT_FAILURE, EXIT_OK, int_in_range
+from layerlift.desktop.cli.argtypes import EXIT_FAILURE, EXIT_OK, int_in_range
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -34,7 +34,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def exposure_warning(host: str) -> str | None:
     """The banner printed when the server is reachable from other computers."""
-    from bridge.server import is_loopback
+    from layerlift.bridge.server import is_loopback
 
     if is_loopback(host):
         return None
@@ -45,10 +45,10 @@ def exposure_warning(host: str) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bridge.auth import load_or_create_token, token_path
-    from bridge.server import BridgeServer, ServerConfig
-    from inference.jobs import JobRunner
-    from inference.settings import Settings
+    from layerlift.bridge.auth import load_or_create_token, token_path
+    from layerlift.bridge.server import BridgeServer, ServerConfig
+    from layerlift.inference.jobs import JobRunner
+    from layerlift.inference.settings import Settings
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -20,7 +20,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bridge.auth import load_or_create_token, token_path
+    from layerlift.bridge.auth import load_or_create_token, token_path
 
     token = load_or_create_token()
     print(token_path() if args.path else token)

@@ -11,8 +11,8 @@ import importlib.util
 import sys
 from typing import Any
 
-from desktop.cli.argtypes import EXIT_FAILURE, int_in_range
-from inference.backends.base import MAX_LAYERS
+from layerlift.desktop.cli.argtypes import EXIT_FAILURE, int_in_range
+from layerlift.inference.backends.base import MAX_LAYERS
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -44,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
         print("error: the tray app needs PySide6: pip install 'layerlift[desktop]' "
               "(`layerlift --help` lists the commands that work without it)", file=sys.stderr)
         return EXIT_FAILURE
-    from desktop.app import AppOptions
-    from desktop.app import run as run_app
+    from layerlift.desktop.app import AppOptions
+    from layerlift.desktop.app import run as run_app
 
     options = AppOptions(
         open=getattr(args, "open", None),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from inference.backends.base import (
+from layerlift.inference.backends.base import (
     Availability,
     Backend,
     CancelToken,
@@ -16,8 +16,8 @@ from inference.backends.base import (
     Progress,
     ProgressCallback,
 )
-from inference.errors import BackendUnavailable, BadRequest
-from inference.settings import Settings
+from layerlift.inference.errors import BackendUnavailable, BadRequest
+from layerlift.inference.settings import Settings
 
 __all__ = [
     "Availability",
@@ -34,8 +34,8 @@ __all__ = [
 
 # name -> "module:Class". Order matters for `auto`: the first available one wins.
 _REGISTRY: dict[str, str] = {
-    "qwen": "inference.backends.qwen:QwenBackend",
-    "classic": "inference.backends.classic:ClassicBackend",
+    "qwen": "layerlift.inference.backends.qwen:QwenBackend",
+    "classic": "layerlift.inference.backends.classic:ClassicBackend",
 }
 
 

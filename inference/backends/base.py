@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-
-from inference.errors import BadRequest, Cancelled
-from inference.layers import LayerStack
-from inference.settings import Settings
+from layerlift.inference.errors import BadRequest, Cancelled
+from layerlift.inference.layers import LayerStack
+from layerlift.inference.settings import Settings
 
 MAX_LAYERS = 10
 

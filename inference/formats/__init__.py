@@ -5,15 +5,20 @@ BMP, PSD, ORA) into straight-alpha sRGB RGBA8 with clear, coded errors; `write_s
 `read_stack` store a `LayerStack` as PSD, OpenRaster or a folder of PNGs and read it back.
 """
 
-from inference.formats.reader import (
+from layerlift.inference.formats.reader import (
     MAX_BYTES,
     MAX_PIXELS,
     LoadedImage,
     read_image,
     read_image_bytes,
 )
-from inference.formats.sniff import SUPPORTED_INPUTS
-from inference.formats.stackio import SUPPORTED_OUTPUTS, output_kind, read_stack, write_stack
+from layerlift.inference.formats.sniff import SUPPORTED_INPUTS
+from layerlift.inference.formats.stackio import (
+    SUPPORTED_OUTPUTS,
+    output_kind,
+    read_stack,
+    write_stack,
+)
 
 __all__ = [
     "MAX_BYTES",

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from layerlift.inference.errors import BadRequest, CorruptImage, ImageTooLarge, InputError
+from layerlift.inference.formats.atomic import atomic_writer
+from layerlift.inference.formats.psd import DEFAULT_GROUP
+from layerlift.inference.layers import Layer, LayerStack
 from PIL import Image
-
-from inference.errors import BadRequest, CorruptImage, ImageTooLarge, InputError
-from inference.formats.atomic import atomic_writer
-from inference.formats.psd import DEFAULT_GROUP
-from inference.layers import Layer, LayerStack
 
 MIMETYPE = "image/openraster"
 THUMBNAIL_MAX = 256
@@ -135,7 +134,7 @@ def _member(archive: zipfile.ZipFile, name: str, label: str) -> bytes:
 def _read_layer(
     archive: zipfile.ZipFile, element: ET.Element, visible: bool, label: str, max_pixels: int
 ) -> Layer:
-    from inference.formats.reader import read_image_bytes
+    from layerlift.inference.formats.reader import read_image_bytes
 
     src = element.get("src", "")
     loaded = read_image_bytes(

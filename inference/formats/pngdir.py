@@ -26,10 +26,15 @@ from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
-
-from inference.errors import BadRequest, CorruptImage, ImageTooLarge, InputError
-from inference.formats.atomic import discard, fsync_dir, fsync_file, staged_file, temp_path_for
-from inference.layers import Layer, LayerStack
+from layerlift.inference.errors import BadRequest, CorruptImage, ImageTooLarge, InputError
+from layerlift.inference.formats.atomic import (
+    discard,
+    fsync_dir,
+    fsync_file,
+    staged_file,
+    temp_path_for,
+)
+from layerlift.inference.layers import Layer, LayerStack
 
 MANIFEST = "stack.json"
 FORMAT_ID = "layerlift.stack"
@@ -187,7 +192,7 @@ def _int(entry: dict[str, Any], key: str, where: str) -> int:
 
 
 def _read_entry(folder: Path, entry: Any, index: int, max_pixels: int) -> Layer:
-    from inference.formats.reader import read_image
+    from layerlift.inference.formats.reader import read_image
 
     where = f"'{folder / MANIFEST}', layer {index}"
     if not isinstance(entry, dict):
@@ -217,7 +222,7 @@ def _read_entry(folder: Path, entry: Any, index: int, max_pixels: int) -> Layer:
 
 def read_png_dir(folder: str | Path, *, max_pixels: int | None = None) -> LayerStack:
     """The stack stored in `folder` by `write_png_dir`."""
-    from inference.formats.reader import MAX_PIXELS
+    from layerlift.inference.formats.reader import MAX_PIXELS
 
     source = Path(folder)
     if not source.exists():

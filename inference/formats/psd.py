@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
+from layerlift.inference.errors import BadRequest, CorruptImage, ImageTooLarge, InputError
+from layerlift.inference.formats.atomic import atomic_writer
+from layerlift.inference.formats.colour import to_srgb_rgba
+from layerlift.inference.layers import Layer, LayerStack
 from PIL import Image
-
-from inference.errors import BadRequest, CorruptImage, ImageTooLarge, InputError
-from inference.formats.atomic import atomic_writer
-from inference.formats.colour import to_srgb_rgba
-from inference.layers import Layer, LayerStack
 
 if TYPE_CHECKING:
     from psd_tools import PSDImage

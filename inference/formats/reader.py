@@ -24,17 +24,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
-
-from inference.errors import (
+from layerlift.inference.errors import (
     CorruptImage,
     ImageTooLarge,
     InputError,
     LayerLiftError,
     UnsupportedFormat,
 )
-from inference.formats import sniff
-from inference.formats.colour import raw_is_wide, to_srgb_rgba
+from layerlift.inference.formats import sniff
+from layerlift.inference.formats.colour import raw_is_wide, to_srgb_rgba
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 100_000_000
 MAX_BYTES = 1 << 30
@@ -178,7 +177,7 @@ def _apply_orientation(image: Image.Image, warnings: list[str]) -> Image.Image:
 
 
 def _decode_psd(handle: BinaryIO, label: str, head: bytes, max_pixels: int) -> LoadedImage:
-    from inference.formats import psd
+    from layerlift.inference.formats import psd
 
     header = psd.read_header(head, label)
     _check_pixels(label, header.width, header.height, max_pixels)

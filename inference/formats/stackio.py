@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from inference.errors import BadRequest, InputError, UnsupportedFormat
-from inference.formats import sniff
-from inference.formats.ora import read_ora, write_ora
-from inference.formats.pngdir import MANIFEST, read_png_dir, write_png_dir
-from inference.formats.psd import read_psd, write_psd
-from inference.formats.reader import MAX_PIXELS
-from inference.layers import LayerStack
+from layerlift.inference.errors import BadRequest, InputError, UnsupportedFormat
+from layerlift.inference.formats import sniff
+from layerlift.inference.formats.ora import read_ora, write_ora
+from layerlift.inference.formats.pngdir import MANIFEST, read_png_dir, write_png_dir
+from layerlift.inference.formats.psd import read_psd, write_psd
+from layerlift.inference.formats.reader import MAX_PIXELS
+from layerlift.inference.layers import LayerStack
 
 SUPPORTED_OUTPUTS = (".psd", ".ora", "a folder (path ending in '/')")
 

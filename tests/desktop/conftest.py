@@ -14,9 +14,10 @@ import pytest
 
 pytest.importorskip("PySide6", reason="the desktop extra (PySide6) is not installed")
 
-from inference.backends.base import Backend, CancelToken, DecomposeRequest, Progress
-from inference.jobs import BackendProvider, JobRunner
-from inference.settings import Settings
+from layerlift.inference.backends.base import Backend, CancelToken, DecomposeRequest, Progress
+from layerlift.inference.jobs import BackendProvider, JobRunner
+from layerlift.inference.settings import Settings
+
 from tests.conftest import EXAMPLES
 
 LOGO = EXAMPLES / "logo.png"
@@ -41,7 +42,7 @@ class GatedClassic(Backend):
     def __init__(self, settings: Settings | None, gate: threading.Event,
                  started: threading.Event) -> None:
         super().__init__(settings)
-        from inference.backends.classic import ClassicBackend
+        from layerlift.inference.backends.classic import ClassicBackend
 
         self.inner = ClassicBackend(settings)
         self.gate, self.started = gate, started
@@ -75,7 +76,7 @@ def settings() -> Settings:
 
 @pytest.fixture
 def make_host(settings, qapp):
-    from desktop.server_host import ServerHost
+    from layerlift.desktop.server_host import ServerHost
 
     hosts = []
 
@@ -101,7 +102,7 @@ def host(make_host):
 
 @pytest.fixture
 def make_window(qtbot):
-    from desktop.window import MainWindow
+    from layerlift.desktop.window import MainWindow
 
     def make(host):
         window = MainWindow(host)

@@ -13,14 +13,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from layerlift.bridge.auth import redeem_pairing_code
+from layerlift.bridge.client import BridgeClient
+from layerlift.desktop import autostart
+from layerlift.desktop.app import AppOptions, LayerLiftApp
+from layerlift.desktop.settings_dialog import SettingsDialog, detect_vram, parse_nvidia_smi
+from layerlift.inference.settings import Settings
 from PySide6.QtWidgets import QMessageBox
 
-from bridge.auth import redeem_pairing_code
-from bridge.client import BridgeClient
-from desktop import autostart
-from desktop.app import AppOptions, LayerLiftApp
-from desktop.settings_dialog import SettingsDialog, detect_vram, parse_nvidia_smi
-from inference.settings import Settings
 from tests.conftest import REPO
 from tests.desktop.conftest import LOGO
 
@@ -163,7 +163,7 @@ def test_tray_starts_without_torch_and_reports_ready(tmp_path):
     env = _env(tmp_path / "home")
     started = time.time()
     proc = subprocess.run(
-        [sys.executable, "-m", "desktop.cli", "tray", "--ready-file", str(ready),
+        [sys.executable, "-m", "layerlift.desktop.cli", "tray", "--ready-file", str(ready),
          "--exit-after-ready", "0.3"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
     )
@@ -178,7 +178,7 @@ def test_second_start_hands_over_to_the_first(tmp_path):
     env = _env(home)
     log_file = home / "logs" / "layerlift.log"
     # `layerlift` with no arguments is the tray.
-    first = subprocess.Popen([sys.executable, "-m", "desktop.cli"], cwd=REPO, env=env,
+    first = subprocess.Popen([sys.executable, "-m", "layerlift.desktop.cli"], cwd=REPO, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
@@ -190,7 +190,7 @@ def test_second_start_hands_over_to_the_first(tmp_path):
         else:
             pytest.fail("the first instance never came up")
         second = subprocess.run(
-            [sys.executable, "-m", "desktop.cli", "tray", "--open", str(LOGO)],
+            [sys.executable, "-m", "layerlift.desktop.cli", "tray", "--open", str(LOGO)],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=30,
         )
         assert second.returncode == 0, second.stderr

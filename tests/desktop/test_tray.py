@@ -6,15 +6,15 @@ import threading
 
 import numpy as np
 import pytest
+from layerlift.bridge.client import decompose_remote
+from layerlift.desktop.app import AppOptions, LayerLiftApp
+from layerlift.desktop.tray import ERROR, IDLE, LOADING, WORKING, TrayState, TrayStatus, state_icon
+from layerlift.inference.backends.base import Backend, DecomposeRequest
+from layerlift.inference.errors import OutOfMemory
+from layerlift.inference.formats import read_image
+from layerlift.inference.jobs import BackendProvider
 from PySide6.QtGui import QImage
 
-from bridge.client import decompose_remote
-from desktop.app import AppOptions, LayerLiftApp
-from desktop.tray import ERROR, IDLE, LOADING, WORKING, TrayState, TrayStatus, state_icon
-from inference.backends.base import Backend, DecomposeRequest
-from inference.errors import OutOfMemory
-from inference.formats import read_image
-from inference.jobs import BackendProvider
 from tests.desktop.conftest import JOB_TIMEOUT_MS, LOGO
 
 

@@ -6,10 +6,10 @@ import logging
 
 import numpy as np
 import pytest
+from layerlift.inference.formats import read_image, read_stack
+from layerlift.inference.layers import psnr
 from PySide6.QtCore import Qt
 
-from inference.formats import read_image, read_stack
-from inference.layers import psnr
 from tests.desktop.conftest import JOB_TIMEOUT_MS, LOGO, GatedProvider
 
 
@@ -185,7 +185,7 @@ def test_dropping_a_file_opens_it(window):
 
 
 def test_unavailable_backend_is_explained_and_logged(qtbot, window):
-    from desktop.logging_setup import setup_logging
+    from layerlift.desktop.logging_setup import setup_logging
 
     log_file = setup_logging()
     root = logging.getLogger()

@@ -16,9 +16,9 @@ import sys
 
 import numpy as np
 import pytest
+from layerlift.inference.settings import Settings
 from PIL import Image
 
-from inference.settings import Settings
 from tests.conftest import REPO
 from tests.desktop.conftest import LOGO
 
@@ -43,7 +43,7 @@ def test_window_screenshot_under_xvfb(tmp_path):
     SCREENSHOT.parent.mkdir(exist_ok=True)
     SCREENSHOT.unlink(missing_ok=True)
     command = [xvfb_run, "-a", "-s", "-screen 0 1280x900x24",
-               sys.executable, "-m", "desktop.cli", "tray", "--open", str(LOGO),
+               sys.executable, "-m", "layerlift.desktop.cli", "tray", "--open", str(LOGO),
                "--decompose", "--backend", "classic", "--screenshot", str(SCREENSHOT),
                "--quit-after"]
     proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,

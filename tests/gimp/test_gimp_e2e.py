@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from layerlift.inference.job_store import RECORD_FILE, STACK_DIR
 from PIL import Image
 
-from inference.job_store import RECORD_FILE, STACK_DIR
 from tests.conftest import EXAMPLES, REPO
 from tests.gimp.xcf import read_xcf
 
@@ -60,7 +60,7 @@ class Server:
         (self.home / "config" / "settings.json").write_text(json.dumps({"port": self.port}))
         env = dict(os.environ, LAYERLIFT_HOME=str(self.home))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "desktop.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "layerlift.desktop.cli", "serve", "--port", str(self.port)],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -100,7 +100,7 @@ def server(workdir: Path) -> Iterator[Server]:
 def install_plugin(workdir: Path) -> Path:
     """Install with the app's own installer; gimp3-run.sh then copies that folder into GIMP."""
     gimp_dir = workdir / "gimp-config"
-    run = subprocess.run([sys.executable, "-m", "desktop.cli", "install-gimp-plugin",
+    run = subprocess.run([sys.executable, "-m", "layerlift.desktop.cli", "install-gimp-plugin",
                           "--gimp-dir", str(gimp_dir)], cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     return gimp_dir / "plug-ins" / "layerlift"

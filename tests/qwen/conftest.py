@@ -33,7 +33,7 @@ def model_copy(tiny_model_dir: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_settings(tiny_model_dir: Path):
-    from inference.settings import Settings
+    from layerlift.inference.settings import Settings
 
     return Settings(model=str(tiny_model_dir), device="cpu", steps=1, resolution=640)
 
@@ -41,7 +41,7 @@ def tiny_settings(tiny_model_dir: Path):
 @pytest.fixture(scope="session")
 def tiny_backend(tiny_settings):
     """A QwenBackend loaded once for the session (loading is part of the first test's run)."""
-    from inference.backends.qwen import QwenBackend
+    from layerlift.inference.backends.qwen import QwenBackend
 
     backend = QwenBackend(tiny_settings)
     yield backend

@@ -21,10 +21,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from inference.backends.base import DecomposeRequest
-from inference.backends.qwen import QwenBackend
-from inference.errors import LayerLiftError
-from inference.settings import Settings
+from layerlift.inference.backends.base import DecomposeRequest
+from layerlift.inference.backends.qwen import QwenBackend
+from layerlift.inference.errors import LayerLiftError
+from layerlift.inference.settings import Settings
 
 
 def _request(resolution: int) -> DecomposeRequest:

@@ -9,17 +9,16 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from inference.backends.qwen import QwenBackend
-from inference.backends.qwen.loading import (
+from layerlift.inference.backends.qwen import QwenBackend
+from layerlift.inference.backends.qwen.loading import (
     apply_offline_environment,
     cached_snapshot,
     check_model_files,
     missing_files,
     resolve_model,
 )
-from inference.errors import ModelFilesMissing
-from inference.settings import Settings
+from layerlift.inference.errors import ModelFilesMissing
+from layerlift.inference.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -142,8 +141,7 @@ def test_availability(tiny_model_dir: Path, model_copy: Path):
 
 def test_auto_never_picks_the_cpu_but_a_named_backend_may_run_there(tiny_model_dir: Path):
     import torch
-
-    from inference.backends import choose_backend
+    from layerlift.inference.backends import choose_backend
 
     if torch.cuda.is_available() or torch.backends.mps.is_available():
         pytest.skip("this machine has a GPU")
@@ -171,11 +169,11 @@ def test_offline_sets_hub_variables(monkeypatch):
 def test_cli_help_and_backend_import_do_not_import_torch():
     code = (
         "import sys\n"
-        "from desktop.cli import build_parser\n"
+        "from layerlift.desktop.cli import build_parser\n"
         "build_parser().format_help()\n"
-        "import inference.backends.qwen\n"
-        "from inference.backends.qwen import QwenBackend\n"
-        "from inference.settings import Settings\n"
+        "import layerlift.inference.backends.qwen\n"
+        "from layerlift.inference.backends.qwen import QwenBackend\n"
+        "from layerlift.inference.settings import Settings\n"
         "QwenBackend.availability(Settings())\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
         "assert 'diffusers' not in sys.modules, 'diffusers imported'\n"

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
-
-from inference.backends.base import DecomposeRequest, Progress
-from inference.backends.qwen import QwenBackend, memory
-from inference.backends.qwen.devices import DeviceInfo, is_out_of_memory
-from inference.backends.qwen.pipeline_call import parse_options
-from inference.errors import BackendUnavailable, BadRequest, OutOfMemory
-from inference.settings import Settings
+from layerlift.inference.backends.base import DecomposeRequest, Progress
+from layerlift.inference.backends.qwen import QwenBackend, memory
+from layerlift.inference.backends.qwen.devices import DeviceInfo, is_out_of_memory
+from layerlift.inference.backends.qwen.pipeline_call import parse_options
+from layerlift.inference.errors import BackendUnavailable, BadRequest, OutOfMemory
+from layerlift.inference.settings import Settings
 
 GIB = memory.GIB
 BNB = {"bitsandbytes"}
@@ -148,8 +147,7 @@ def test_quantization_configs_per_component():
     """int8/nf4 quantize both big components, each with its own library's config class."""
     pytest.importorskip("bitsandbytes")
     import torch
-
-    from inference.backends.qwen.placement import quantization_config
+    from layerlift.inference.backends.qwen.placement import quantization_config
 
     assert quantization_config("full", torch.bfloat16) is None
     assert quantization_config("lowvram", torch.bfloat16) is None
@@ -167,8 +165,7 @@ def test_quantization_configs_per_component():
 def test_bucket_size_matches_the_pipeline_and_rejects_thin_pictures():
     pytest.importorskip("diffusers")
     from diffusers.pipelines.qwenimage.pipeline_qwenimage_layered import calculate_dimensions
-
-    from inference.backends.qwen.pipeline_call import bucket_size
+    from layerlift.inference.backends.qwen.pipeline_call import bucket_size
 
     for width, height, resolution in ((480, 640, 640), (4096, 4096, 1024), (1920, 1080, 640)):
         assert bucket_size(width, height, resolution) == calculate_dimensions(

@@ -19,19 +19,18 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from inference.backends.base import CancelToken, DecomposeRequest, Progress
-from inference.backends.qwen.devices import DeviceInfo
-from inference.backends.qwen.loading import ModelSource
-from inference.backends.qwen.pipeline_call import StepReporter, call_kwargs, parse_options
-from inference.settings import Settings
+from layerlift.inference.backends.base import CancelToken, DecomposeRequest, Progress
+from layerlift.inference.backends.qwen.devices import DeviceInfo
+from layerlift.inference.backends.qwen.loading import ModelSource
+from layerlift.inference.backends.qwen.pipeline_call import StepReporter, call_kwargs, parse_options
+from layerlift.inference.settings import Settings
 
 CPU = DeviceInfo("cpu", "cpu", "float32", "test CPU")
 CAPTION = "a poster with a title, a shape and a background"
 
 
 def _load(folder: Path, mode: str) -> Any:
-    from inference.backends.qwen.placement import load_pipeline
+    from layerlift.inference.backends.qwen.placement import load_pipeline
 
     return load_pipeline(ModelSource(folder), CPU, mode, offline=True)
 
@@ -122,7 +121,7 @@ def test_bitsandbytes_modes_reach_the_quantizer(mode: str, tiny_model_dir: Path)
 def test_cancel_and_unload_with_offload_hooks(mode: str, tiny_model_dir: Path,
                                               poster_small: np.ndarray):
     """A cancelled run under hooks stops at the step, and unloading frees the weights."""
-    from inference.backends.qwen import QwenBackend
+    from layerlift.inference.backends.qwen import QwenBackend
 
     pipe = _load(tiny_model_dir, mode)
     cancel = CancelToken()

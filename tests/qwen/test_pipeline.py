@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from inference.backends.base import CancelToken, DecomposeRequest, Progress
-from inference.errors import Cancelled
-from inference.layers import psnr
-from inference.recursive import decompose_layer
+from layerlift.inference.backends.base import CancelToken, DecomposeRequest, Progress
+from layerlift.inference.errors import Cancelled
+from layerlift.inference.layers import psnr
+from layerlift.inference.recursive import decompose_layer
 
 REPO = Path(__file__).resolve().parents[2]
 CAPTION = "a poster with a title, a shape and a background"
@@ -119,7 +118,7 @@ def test_recursive_decomposition_replaces_the_layer_in_place(tiny_backend, first
 
 
 def test_job_runner_runs_and_cancels_the_real_pipeline(tiny_settings, poster_small):
-    from inference.jobs import JobRunner
+    from layerlift.inference.jobs import JobRunner
 
     runner = JobRunner(settings=tiny_settings).start()
     cancelled_once = threading.Event()
@@ -167,13 +166,13 @@ def test_job_runner_runs_and_cancels_the_real_pipeline(tiny_settings, poster_sma
 def _cli(*args: str, home: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "LAYERLIFT_HOME": str(home)}
     return subprocess.run(
-        [sys.executable, "-m", "desktop.cli", "decompose", *args],
+        [sys.executable, "-m", "layerlift.desktop.cli", "decompose", *args],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )
 
 
 def test_cli_writes_a_psd_through_the_real_pipeline(tiny_model_dir, tmp_path):
-    from inference.formats import read_stack
+    from layerlift.inference.formats import read_stack
 
     out = tmp_path / "poster.psd"
     # The issue's command as written (no --device): with no GPU here it runs on the CPU and
@@ -190,7 +189,7 @@ def test_cli_writes_a_psd_through_the_real_pipeline(tiny_model_dir, tmp_path):
     stack = read_stack(out)
     assert len(stack.layers) == 2 and (stack.width, stack.height) == (480, 640)
     # The libraries' import-time notes (torchao under this torch) stay out of the CLI.
-    from inference.backends.qwen.library_noise import KNOWN_NOISE
+    from layerlift.inference.backends.qwen.library_noise import KNOWN_NOISE
 
     for _, text in KNOWN_NOISE:
         assert text not in result.stderr
@@ -207,8 +206,8 @@ def test_cli_names_the_missing_file(model_copy, tmp_path):
 
 
 def test_bad_layer_count_is_rejected_before_loading(tiny_settings):
-    from inference.backends.qwen import QwenBackend
-    from inference.errors import BadRequest
+    from layerlift.inference.backends.qwen import QwenBackend
+    from layerlift.inference.errors import BadRequest
 
     backend = QwenBackend(tiny_settings)
     with pytest.raises(BadRequest):
@@ -218,8 +217,8 @@ def test_bad_layer_count_is_rejected_before_loading(tiny_settings):
 
 
 def test_recursive_rejects_bad_targets(tiny_backend, first_run):
-    from inference.errors import BadRequest
-    from inference.layers import Layer
+    from layerlift.inference.errors import BadRequest
+    from layerlift.inference.layers import Layer
 
     stack, _ = first_run
     with pytest.raises(BadRequest, match="no layer 9"):
@@ -232,9 +231,9 @@ def test_recursive_rejects_bad_targets(tiny_backend, first_run):
 
 
 def test_corrupt_weights_fail_with_a_clear_error(model_copy, poster_small):
-    from inference.backends.qwen import QwenBackend
-    from inference.errors import BackendUnavailable
-    from inference.settings import Settings
+    from layerlift.inference.backends.qwen import QwenBackend
+    from layerlift.inference.errors import BackendUnavailable
+    from layerlift.inference.settings import Settings
 
     (model_copy / "text_encoder" / "model.safetensors").write_bytes(b"not a safetensors file")
     backend = QwenBackend(Settings(model=str(model_copy), device="cpu", steps=1))

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from layerlift.inference.layers import LayerStack, psnr
+from layerlift.inference.refine import recomposite_exact
+from layerlift.inference.restore import restore_layers, upsample_alpha
 from PIL import Image
-
-from inference.layers import LayerStack, psnr
-from inference.refine import recomposite_exact
-from inference.restore import restore_layers, upsample_alpha
 
 
 def _scene(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

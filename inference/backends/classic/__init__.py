@@ -1,5 +1,5 @@
 """The embedded classic backend (CPU, no weights); see `backend.py` for the pipeline."""
 
-from inference.backends.classic.backend import ClassicBackend
+from layerlift.inference.backends.classic.backend import ClassicBackend
 
 __all__ = ["ClassicBackend"]

@@ -20,8 +20,7 @@ import time
 from typing import ClassVar
 
 import numpy as np
-
-from inference.backends.base import (
+from layerlift.inference.backends.base import (
     MAX_LAYERS,
     Backend,
     CancelToken,
@@ -30,8 +29,8 @@ from inference.backends.base import (
     ProgressCallback,
     ignore_progress,
 )
-from inference.backends.classic.build import BuiltLayer, build_layers
-from inference.backends.classic.count import (
+from layerlift.inference.backends.classic.build import BuiltLayer, build_layers
+from layerlift.inference.backends.classic.count import (
     element_names,
     fit_count,
     layer_name,
@@ -39,15 +38,15 @@ from inference.backends.classic.count import (
     overlaps,
     unique_names,
 )
-from inference.backends.classic.facts import unit_facts
-from inference.backends.classic.grouping import element_map, form_elements
-from inference.backends.classic.models import accumulate
-from inference.backends.classic.ordering import z_order
-from inference.backends.classic.regions import find_units
-from inference.backends.classic.residual import find_details
-from inference.errors import InputError
-from inference.layers import Layer, LayerStack, as_rgba8
-from inference.refine import recomposite_exact
+from layerlift.inference.backends.classic.facts import unit_facts
+from layerlift.inference.backends.classic.grouping import element_map, form_elements
+from layerlift.inference.backends.classic.models import accumulate
+from layerlift.inference.backends.classic.ordering import z_order
+from layerlift.inference.backends.classic.regions import find_units
+from layerlift.inference.backends.classic.residual import find_details
+from layerlift.inference.errors import InputError
+from layerlift.inference.layers import Layer, LayerStack, as_rgba8
+from layerlift.inference.refine import recomposite_exact
 
 
 class _Stages:

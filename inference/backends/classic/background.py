@@ -10,8 +10,7 @@ the background's own model where it lies, and join it.
 from __future__ import annotations
 
 import numpy as np
-
-from inference.backends.classic.facts import UnitFacts
+from layerlift.inference.backends.classic.facts import UnitFacts
 
 # Max colour difference (levels) for a piece to count as more background.
 MATCH_TOLERANCE = 8.0

@@ -22,15 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from layerlift.inference.backends.classic.alpha import unmix
+from layerlift.inference.backends.classic.completion import push_pull
+from layerlift.inference.backends.classic.facts import Box, UnitFacts
+from layerlift.inference.backends.classic.grouping import Element
+from layerlift.inference.backends.classic.models import fit
+from layerlift.inference.backends.classic.ordering import Extent, territory_boxes
+from layerlift.inference.backends.classic.shapes import box_completion, ellipse_completion
 from scipy import ndimage
-
-from inference.backends.classic.alpha import unmix
-from inference.backends.classic.completion import push_pull
-from inference.backends.classic.facts import Box, UnitFacts
-from inference.backends.classic.grouping import Element
-from inference.backends.classic.models import fit
-from inference.backends.classic.ordering import Extent, territory_boxes
-from inference.backends.classic.shapes import box_completion, ellipse_completion
 
 PAD = 3
 BAND_PIXELS = 1 << 20  # full-canvas float work is done in bands of about this many pixels

@@ -13,10 +13,9 @@ can be cut any more the stack stays short, and the caller says so.
 from __future__ import annotations
 
 import numpy as np
+from layerlift.inference.backends.classic.build import BuiltLayer
+from layerlift.inference.backends.classic.facts import Box
 from scipy import ndimage
-
-from inference.backends.classic.build import BuiltLayer
-from inference.backends.classic.facts import Box
 
 DISJOINT_DISCOUNT = 0.25
 MAX_NAMES = 3

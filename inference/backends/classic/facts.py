@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from layerlift.inference.backends.classic.models import UnitSums, fit_rows
+from layerlift.inference.backends.classic.regions import Units, adjacency
 from scipy import ndimage
-
-from inference.backends.classic.models import UnitSums, fit_rows
-from inference.backends.classic.regions import Units, adjacency
 
 # A unit is "complex" (photo, texture, rich gradient) when even a quadratic leaves this RMS.
 COMPLEX_RMS = 4.0

@@ -21,24 +21,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from inference.backends.classic.background import matching_pieces, pick_background
-from inference.backends.classic.facts import Box, UnitFacts
-from inference.backends.classic.photo import find_photos
-from inference.backends.classic.text import (
+from layerlift.inference.backends.classic.background import matching_pieces, pick_background
+from layerlift.inference.backends.classic.facts import Box, UnitFacts
+from layerlift.inference.backends.classic.photo import find_photos
+from layerlift.inference.backends.classic.text import (
     TEXT_MIN_GLYPHS,
     drop_blends,
     drop_gaps,
     find_text,
     split_occluded,
 )
-from inference.backends.classic.translucency import (
+from layerlift.inference.backends.classic.translucency import (
     Tint,
     gradient_tint,
     overlap_tints,
     same_tint,
 )
-from inference.backends.classic.unionfind import UnionFind
+from layerlift.inference.backends.classic.unionfind import UnionFind
 
 HOLE_WRAP = 0.9  # share of a hole's boundary its wrapper must own
 HOLE_TOLERANCE = 10.0

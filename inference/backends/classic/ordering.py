@@ -19,11 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from layerlift.inference.backends.classic.facts import Box
+from layerlift.inference.backends.classic.grouping import Element
+from layerlift.inference.backends.classic.shapes import convex_hull, ellipse_completion
 from scipy import ndimage
-
-from inference.backends.classic.facts import Box
-from inference.backends.classic.grouping import Element
-from inference.backends.classic.shapes import convex_hull, ellipse_completion
 
 NOISE = 0.02  # evidence below this share is rasterisation noise
 # Without evidence, photos go under shapes and text over them, as designs are usually built.

@@ -13,9 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from layerlift.inference.backends.classic.facts import Box, UnitFacts
 from scipy import ndimage
-
-from inference.backends.classic.facts import Box, UnitFacts
 
 # A photo is an opaque rectangle: the background may show in at most this share of its box
 # (the anti-aliased rim), and a little more while it is being grown (a sky added before its

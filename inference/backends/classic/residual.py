@@ -15,12 +15,11 @@ when there are several).
 from __future__ import annotations
 
 import numpy as np
+from layerlift.inference.backends.classic.alpha import unmix
+from layerlift.inference.backends.classic.build import BuiltLayer, Canvas
+from layerlift.inference.backends.classic.count import merge
+from layerlift.inference.backends.classic.text import group_text
 from scipy import ndimage
-
-from inference.backends.classic.alpha import unmix
-from inference.backends.classic.build import BuiltLayer, Canvas
-from inference.backends.classic.count import merge
-from inference.backends.classic.text import group_text
 
 Box = tuple[int, int, int, int]
 

@@ -12,12 +12,11 @@ line's letters (a shape the text crosses).
 from __future__ import annotations
 
 import numpy as np
+from layerlift.inference.backends.classic.alpha import unmix
+from layerlift.inference.backends.classic.facts import Box, UnitFacts
+from layerlift.inference.backends.classic.shapes import convex_hull
+from layerlift.inference.backends.classic.unionfind import UnionFind
 from scipy.spatial import cKDTree
-
-from inference.backends.classic.alpha import unmix
-from inference.backends.classic.facts import Box, UnitFacts
-from inference.backends.classic.shapes import convex_hull
-from inference.backends.classic.unionfind import UnionFind
 
 TEXT_TOLERANCE = 20.0  # glyph colours (levels)
 TEXT_MAX_AREA = 0.02  # of the picture, per glyph

@@ -21,9 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from layerlift.inference.backends.classic.facts import UnitFacts
 from scipy import ndimage
-
-from inference.backends.classic.facts import UnitFacts
 
 MIN_CONTRAST = 20.0  # levels: the colours beneath must differ this much to measure anything
 TOLERANCE = 12.0  # levels of disagreement allowed in X - Y = (1 - a)(W - Z)

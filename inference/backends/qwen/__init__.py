@@ -11,7 +11,7 @@ __all__ = ["QwenBackend"]
 
 def __getattr__(name: str) -> Any:
     if name == "QwenBackend":
-        from inference.backends.qwen.backend import QwenBackend
+        from layerlift.inference.backends.qwen.backend import QwenBackend
 
         return QwenBackend
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

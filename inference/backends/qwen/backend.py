@@ -17,8 +17,7 @@ import traceback
 from typing import Any, ClassVar
 
 import numpy as np
-
-from inference.backends.base import (
+from layerlift.inference.backends.base import (
     Availability,
     Backend,
     CancelToken,
@@ -27,29 +26,29 @@ from inference.backends.base import (
     ProgressCallback,
     ignore_progress,
 )
-from inference.backends.qwen import devices, memory
-from inference.backends.qwen.loading import (
+from layerlift.inference.backends.qwen import devices, memory
+from layerlift.inference.backends.qwen.loading import (
     ModelSource,
     apply_offline_environment,
     check_model_files,
     resolve_model,
 )
-from inference.backends.qwen.pipeline_call import (
+from layerlift.inference.backends.qwen.pipeline_call import (
     CallOptions,
     StepReporter,
     bucket_size,
     call_kwargs,
     parse_options,
 )
-from inference.errors import (
+from layerlift.inference.errors import (
     BackendUnavailable,
     BadRequest,
     Cancelled,
     LayerLiftError,
     OutOfMemory,
 )
-from inference.layers import LayerStack, as_rgba8, psnr
-from inference.settings import Settings
+from layerlift.inference.layers import LayerStack, as_rgba8, psnr
+from layerlift.inference.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +181,7 @@ class QwenBackend(Backend):
         progress(Progress("loading", 0.0, f"loading {source.describe()} on {info.device} "
                                           f"({why})"))
         apply_offline_environment(self.settings.offline)
-        from inference.backends.qwen.placement import load_pipeline
+        from layerlift.inference.backends.qwen.placement import load_pipeline
 
         started = time.monotonic()
         self._device, self._mode, self._mode_why = info, mode, why
@@ -326,10 +325,9 @@ class QwenBackend(Backend):
         caption_source: str,
         progress: ProgressCallback,
     ) -> LayerStack:
+        from layerlift.inference.refine import recomposite_exact
+        from layerlift.inference.restore import restore_layers
         from PIL import Image
-
-        from inference.refine import recomposite_exact
-        from inference.restore import restore_layers
 
         progress(Progress("refining", _DENOISED_AT, "restoring full resolution"))
         names = layer_names(len(layers_low))

@@ -11,7 +11,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
-from inference.errors import BackendUnavailable, BadRequest
+from layerlift.inference.errors import BackendUnavailable, BadRequest
 
 CPU_WARNING = (
     "running Qwen-Image-Layered on the CPU: the real model takes hours per image and about "

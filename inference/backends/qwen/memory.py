@@ -15,7 +15,7 @@ import importlib.util
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from inference.errors import BackendUnavailable, BadRequest
+from layerlift.inference.errors import BackendUnavailable, BadRequest
 
 GIB = 1024**3
 

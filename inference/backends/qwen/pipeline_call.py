@@ -13,9 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from inference.backends.base import CancelToken, DecomposeRequest, Progress, ProgressCallback
-from inference.errors import BadRequest
-from inference.settings import Settings
+from layerlift.inference.backends.base import (
+    CancelToken,
+    DecomposeRequest,
+    Progress,
+    ProgressCallback,
+)
+from layerlift.inference.errors import BadRequest
+from layerlift.inference.settings import Settings
 
 RESOLUTIONS = (640, 1024)
 MAX_STEPS = 200

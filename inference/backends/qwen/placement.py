@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from inference.backends.qwen.devices import DeviceInfo, torch_dtype
-from inference.backends.qwen.library_noise import quiet_known_noise
-from inference.backends.qwen.loading import ModelSource
+from layerlift.inference.backends.qwen.devices import DeviceInfo, torch_dtype
+from layerlift.inference.backends.qwen.library_noise import quiet_known_noise
+from layerlift.inference.backends.qwen.loading import ModelSource
 
 
 def quantization_config(mode: str, dtype: Any) -> Any | None:

@@ -1,6 +1,6 @@
 "use strict";
 /**
- * Starts the real Python bridge (`python -m desktop.cli serve --port 0`) for the integration
+ * Starts the real Python bridge (`python -m layerlift.desktop.cli serve --port 0`) for the integration
  * tests, with LAYERLIFT_HOME in a fresh temp folder, and stops it and removes the folder
  * afterwards. Python is $LAYERLIFT_PYTHON, else the repository's .venv, else python3.
  */
@@ -20,7 +20,7 @@ function pythonPath() {
 
 function runCli(python, env, args, timeoutMs = 30000) {
   return new Promise((resolve, reject) => {
-    execFile(python, ["-m", "desktop.cli", ...args], { cwd: REPO, env, timeout: timeoutMs }, (err, stdout, stderr) => {
+    execFile(python, ["-m", "layerlift.desktop.cli", ...args], { cwd: REPO, env, timeout: timeoutMs }, (err, stdout, stderr) => {
       if (err) reject(new Error(`layerlift ${args.join(" ")} failed: ${err.message}\n${stderr}`));
       else resolve(stdout);
     });
@@ -31,7 +31,7 @@ async function startBridge({ timeoutMs = 60000 } = {}) {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), "layerlift-ps-"));
   const python = pythonPath();
   const env = { ...process.env, LAYERLIFT_HOME: home, PYTHONUNBUFFERED: "1" };
-  const child = spawn(python, ["-m", "desktop.cli", "serve", "--port", "0"], { cwd: REPO, env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(python, ["-m", "layerlift.desktop.cli", "serve", "--port", "0"], { cwd: REPO, env, stdio: ["ignore", "pipe", "pipe"] });
   let log = "";
   const port = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`the bridge did not start within ${timeoutMs} ms:\n${log}`)), timeoutMs);
