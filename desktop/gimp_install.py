@@ -1,8 +1,9 @@
 """Find the GIMP 3 plug-in that ships with LayerLift and copy it where GIMP looks for it.
 
 GIMP 3 loads a Python plug-in from `<GIMP config>/3.0/plug-ins/<name>/<name>.py`, and only if
-that file is executable. The source is the `gimp_plugin/layerlift/` folder next to the
-packages in a checkout, or the same folder inside a PyInstaller bundle.
+that file is executable. The source is the plug-in this installation carries
+(`plugin_sources.gimp_plugin_dir`: the checkout's gimp_plugin/layerlift/, or the same files
+as package data of a wheel or the desktop bundle).
 """
 
 from __future__ import annotations
@@ -12,19 +13,10 @@ import shutil
 import sys
 from pathlib import Path
 
-PLUGIN_NAME = "layerlift"
+from layerlift.desktop.plugin_sources import GIMP_PLUGIN_NAME as PLUGIN_NAME
+from layerlift.desktop.plugin_sources import gimp_plugin_dir
+
 GIMP_SERIES = "3.0"
-
-
-def plugin_source() -> Path:
-    bundle = getattr(sys, "_MEIPASS", None)
-    candidates = [Path(bundle) / "gimp_plugin" / PLUGIN_NAME] if bundle else []
-    candidates.append(Path(__file__).resolve().parent.parent / "gimp_plugin" / PLUGIN_NAME)
-    for candidate in candidates:
-        if (candidate / f"{PLUGIN_NAME}.py").is_file():
-            return candidate
-    raise FileNotFoundError("the GIMP plug-in is not part of this installation "
-                            f"(looked in {', '.join(str(c) for c in candidates)})")
 
 
 def gimp_config_dir(platform: str | None = None, environ: dict[str, str] | None = None) -> Path:
@@ -53,7 +45,7 @@ def plugin_files(source: Path) -> list[Path]:
 
 def install(target: Path, source: Path | None = None, dry_run: bool = False) -> list[Path]:
     """Copy the plug-in's modules to `target` (replacing an older copy); return the files."""
-    source = source or plugin_source()
+    source = source or gimp_plugin_dir()
     files = plugin_files(source)
     written = [target / path.name for path in files]
     if dry_run:

@@ -1,6 +1,7 @@
 """Build LayerLift's one-folder desktop bundle: `python packaging/build.py [--flavour cpu|gpu]`.
 
-What `make dist` runs. In order: the Photoshop `.ccx` (packaging/build_ccx.py), PyInstaller on
+What `make dist` runs. In order: LayerLift installed into a staging folder exactly as its
+wheel installs it (the `layerlift` package with the plug-ins as package data), PyInstaller on
 packaging/layerlift.spec, debug symbols stripped from the interpreter's own libraries, the
 licence texts and NOTICE copied in, and checks that fail the build when the `cpu` flavour
 holds any torch file or the NOTICE misses a bundled component.
@@ -29,7 +30,8 @@ from types import ModuleType
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SPEC = HERE / "layerlift.spec"
-SOURCE_TREES = ("inference", "bridge", "desktop", "gimp_plugin/layerlift", "packaging")
+SOURCE_TREES = ("layerlift", "inference", "bridge", "desktop", "gimp_plugin/layerlift",
+                "packaging", "setup.py", "pyproject.toml")
 PANEL_FILES = ("photoshop_plugin/manifest.json", "photoshop_plugin/index.html",
                "photoshop_plugin/index.js", "photoshop_plugin/styles.css",
                "photoshop_plugin/src", "photoshop_plugin/icons", "NOTICE")
@@ -135,18 +137,27 @@ def strip_interpreter(bundle: Path) -> int:
     return before - sum(p.stat().st_size for p in targets)
 
 
-def build_ccx(work: Path) -> Path:
-    builder = load("build_ccx")
-    return builder.build(work / "ccx" / builder.default_output().name)
+def stage_package(work: Path) -> Path:
+    """Install LayerLift (no dependencies) into a fresh folder the way its wheel installs, so
+    the bundle is built from the installed layout: one `layerlift` package, plug-ins as data."""
+    stage = work / "stage"
+    shutil.rmtree(stage, ignore_errors=True)
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+               "--no-build-isolation", "--disable-pip-version-check", "--target", str(stage),
+               str(REPO)]
+    result = subprocess.run(command, cwd=work, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise DistError(f"staging the layerlift package failed:\n{result.stderr[-2000:]}")
+    return stage
 
 
-def run_pyinstaller(flavour: str, ccx: Path, dist: Path, work: Path) -> None:
+def run_pyinstaller(flavour: str, stage: Path, dist: Path, work: Path) -> None:
     if importlib.util.find_spec("PyInstaller") is None:
         raise DistError("PyInstaller is not installed in this environment: "
                         "pip install -e '.[dev]' (or pip install pyinstaller)")
     command = [sys.executable, "-m", "PyInstaller", str(SPEC), "--noconfirm",
                "--distpath", str(dist), "--workpath", str(work / "pyinstaller" / flavour),
-               "--log-level", "WARN", "--", "--flavour", flavour, "--ccx", str(ccx)]
+               "--log-level", "WARN", "--", "--flavour", flavour, "--stage", str(stage)]
     result = subprocess.run(command, cwd=REPO)
     if result.returncode != 0:
         raise DistError(f"PyInstaller failed (exit {result.returncode})")
@@ -185,8 +196,8 @@ def build(flavour: str = "cpu", dist: Path = REPO / "dist", work: Path = REPO / 
     # Taken before building: a source edited during the build makes the next call rebuild.
     inputs = fingerprint(flavour)
     stamp_path(dist, flavour).unlink(missing_ok=True)
-    ccx = build_ccx(work)
-    run_pyinstaller(flavour, ccx, dist, work)
+    work.mkdir(parents=True, exist_ok=True)
+    run_pyinstaller(flavour, stage_package(work), dist, work)
     bundle = bundle_dir(dist, flavour)
     saved = strip_interpreter(bundle)
     problems = finish(bundle, flavour)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from layerlift.bridge.auth import UXP_PLUGIN_ID
+from layerlift.desktop import ccx as builder
 from layerlift.desktop.cli import main
-from layerlift.desktop.cli.build_ccx import load_builder
 from layerlift.inference.settings import DEFAULT_PORT
 from PIL import Image
 
@@ -93,7 +93,6 @@ def test_build_is_deterministic(ccx: Path, tmp_path: Path) -> None:
 
 def test_a_declared_icon_that_is_missing_stops_the_build(tmp_path: Path,
                                                         capsys: pytest.CaptureFixture) -> None:
-    builder = load_builder()
     plugin = tmp_path / "plugin"
     shutil.copytree(REPO / "photoshop_plugin", plugin,
                     ignore=shutil.ignore_patterns("test", "node_modules"))
@@ -101,3 +100,18 @@ def test_a_declared_icon_that_is_missing_stops_the_build(tmp_path: Path,
     with pytest.raises(builder.BuildError, match=r"plugin@2x\.png"):
         builder.build(tmp_path / "out.ccx", plugin)
     assert not (tmp_path / "out.ccx").exists()
+
+
+def test_default_output_never_overwrites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / builder.package_name()
+    mine.write_bytes(b"the user's own file")
+    assert main(["build-ccx"]) == 0
+    assert mine.read_bytes() == b"the user's own file"
+    second = tmp_path / mine.name.replace(".ccx", "-2.ccx")
+    assert zipfile.is_zipfile(second)
+
+
+def test_a_folder_as_output_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["build-ccx", "-o", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err

@@ -213,12 +213,14 @@ def test_install_gimp_plugin_from_the_bundle(exe: Path, layerlift_home: Path,
     assert "_internal" in proc.stdout  # it copied the bundle's own copy, not the checkout's
 
 
-def test_build_ccx_copies_the_bundled_package(exe: Path, layerlift_home: Path,
-                                              tmp_path: Path, builder) -> None:
+def test_build_ccx_from_the_bundle_matches_the_checkout(exe: Path, layerlift_home: Path,
+                                                        tmp_path: Path) -> None:
+    from layerlift.desktop import ccx
+
     target = tmp_path / "panel.ccx"
     proc = _run(exe, "build-ccx", "-o", str(target), home=layerlift_home)
     assert proc.returncode == 0, proc.stderr
-    fresh = builder.load("build_ccx").build(tmp_path / "fresh.ccx")
+    fresh = ccx.build(tmp_path / "fresh.ccx", REPO / "photoshop_plugin")
     assert target.read_bytes() == fresh.read_bytes()  # the build is deterministic
 
 

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from layerlift.desktop.cli import main
-from layerlift.desktop.gimp_install import gimp_config_dir, plugin_source
+from layerlift.desktop.gimp_install import gimp_config_dir
+from layerlift.desktop.plugin_sources import gimp_plugin_dir
 
 
 def test_install_copies_an_executable_plugin(tmp_path, capsys):
@@ -16,7 +17,7 @@ def test_install_copies_an_executable_plugin(tmp_path, capsys):
     target = gimp_dir / "plug-ins" / "layerlift"
     main_file = target / "layerlift.py"
     assert main_file.is_file() and os.access(main_file, os.X_OK)
-    shipped = sorted(p.name for p in plugin_source().glob("*.py"))
+    shipped = sorted(p.name for p in gimp_plugin_dir().glob("*.py"))
     assert sorted(p.name for p in target.glob("*.py")) == shipped
     assert {"ll_bridge.py", "ll_websocket.py", "ll_paths.py", "ll_plan.py"} <= set(shipped)
     assert str(target) in capsys.readouterr().out

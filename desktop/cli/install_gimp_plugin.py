@@ -23,10 +23,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from layerlift.desktop.gimp_install import install, plugin_source, plugin_target
+    from layerlift.desktop.gimp_install import install, plugin_target
+    from layerlift.desktop.plugin_sources import gimp_plugin_dir
 
     try:
-        source = plugin_source()
+        source = gimp_plugin_dir()
         target = plugin_target(args.gimp_dir)
         files = install(target, source, dry_run=args.dry_run)
     except OSError as exc:

@@ -1,28 +1,24 @@
-"""Build the Photoshop plug-in package (`.ccx`): a zip of photoshop_plugin/ that Creative
-Cloud installs on double-click.
+"""Build the Photoshop plug-in package (`.ccx`): a zip of the panel that Creative Cloud
+installs on double-click.
 
 The zip is deterministic (sorted entries, fixed timestamps and permissions), so the same
-sources always give the same bytes and CI can compare builds. Only what the panel needs at
-run time goes in: the manifest, the page, the scripts and the icons; tests, tools and
-package.json stay out.
-
-Run it from a source checkout: `python packaging/build_ccx.py [-o PATH]`, or
-`layerlift build-ccx`. Note the folder name: this file is loaded by path, never imported as
-`packaging.build_ccx`, because `packaging` is also the name of a PyPI library.
+sources always give the same bytes and a build can be compared with another. Only what the
+panel needs at run time goes in: the manifest, the page, the scripts and the icons; tests,
+tools and package.json stay out. The panel's files come from the installation itself
+(`plugin_sources`), so a checkout, a wheel and the desktop bundle build the same package.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-PLUGIN = REPO / "photoshop_plugin"
+from layerlift.desktop.plugin_sources import photoshop_panel_dir
+from layerlift.inference.formats.atomic import staged_file
+
 TOP_FILES = ("manifest.json", "index.html", "index.js", "styles.css")
 TREES = {"src": ".js", "icons": ".png"}
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
@@ -33,7 +29,7 @@ class BuildError(Exception):
     """The plug-in folder cannot be packaged (a file is missing or the manifest is wrong)."""
 
 
-def package_files(plugin: Path = PLUGIN) -> list[tuple[str, Path]]:
+def package_files(plugin: Path) -> list[tuple[str, Path]]:
     """(name in the zip, file on disk) for everything the package holds, sorted by name."""
     files: list[tuple[str, Path]] = []
     for name in TOP_FILES:
@@ -73,43 +69,28 @@ def manifest_problems(manifest: dict, names: set[str]) -> list[str]:
     return problems
 
 
-def build(output: Path, plugin: Path = PLUGIN) -> Path:
-    """Write the .ccx to `output` (parent folders made) and return its path."""
+def build(output: Path, plugin: Path | None = None) -> Path:
+    """Write the .ccx to `output` (parent folders made, atomically) and return its path.
+    `plugin` defaults to the panel this installation carries."""
+    plugin = plugin or photoshop_panel_dir()
     files = package_files(plugin)
     manifest = json.loads((plugin / "manifest.json").read_text(encoding="utf-8"))
     problems = manifest_problems(manifest, {name for name, _ in files})
     if problems:
         raise BuildError("invalid manifest: " + "; ".join(problems))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+    with staged_file(output) as tmp, \
+            zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
         for name, path in files:
             info = zipfile.ZipInfo(name, FIXED_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             info.create_system = 3  # unix, so the permissions above mean the same everywhere
             archive.writestr(info, path.read_bytes())
-    tmp.replace(output)
     return output
 
 
-def default_output(plugin: Path = PLUGIN) -> Path:
+def package_name(plugin: Path | None = None) -> str:
+    """`layerlift-photoshop-VERSION.ccx`, the version read from the panel's manifest."""
+    plugin = plugin or photoshop_panel_dir()
     manifest = json.loads((plugin / "manifest.json").read_text(encoding="utf-8"))
-    return REPO / "dist" / f"layerlift-photoshop-{manifest['version']}.ccx"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Build the LayerLift Photoshop .ccx package.")
-    parser.add_argument("-o", "--output", type=Path, default=None, help="where to write the .ccx")
-    args = parser.parse_args(argv)
-    try:
-        path = build(args.output or default_output())
-    except (BuildError, OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return f"layerlift-photoshop-{manifest['version']}.ccx"
