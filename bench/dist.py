@@ -4,9 +4,9 @@ Builds the `cpu` bundle with packaging/build.py (or reuses an up-to-date one) an
 - bundle size on disk (the one folder, symlinks not counted twice);
 - `layerlift --version`: from spawn to exit, the price of the bootloader and the imports the
   CLI needs;
-- tray-ready: from spawn to the moment the app's event loop first runs with the tray set up
-  (the app writes that moment to a ready file; bench/startup.py measures the same from
-  source), offscreen, each run in its own LAYERLIFT_HOME and on a free port.
+- tray-ready: from spawn to the tray's first answer on its single-instance socket, once its
+  event loop runs with the tray set up (bench/tray_probe.py; bench/startup.py measures the
+  same from source), offscreen, each run in its own LAYERLIFT_HOME and on a free port.
 The first run of each comes right after the build, with the bundle's files in the page cache;
 a truly cold disk (after a reboot) is slower, by the time to read ~250 MB.
 
@@ -27,6 +27,12 @@ import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
+
+if __package__ in (None, ""):
+    # Run as `python bench/dist.py`: make the repository root importable.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import tray_probe
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -68,18 +74,27 @@ def version_seconds(exe: Path, timeout: float = 60.0) -> tuple[float, str]:
 def tray_ready(exe: Path, home: Path, platform: str = "offscreen", linger: float = 0.3,
                timeout: float = 60.0, wrapper: list[str] | None = None
                ) -> tuple[float, dict, subprocess.CompletedProcess]:
-    """Start the frozen tray, wait for it to quit by itself; (ready seconds, ready file,
-    the finished process). Raises if it does not quit within `timeout`."""
-    ready = home / "ready.json"
-    ready.unlink(missing_ok=True)
+    """Start the frozen tray, wait until it answers, let it idle `linger` seconds, stop it
+    with SIGTERM; (ready seconds, what was observed, the finished process)."""
     env = dict(os.environ, LAYERLIFT_HOME=str(home), QT_QPA_PLATFORM=platform)
-    command = [*(wrapper or []), str(exe), "tray", "--ready-file", str(ready),
-               "--exit-after-ready", str(linger)]
+    command = [*(wrapper or []), str(exe), "tray"]
     started = time.time()
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
-    data = json.loads(ready.read_text()) if ready.exists() else {}
-    seconds = float(data["ready"]) - started if "ready" in data else float("nan")
-    return seconds, data, proc
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    seen: dict = {}
+    try:
+        seconds = tray_probe.wait_until_ready(proc, home, timeout) - started
+        app = tray_probe.app_process(proc)
+        time.sleep(linger)
+        seen = {"rss": app.memory_info().rss, "torch_imported": tray_probe.torch_loaded(app)}
+        tray_probe.stop(proc, app, timeout)
+    except RuntimeError:
+        seconds = float("nan")
+        if proc.poll() is None:
+            proc.kill()
+    stdout, stderr = proc.communicate(timeout=timeout)
+    seen["platform"] = tray_probe.logged_platform(home)
+    return seconds, seen, subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
 
 
 def measure(runs: int = 5) -> dict:

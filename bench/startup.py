@@ -26,7 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
+if __package__ in (None, ""):
+    # Run as `python bench/startup.py`: make the repository root importable.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import tray_probe
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_READY_S = 1.5
@@ -45,35 +49,30 @@ def measure_once(idle: float, platform: str, timeout: float = 60.0) -> dict[str,
         (home / "config").mkdir()
         settings = {"port": _free_port()}
         (home / "config" / "settings.json").write_text(json.dumps(settings))
-        ready = home / "ready.json"
         env = dict(os.environ, LAYERLIFT_HOME=str(home), QT_QPA_PLATFORM=platform)
-        command = [sys.executable, "-m", "layerlift.desktop.cli", "tray",
-                   "--ready-file", str(ready), "--exit-after-ready", str(idle + 1.0)]
+        command = [sys.executable, "-m", "layerlift.desktop.cli", "tray"]
         started = time.time()
         proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
+                                stderr=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + timeout
-            while not ready.exists():
-                if proc.poll() is not None:
-                    raise RuntimeError(f"the tray exited with {proc.returncode}: "
-                                       f"{proc.stderr.read() if proc.stderr else ''}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the tray did not become ready in time")
-                time.sleep(0.005)
-            data = json.loads(ready.read_text())
+            ready_at = tray_probe.wait_until_ready(proc, home, timeout)
+            app = tray_probe.app_process(proc)
+            rss_ready = app.memory_info().rss
             time.sleep(idle)
-            rss_idle = psutil.Process(proc.pid).memory_info().rss
-            proc.wait(timeout)
+            rss_idle = app.memory_info().rss
+            torch = tray_probe.torch_loaded(app)
+            code = tray_probe.stop(proc, app, timeout)
+            if code != 0:
+                raise RuntimeError(f"the tray exited with {code} on SIGTERM")
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
     return {
-        "ready_s": float(data["ready"]) - started,
-        "rss_ready_mb": (data.get("rss") or 0) / 2**20,
+        "ready_s": ready_at - started,
+        "rss_ready_mb": rss_ready / 2**20,
         "rss_idle_mb": rss_idle / 2**20,
-        "torch_imported": bool(data["torch_imported"]),
+        "torch_imported": torch,
     }
 
 

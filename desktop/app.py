@@ -6,7 +6,9 @@ up on its own thread moments later and the window is only built when first shown
 
 Single instance: the first process listens on a `QLocalServer` named after the user and the
 config folder; a second start connects to it, asks it to show the window (and open a file),
-and exits 0 instead of failing on the port.
+and exits 0 instead of failing on the port. The same socket answers `ping`, which is how a
+script (or bench/startup.py) learns that a started tray is up: it answers only once the event
+loop runs, with the tray in place.
 """
 
 from __future__ import annotations
@@ -40,24 +42,40 @@ _CONNECT_MS = 500
 
 @dataclass
 class AppOptions:
-    """What `layerlift tray` was asked to do; the hidden ones exist for tests and benches."""
+    """What `layerlift tray` was asked to do."""
 
     open: str | None = None
     show_window: bool = False
-    decompose: bool = False
+    decompose: bool = False  # decompose the opened picture right away
     backend: str = "auto"
     layers: int | None = None
-    screenshot: str | None = None
-    quit_after: bool = False
-    ready_file: str | None = None
-    exit_after_ready: float | None = None
 
 
-def instance_name() -> str:
+def instance_name(config_dir: Path | None = None) -> str:
     """One name per user and config folder (so tests with their own LAYERLIFT_HOME coexist)."""
     user = os.environ.get("USER") or os.environ.get("USERNAME") or "user"
-    digest = hashlib.sha256(str(paths.config_dir().resolve()).encode()).hexdigest()[:12]
+    folder = (config_dir or paths.config_dir()).resolve()
+    digest = hashlib.sha256(str(folder).encode()).hexdigest()[:12]
     return f"layerlift-{user}-{digest}"
+
+
+def ask_running(name: str, request: dict[str, Any], wait_ms: int = 2000) -> bool:
+    """Hand `request` to the instance listening on `name`; True when it answered."""
+    socket = QLocalSocket()
+    socket.connectToServer(name)
+    if not socket.waitForConnected(_CONNECT_MS):
+        return False
+    socket.write(json.dumps(request).encode() + b"\n")
+    socket.waitForBytesWritten(_CONNECT_MS)
+    # Wait for the first instance to answer, so a dying instance does not swallow it.
+    answered = socket.waitForReadyRead(wait_ms) and bytes(socket.readAll().data()).strip()
+    socket.disconnectFromServer()
+    return bool(answered)
+
+
+def ping_running(config_dir: Path | None = None, wait_ms: int = 2000) -> bool:
+    """Is a tray for this config folder up, with its event loop running?"""
+    return ask_running(instance_name(config_dir), {"cmd": "ping"}, wait_ms)
 
 
 class SingleInstance(QObject):
@@ -72,16 +90,7 @@ class SingleInstance(QObject):
 
     def send_to_running(self, request: dict[str, Any]) -> bool:
         """True when another instance took `request`; this process should then exit."""
-        socket = QLocalSocket()
-        socket.connectToServer(self.name)
-        if not socket.waitForConnected(_CONNECT_MS):
-            return False
-        socket.write(json.dumps(request).encode() + b"\n")
-        socket.waitForBytesWritten(_CONNECT_MS)
-        # Wait for the first instance to answer, so a dying instance does not swallow it.
-        answered = socket.waitForReadyRead(2000) and bytes(socket.readAll().data()).strip()
-        socket.disconnectFromServer()
-        return bool(answered)
+        return ask_running(self.name, request)
 
     def listen(self) -> bool:
         server = QLocalServer(self)
@@ -155,14 +164,13 @@ class LayerLiftApp(QObject):
 
     def _ready(self) -> None:
         self.ready_at = time.time()
-        if self.options.ready_file:
-            _write_ready_file(Path(self.options.ready_file), self)
-        if self.options.exit_after_ready is not None:
-            QTimer.singleShot(int(self.options.exit_after_ready * 1000), self.qapp.quit)
+        log.info("tray ready on the %s platform (system tray %s)",
+                 QGuiApplication.platformName(),
+                 "available" if self.tray.available else "unavailable")
         if self.options.open:
             window = self.window
             if window.open_path(self.options.open) and self.options.decompose:
-                self._run_scripted_decompose()
+                self._decompose_opened()
 
     def stop(self) -> None:
         if self._stopped:
@@ -203,6 +211,8 @@ class LayerLiftApp(QObject):
 
     def on_instance_message(self, request: dict[str, Any]) -> None:
         """A second `layerlift` start: bring the window forward (and open its file)."""
+        if request.get("cmd") == "ping":
+            return  # answered already; nothing to show
         log.info("second start: showing the window (open=%s)", request.get("open"))
         self.show_window()
         path = request.get("open")
@@ -288,76 +298,18 @@ class LayerLiftApp(QObject):
     def _keep(self, widget: Any) -> None:
         self._dialogs = [d for d in self._dialogs if d.isVisible()] + [widget]
 
-    # -- the scripted run (tests, screenshots) -----------------------------------------------
-    def _run_scripted_decompose(self) -> None:
+    # -- `--open PICTURE --decompose` ---------------------------------------------------------
+    def _decompose_opened(self) -> None:
         window = self.window
         index = window.backend_combo.findData(self.options.backend)
         if index >= 0:
             window.backend_combo.setCurrentIndex(index)
         if self.options.layers:
             window.layers_spin.setValue(self.options.layers)
-        window.job_finished.connect(self._after_scripted_job)
+        window.job_finished.connect(
+            lambda _job_id, state: log.info("decomposition of the opened picture ended: %s",
+                                            state))
         window.decompose()
-
-    def _after_scripted_job(self, _job_id: str, state: str) -> None:
-        log.info("scripted decomposition ended: %s", state)
-        if self.options.screenshot:
-            # Let the layer list and preview paint before grabbing.
-            QTimer.singleShot(700, self._take_screenshot)
-        elif self.options.quit_after:
-            QTimer.singleShot(0, self.qapp.quit)
-
-    def _take_screenshot(self) -> None:
-        assert self.options.screenshot
-        target = Path(self.options.screenshot)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        window = self.window
-        image = None
-        screen = window.screen() or QGuiApplication.primaryScreen()
-        if screen is not None and QGuiApplication.platformName() not in ("offscreen", "minimal"):
-            # What the display server really shows, where there is one.
-            pixmap = screen.grabWindow(window.winId())
-            if not pixmap.isNull():
-                image = pixmap
-        how = "the display server"
-        if image is None:
-            image, how = window.grab(), "the widget itself"
-        ok = image.save(str(target), "PNG")
-        log.info("screenshot %s from %s: %s", target, how, "saved" if ok else "FAILED")
-        # Where the layer thumbnails are, so a test can check that region specifically.
-        layers = window.layer_list
-        corner = layers.mapTo(window, layers.rect().topLeft())
-        ratio = image.devicePixelRatio() or 1.0
-        sidecar = {
-            "source": how,
-            "size": [image.width(), image.height()],
-            "layers": layers.count(),
-            "layer_list": [round(v * ratio) for v in
-                           (corner.x(), corner.y(), layers.width(), layers.height())],
-        }
-        target.with_suffix(".json").write_text(json.dumps(sidecar), encoding="utf-8")
-        if self.options.quit_after:
-            self.qapp.exit(0 if ok else 1)
-
-
-def _write_ready_file(path: Path, app: LayerLiftApp) -> None:
-    """For bench/startup.py: when the tray was ready, and what was loaded by then."""
-    rss = None
-    with contextlib.suppress(Exception):
-        import psutil
-
-        rss = psutil.Process().memory_info().rss
-    data = {
-        "ready": app.ready_at,
-        "pid": os.getpid(),
-        "rss": rss,
-        "torch_imported": "torch" in sys.modules,
-        "tray_available": app.tray.available,
-        "platform": QGuiApplication.platformName(),
-    }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    tmp.replace(path)
 
 
 def _quit_on_signals(qapp: QApplication) -> None:

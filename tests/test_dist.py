@@ -31,6 +31,7 @@ from layerlift.inference.formats.reader import read_image
 from layerlift.inference.layers import Layer, LayerStack, psnr
 from psd_tools import PSDImage
 
+from bench import tray_probe
 from bench.dist import free_port, load_builder, private_home, tray_ready, version_seconds
 from tests.conftest import EXAMPLES, REPO
 
@@ -181,11 +182,25 @@ def test_tray_starts_offscreen_and_quits_cleanly(exe: Path, tmp_path: Path) -> N
 
 def test_tray_window_decomposes_offscreen(exe: Path, tmp_path: Path) -> None:
     home = private_home(tmp_path / "home")
-    proc = _run(exe, "tray", "--open", str(LOGO), "--decompose", "--backend", "classic",
-                "--quit-after", home=home, timeout=TRAY_BOUND_S + 60, QT_QPA_PLATFORM="offscreen")
-    log = (home / "logs" / "layerlift.log").read_text(encoding="utf-8")
-    assert proc.returncode == 0, f"{proc.stderr}\n{log}"
-    assert "scripted decomposition ended: done" in log
+    env = dict(os.environ, LAYERLIFT_HOME=str(home), QT_QPA_PLATFORM="offscreen")
+    proc = subprocess.Popen([str(exe), "tray", "--open", str(LOGO), "--decompose",
+                             "--backend", "classic"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    log_file = home / "logs" / "layerlift.log"
+    try:
+        tray_probe.wait_until_ready(proc, home, TRAY_BOUND_S)
+        deadline = time.monotonic() + 60
+        while "decomposition of the opened picture ended" not in (
+                log_file.read_text(encoding="utf-8") if log_file.exists() else ""):
+            assert time.monotonic() < deadline, "the decomposition did not end in 60 s"
+            time.sleep(0.2)
+        assert tray_probe.stop(proc) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = log_file.read_text(encoding="utf-8")
+    assert "decomposition of the opened picture ended: done" in log, log
 
 
 def test_tray_starts_on_a_real_x_server(exe: Path, tmp_path: Path) -> None:

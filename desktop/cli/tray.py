@@ -26,16 +26,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--open", metavar="PICTURE", default=None,
                         help="open this picture in the window")
     parser.add_argument("--show", action="store_true", help="show the window at start")
-    # Hidden hooks for tests and bench/startup.py.
-    hidden = argparse.SUPPRESS
-    parser.add_argument("--decompose", action="store_true", help=hidden)
-    parser.add_argument("--backend", default="auto", help=hidden)
+    parser.add_argument("--decompose", action="store_true",
+                        help="with --open: decompose the picture right away")
+    parser.add_argument("--backend", default="auto",
+                        help="the backend --decompose uses (auto, classic, qwen)")
     parser.add_argument("--layers", type=int_in_range(1, MAX_LAYERS, "the layer count"),
-                        default=None, help=hidden)
-    parser.add_argument("--screenshot", default=None, help=hidden)
-    parser.add_argument("--quit-after", action="store_true", help=hidden)
-    parser.add_argument("--ready-file", default=None, help=hidden)
-    parser.add_argument("--exit-after-ready", type=float, default=None, help=hidden)
+                        default=None, help="the layer count --decompose asks for")
     return parser
 
 
@@ -53,9 +49,5 @@ def run(args: argparse.Namespace) -> int:
         decompose=bool(getattr(args, "decompose", False)),
         backend=getattr(args, "backend", "auto"),
         layers=getattr(args, "layers", None),
-        screenshot=getattr(args, "screenshot", None),
-        quit_after=bool(getattr(args, "quit_after", False)),
-        ready_file=getattr(args, "ready_file", None),
-        exit_after_ready=getattr(args, "exit_after_ready", None),
     )
     return run_app(options)

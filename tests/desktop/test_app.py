@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import subprocess
@@ -16,11 +15,12 @@ import pytest
 from layerlift.bridge.auth import redeem_pairing_code
 from layerlift.bridge.client import BridgeClient
 from layerlift.desktop import autostart
-from layerlift.desktop.app import AppOptions, LayerLiftApp
+from layerlift.desktop.app import AppOptions, LayerLiftApp, ping_running
 from layerlift.desktop.settings_dialog import SettingsDialog, detect_vram, parse_nvidia_smi
 from layerlift.inference.settings import Settings
 from PySide6.QtWidgets import QMessageBox
 
+from bench import tray_probe
 from tests.conftest import REPO
 from tests.desktop.conftest import LOGO
 
@@ -158,19 +158,25 @@ def _env(home: Path) -> dict[str, str]:
     return env
 
 
-def test_tray_starts_without_torch_and_reports_ready(tmp_path):
-    ready = tmp_path / "ready.json"
-    env = _env(tmp_path / "home")
+def test_tray_starts_without_torch_and_answers_when_ready(tmp_path):
+    home = tmp_path / "home"
+    env = _env(home)
+    assert not ping_running(home / "config", wait_ms=200)  # nothing answers before it starts
     started = time.time()
-    proc = subprocess.run(
-        [sys.executable, "-m", "layerlift.desktop.cli", "tray", "--ready-file", str(ready),
-         "--exit-after-ready", "0.3"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    data = json.loads(ready.read_text())
-    assert data["torch_imported"] is False
-    assert data["ready"] - started < 10  # generous for a loaded 2-core CI; see bench/startup.py
+    proc = subprocess.Popen([sys.executable, "-m", "layerlift.desktop.cli", "tray"], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready_at = tray_probe.wait_until_ready(proc, home, timeout=60)
+        app = tray_probe.app_process(proc)
+        assert not tray_probe.torch_loaded(app)
+        assert ready_at - started < 10  # generous for a loaded 2-core CI; see bench/startup.py
+        assert tray_probe.logged_platform(home) == "offscreen"
+        assert tray_probe.stop(proc, app) == 0  # SIGTERM is a clean quit
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "showing the window" not in (home / "logs" / "layerlift.log").read_text()
 
 
 def test_second_start_hands_over_to_the_first(tmp_path):
