@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from layerlift.inference import paths
+from layerlift.inference.atomic import atomic_writer
 
 PAIRING_FILE = "pairing.json"
 PAIRING_TTL = 120.0  # seconds a pairing code stays valid
@@ -40,17 +41,10 @@ LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Write `text` to `path` readable by the owner only, atomically."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    """Write `text` to `path` atomically, readable by the owner only (the staged file is made
+    by `tempfile.mkstemp`, which creates it 0600, and keeps that mode when renamed)."""
+    with atomic_writer(path) as handle:
+        handle.write(text.encode("utf-8"))
 
 
 def token_path() -> Path:

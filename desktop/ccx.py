@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from layerlift.desktop.plugin_sources import photoshop_panel_dir
-from layerlift.inference.formats.atomic import staged_file
+from layerlift.inference.atomic import staged_file
 
 TOP_FILES = ("manifest.json", "index.html", "index.js", "styles.css")
 TREES = {"src": ".js", "icons": ".png"}

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from layerlift.inference import paths
+from layerlift.inference.atomic import atomic_writer
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,6 @@ class Settings:
 
     def save(self, path: Path | None = None) -> Path:
         path = path or self.path()
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
-        tmp.replace(path)
+        with atomic_writer(path) as handle:
+            handle.write(json.dumps(asdict(self), indent=2).encode("utf-8"))
         return path

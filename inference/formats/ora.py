@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from layerlift.inference.atomic import atomic_writer
 from layerlift.inference.errors import BadRequest, CorruptImage, ImageTooLarge, InputError
-from layerlift.inference.formats.atomic import atomic_writer
 from layerlift.inference.formats.psd import DEFAULT_GROUP
 from layerlift.inference.layers import Layer, LayerStack
 from PIL import Image

@@ -26,14 +26,14 @@ from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
-from layerlift.inference.errors import BadRequest, CorruptImage, ImageTooLarge, InputError
-from layerlift.inference.formats.atomic import (
+from layerlift.inference.atomic import (
     discard,
     fsync_dir,
     fsync_file,
     staged_file,
     temp_path_for,
 )
+from layerlift.inference.errors import BadRequest, CorruptImage, ImageTooLarge, InputError
 from layerlift.inference.layers import Layer, LayerStack
 
 MANIFEST = "stack.json"

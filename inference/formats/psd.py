@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
+from layerlift.inference.atomic import atomic_writer
 from layerlift.inference.errors import BadRequest, CorruptImage, ImageTooLarge, InputError
-from layerlift.inference.formats.atomic import atomic_writer
 from layerlift.inference.formats.colour import to_srgb_rgba
 from layerlift.inference.layers import Layer, LayerStack
 from PIL import Image
