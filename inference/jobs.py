@@ -22,7 +22,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -36,6 +35,7 @@ from layerlift.inference.backends.base import (
     ignore_progress,
 )
 from layerlift.inference.errors import BadRequest, Cancelled, LayerLiftError
+from layerlift.inference.job_states import TERMINAL, JobState
 from layerlift.inference.job_store import JobStore, valid_job_id
 from layerlift.inference.layers import LayerStack, as_rgba8
 from layerlift.inference.settings import Settings
@@ -60,19 +60,6 @@ class ResultUnavailable(LayerLiftError):
 
     code = "no_result"
 
-
-class JobState(StrEnum):
-    QUEUED = "queued"
-    LOADING = "loading"
-    RUNNING = "running"
-    REFINING = "refining"
-    WRITING = "writing"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-TERMINAL = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
 
 # Backend progress stages that are states of their own; any other stage counts as running.
 _STAGE_STATES = {
