@@ -42,8 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from layerlift.bridge.client import BridgeClient
 from layerlift.bridge.server import BridgeServer, ServerConfig
 from layerlift.inference.backends.base import DecomposeRequest
+from layerlift.inference.job_states import JobState
 from layerlift.inference.job_store import JobStore
-from layerlift.inference.jobs import Job, JobRunner, JobState
+from layerlift.inference.jobs import Job, JobRunner
 from layerlift.inference.layers import Layer, LayerStack
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve

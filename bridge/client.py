@@ -34,6 +34,8 @@ from layerlift.inference.errors import (
     OutOfMemory,
     UnsupportedFormat,
 )
+from layerlift.inference.job_snapshot import JobSnapshot
+from layerlift.inference.job_states import UNSUCCESSFUL
 from layerlift.inference.layers import Layer, LayerStack
 
 log = logging.getLogger(__name__)
@@ -85,14 +87,20 @@ def default_url() -> str:
     return f"ws://{host}:{settings.port}"
 
 
-def progress_from_job(record: dict[str, Any]) -> Progress:
-    info = record.get("progress") or {}
+def _error_of(job: JobSnapshot) -> dict[str, str]:
+    """The error a failed or cancelled job carries, in the shape `remote_error` reads."""
+    if job.error is not None:
+        return job.error.to_json()
+    return {"code": str(job.state), "message": str(job.state)}
+
+
+def progress_from_job(job: JobSnapshot) -> Progress:
     return Progress(
-        stage=str(record.get("state", info.get("stage", ""))),
-        fraction=float(info.get("fraction") or 0.0),
-        message=str(info.get("message") or ""),
-        step=info.get("step"),
-        total=info.get("total"),
+        stage=str(job.state),
+        fraction=job.progress.fraction,
+        message=job.progress.message,
+        step=job.progress.step,
+        total=job.progress.total,
     )
 
 
@@ -218,10 +226,11 @@ class BridgeClient:
             layers.append(Layer(info["name"], pixels, info["x"], info["y"],
                                 bool(info.get("visible", True))))
         canvas = message["canvas"]
-        meta = dict((message.get("job") or {}).get("result") or {})
-        meta["backend"] = (message.get("job") or {}).get("backend")
-        if meta.get("exact"):
-            meta["psnr"] = float("inf")
+        job = JobSnapshot.from_json(message["job"])
+        meta: dict[str, Any] = {"backend": job.backend}
+        if job.result is not None:
+            meta.update(job.result.details, note=job.result.note, psnr=job.result.quality.psnr,
+                        psnr_before=job.result.quality_before.psnr)
         return LayerStack(int(canvas["width"]), int(canvas["height"]), layers, meta)
 
     def _route(self, message: dict[str, Any]) -> None:
@@ -275,8 +284,8 @@ class BridgeClient:
     async def submit(self, image: np.ndarray | bytes, *, layers: int | None = None,
                      seed: int = 0, options: dict[str, Any] | None = None,
                      backend: str = "auto", result_encoding: str = "rgba8",
-                     cancel_on_disconnect: bool = False) -> dict[str, Any]:
-        """Send a decompose (raw RGBA8 array or PNG bytes); returns the accepted job record.
+                     cancel_on_disconnect: bool = False) -> JobSnapshot:
+        """Send a decompose (raw RGBA8 array or PNG bytes); returns the accepted job.
 
         With `cancel_on_disconnect` the server cancels the job if this connection ends
         before the job does (otherwise it runs on and can be fetched later).
@@ -301,8 +310,8 @@ class BridgeClient:
             message["cancel_on_disconnect"] = True
         await self.request(message)  # "ready": the server will take the picture
         answer = await self.request({"request_id": request_id}, frame, raw=True)
-        job = answer["job"]
-        self._queue(job["id"])
+        job = JobSnapshot.from_json(answer["job"])
+        self._queue(job.id)
         return job
 
     async def wait(self, job_id: str, progress: ProgressCallback | None = None,
@@ -323,31 +332,33 @@ class BridgeClient:
                 return message["stack"]
             if kind == "error":
                 raise remote_error(message)
-            record = message.get("job") or {}
-            if progress is not None and record:
-                progress(progress_from_job(record))
-            state = record.get("state")
-            if state in ("failed", "cancelled"):
+            if not isinstance(message.get("job"), dict):
+                continue
+            job = JobSnapshot.from_json(message["job"])
+            if progress is not None:
+                progress(progress_from_job(job))
+            if job.state in UNSUCCESSFUL:
                 self._jobs.pop(job_id, None)
-                error = record.get("error") or {"code": state, "message": state}
-                raise remote_error(error)
+                raise remote_error(_error_of(job))
 
     async def run(self, image: np.ndarray | bytes, *,
                   progress: ProgressCallback | None = None, **params: Any) -> LayerStack:
         """Submit and wait; cancels the remote job if this coroutine is cancelled."""
         job = await self.submit(image, **params)
         try:
-            return await self.wait(job["id"], progress)
+            return await self.wait(job.id, progress)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.cancel(job["id"]), 2.0)
+                await asyncio.wait_for(self.cancel(job.id), 2.0)
             raise
 
-    async def cancel(self, job_id: str) -> dict[str, Any]:
-        return (await self.request({"type": "cancel", "job_id": job_id}))["job"]
+    async def cancel(self, job_id: str) -> JobSnapshot:
+        return JobSnapshot.from_json((await self.request({"type": "cancel",
+                                                          "job_id": job_id}))["job"])
 
-    async def list_jobs(self) -> list[dict[str, Any]]:
-        return (await self.request({"type": "list_jobs"}))["jobs"]
+    async def list_jobs(self) -> list[JobSnapshot]:
+        return [JobSnapshot.from_json(job)
+                for job in (await self.request({"type": "list_jobs"}))["jobs"]]
 
     async def fetch(self, job_id: str, progress: ProgressCallback | None = None,
                     result_encoding: str = "rgba8", timeout: float | None = None) -> LayerStack:
@@ -356,9 +367,9 @@ class BridgeClient:
                                      "result_encoding": result_encoding})
         if answer.get("type") == "result":
             return answer["stack"]
-        record = answer["job"]
-        if record["state"] in ("failed", "cancelled"):
-            raise remote_error(record.get("error") or {"code": record["state"]})
+        job = JobSnapshot.from_json(answer["job"])
+        if job.state in UNSUCCESSFUL:
+            raise remote_error(_error_of(job))
         return await self.wait(job_id, progress, timeout)
 
     async def ping(self) -> dict[str, Any]:

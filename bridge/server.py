@@ -26,7 +26,9 @@ from layerlift.bridge.protocol import Message, ProtocolError
 from layerlift.inference import __version__
 from layerlift.inference.backends.qwen.memory import ALL_MODE_CHOICES
 from layerlift.inference.errors import BadRequest, LayerLiftError
-from layerlift.inference.jobs import TERMINAL, JobRunner, JobState, QueueFull
+from layerlift.inference.job_snapshot import JobSnapshot
+from layerlift.inference.job_states import JobState
+from layerlift.inference.jobs import JobRunner, QueueFull
 from layerlift.inference.settings import DEFAULT_PORT
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -142,16 +144,16 @@ class BridgeServer:
             await conn.shutdown()
 
     # -- job events (called from any thread) -------------------------------------------------
-    def _on_job_event(self, record: dict[str, Any], owner: str | None) -> None:
+    def _on_job_event(self, snapshot: JobSnapshot, owner: str | None) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
         with contextlib.suppress(RuntimeError):  # the loop is closing
-            loop.call_soon_threadsafe(self._dispatch, record, owner)
+            loop.call_soon_threadsafe(self._dispatch, snapshot, owner)
 
-    def _dispatch(self, record: dict[str, Any], owner: str | None) -> None:
+    def _dispatch(self, snapshot: JobSnapshot, owner: str | None) -> None:
         for conn in list(self._connections.values()):
-            conn.on_job_event(record, owner)
+            conn.on_job_event(snapshot, owner)
 
     def capabilities(self) -> dict[str, Any]:
         return {
@@ -211,7 +213,7 @@ class _Connection:
     async def _write_result(self, job_id: str, encoding: int, request_id: str | None) -> None:
         runner = self.server.runner
         try:
-            record = runner.get(job_id)
+            snapshot = runner.get(job_id)
             stack = await asyncio.to_thread(runner.read_result, job_id)
         except LayerLiftError as exc:
             await self.ws.send(protocol.dumps(protocol.error_message(
@@ -220,7 +222,7 @@ class _Connection:
         header = {
             "type": "result",
             "job_id": job_id,
-            "job": record,
+            "job": snapshot.to_json(),
             "canvas": {"width": stack.width, "height": stack.height},
             "encoding": protocol.ENCODING_NAMES[encoding],
             "layers": [
@@ -242,20 +244,18 @@ class _Connection:
             await fastsend.send_binary(self.ws, parts)
             del parts
 
-    def on_job_event(self, record: dict[str, Any], owner: str | None) -> None:
+    def on_job_event(self, snapshot: JobSnapshot, owner: str | None) -> None:
         # Owners are subscribed when their job is accepted; others by `fetch`.
         del owner
-        job_id = record["id"]
+        job_id = snapshot.id
         if job_id not in self.subscriptions:
             return
-        state = record["state"]
-        terminal = state in TERMINAL
-        if not terminal and self.outbox.qsize() > MAX_BACKLOG:
+        if not snapshot.terminal and self.outbox.qsize() > MAX_BACKLOG:
             return
-        self.send({"type": "progress", "job": record})
-        if terminal:
+        self.send({"type": "progress", "job": snapshot.to_json()})
+        if snapshot.terminal:
             encoding = self.subscriptions.pop(job_id)
-            if state == JobState.DONE:
+            if snapshot.state is JobState.DONE:
                 self.send_result(job_id, encoding)
 
     # -- input -------------------------------------------------------------------------------
@@ -282,7 +282,7 @@ class _Connection:
         runner = self.server.runner
         for job_id in sorted(self.cancel_on_close):
             try:
-                if runner.get(job_id)["state"] not in TERMINAL:
+                if not runner.get(job_id).terminal:
                     runner.cancel(job_id)
                     log.info("cancelled job %s: its client disconnected", job_id)
             except LayerLiftError:  # removed by retention meanwhile: nothing to cancel
@@ -403,18 +403,18 @@ class _Connection:
         if message.type == "ping":
             reply = {"type": "pong", "id": message.get("id")}
         elif message.type == "list_jobs":
-            reply = {"type": "jobs", "jobs": runner.jobs()}
+            reply = {"type": "jobs", "jobs": [job.to_json() for job in runner.jobs()]}
         elif message.type == "cancel":
-            reply = {"type": "job", "job": runner.cancel(message["job_id"])}
+            reply = {"type": "job", "job": runner.cancel(message["job_id"]).to_json()}
         elif message.type == "fetch":
             job_id, encoding = message["job_id"], message["result_encoding"]
-            record = runner.get(job_id)
-            if record["state"] == JobState.DONE:
+            snapshot = runner.get(job_id)
+            if snapshot.state is JobState.DONE:
                 self.send_result(job_id, encoding, message.get("request_id"))
                 return
-            if record["state"] not in TERMINAL:
+            if not snapshot.terminal:
                 self.subscriptions[job_id] = encoding
-            reply = {"type": "job", "job": record}
+            reply = {"type": "job", "job": snapshot.to_json()}
         else:  # hello or pair again
             raise ProtocolError(f"{message.type} is only valid as the first message")
         if message.get("request_id") is not None:
@@ -444,8 +444,9 @@ class _Connection:
         backend = await asyncio.to_thread(runner.resolve_backend, pending["backend"])
         # Submit and queue `accepted` in one step of the loop: job events, which reach this
         # connection through call_soon_threadsafe, can only come after it.
-        record = runner.submit(pixels, pending["request"], backend, owner=self.id)
-        self.subscriptions[record["id"]] = pending["result_encoding"]
+        snapshot = runner.submit(pixels, pending["request"], backend, owner=self.id)
+        self.subscriptions[snapshot.id] = pending["result_encoding"]
         if pending["cancel_on_disconnect"]:
-            self.cancel_on_close.add(record["id"])
-        self.send({"type": "accepted", "request_id": pending["request_id"], "job": record})
+            self.cancel_on_close.add(snapshot.id)
+        self.send({"type": "accepted", "request_id": pending["request_id"],
+                   "job": snapshot.to_json()})

@@ -29,6 +29,7 @@ from layerlift.desktop.logging_setup import install_excepthooks, setup_logging
 from layerlift.desktop.server_host import ServerHost
 from layerlift.desktop.tray import Tray
 from layerlift.inference import paths
+from layerlift.inference.job_snapshot import JobSnapshot
 from layerlift.inference.settings import Settings
 from PySide6.QtCore import QObject, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QGuiApplication
@@ -229,16 +230,15 @@ class LayerLiftApp(QObject):
         else:
             self.qapp.quit()
 
-    def _on_job_event(self, record: dict[str, Any]) -> None:
-        if self._quit_when_idle and record.get("state") in ("done", "failed", "cancelled"):
+    def _on_job_event(self, job: JobSnapshot) -> None:
+        if self._quit_when_idle and job.terminal:
             # The runner announces a job only after its folder is written.
             QTimer.singleShot(0, self._quit_if_idle)
 
     def _busy(self) -> bool:
         """Any job not finished yet? (By state: the runner still counts a job as running for
         a moment after announcing it done, and no event would follow to ask again.)"""
-        return any(r.get("state") not in ("done", "failed", "cancelled")
-                   for r in self.host.runner.jobs())
+        return any(not job.terminal for job in self.host.runner.jobs())
 
     def _quit_if_idle(self) -> None:
         if self._quit_when_idle and not self._busy():

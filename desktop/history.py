@@ -11,9 +11,11 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
 from layerlift.inference import paths
+from layerlift.inference.atomic import atomic_writer
+from layerlift.inference.job_snapshot import JobSnapshot
+from layerlift.inference.job_states import JobState
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWidget
@@ -44,29 +46,24 @@ class SourceNames:
         if len(self._names) > _MAX_NAMES:
             for key in list(self._names)[: len(self._names) - _MAX_NAMES]:
                 del self._names[key]
-        tmp = self.path.with_suffix(".tmp")
         try:
-            tmp.write_text(json.dumps(self._names), encoding="utf-8")
-            tmp.replace(self.path)
+            with atomic_writer(self.path) as handle:
+                handle.write(json.dumps(self._names).encode("utf-8"))
         except OSError as exc:
             log.warning("could not save picture names: %s", exc)
 
 
-def describe(record: dict[str, Any], name: str | None) -> str:
+def describe(job: JobSnapshot, name: str | None) -> str:
     """One line per job: when, what, how it ended."""
-    stamp = record.get("finished") or record.get("created") or 0.0
-    when = time.strftime("%d %b %H:%M", time.localtime(float(stamp)))
-    params = record.get("params") or {}
-    what = name or f"picture {params.get('width', '?')}×{params.get('height', '?')}"
-    state = record.get("state")
-    if state == "done":
-        result = record.get("result") or {}
-        outcome = f"{result.get('layers', '?')} layers"
-    elif state == "failed":
-        outcome = "failed: " + str((record.get("error") or {}).get("message", ""))
+    when = time.strftime("%d %b %H:%M", time.localtime(job.finished or job.created))
+    what = name or f"picture {job.params.width}×{job.params.height}"
+    if job.state is JobState.DONE and job.result is not None:
+        outcome = f"{job.result.layers} layers"
+    elif job.state is JobState.FAILED:
+        outcome = "failed: " + (job.error.message if job.error else "")
     else:
-        outcome = str(state)
-    return f"{when}  {what}  ·  {outcome}  ·  {record.get('backend', '')}"
+        outcome = str(job.state)
+    return f"{when}  {what}  ·  {outcome}  ·  {job.backend}"
 
 
 class HistoryList(QListWidget):
@@ -80,17 +77,17 @@ class HistoryList(QListWidget):
         self.setAlternatingRowColors(True)
         self.itemActivated.connect(self._on_activated)
 
-    def populate(self, records: list[dict[str, Any]], limit: int = 100) -> None:
-        finished = [r for r in records if r.get("state") in ("done", "failed", "cancelled")]
-        finished.sort(key=lambda r: r.get("finished") or r.get("created") or 0.0, reverse=True)
+    def populate(self, jobs: list[JobSnapshot], limit: int = 100) -> None:
+        finished = [job for job in jobs if job.terminal]
+        finished.sort(key=lambda job: job.finished or job.created, reverse=True)
         self.clear()
-        for record in finished[:limit]:
-            item = QListWidgetItem(describe(record, self.names.get(record["id"])))
-            item.setData(JOB_ID_ROLE, record["id"])
-            if record.get("state") != "done":
+        for job in finished[:limit]:
+            item = QListWidgetItem(describe(job, self.names.get(job.id)))
+            item.setData(JOB_ID_ROLE, job.id)
+            if job.state is not JobState.DONE:
                 item.setForeground(QColor(140, 140, 140))
                 item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsSelectable)
-            item.setToolTip(f"job {record['id']}")
+            item.setToolTip(f"job {job.id}")
             self.addItem(item)
 
     def job_ids(self) -> list[str]:

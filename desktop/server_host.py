@@ -16,11 +16,13 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import fields
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
 from layerlift.inference.backends.base import DecomposeRequest, Progress
 from layerlift.inference.errors import LayerLiftError
+from layerlift.inference.job_snapshot import JobSnapshot
 from layerlift.inference.jobs import JobRunner
 from layerlift.inference.settings import Settings
 from PySide6.QtCore import QObject, Signal
@@ -43,13 +45,22 @@ def _error_words(exc: BaseException) -> tuple[str, str]:
     return "internal", f"internal error: {type(exc).__name__}: {exc}"
 
 
+class ModelState(StrEnum):
+    """The model's state as the tray shows it (a job's states are `JobState`)."""
+
+    LOADING = "loading"
+    LOADED = "loaded"
+    UNLOADED = "unloaded"
+    ERROR = "error"
+
+
 class ServerHost(QObject):
     """Owns the runner, the bridge server thread and the control thread; talks in signals."""
 
-    job_event = Signal(object)  # a job record (dict) after every change, from any client
+    job_event = Signal(object)  # a JobSnapshot after every change, from any client
     server_state = Signal(str, str)  # ("listening", url) | ("error", sentence) | ("stopped", "")
-    model_state = Signal(str, str)  # ("loading" | "loaded" | "unloaded" | "error", sentence)
-    submitted = Signal(str, object)  # (tag, job record) for a `submit` that was queued
+    model_state = Signal(str, str)  # (a ModelState, sentence)
+    submitted = Signal(str, object)  # (tag, JobSnapshot) for a `submit` that was queued
     submit_failed = Signal(str, str, str)  # (tag, error code, sentence)
 
     def __init__(
@@ -162,9 +173,9 @@ class ServerHost(QObject):
             self.server_state.emit("stopped", "")
 
     # -- jobs --------------------------------------------------------------------------------
-    def _on_job(self, record: dict[str, Any], _owner: str | None) -> None:
+    def _on_job(self, job: JobSnapshot, _owner: str | None) -> None:
         # Called by the runner with its lock held: emit (queued to the GUI thread) and return.
-        self.job_event.emit(record)
+        self.job_event.emit(job)
 
     def submit(
         self, tag: str, image: np.ndarray, request: DecomposeRequest, backend: str = "auto"
@@ -176,12 +187,12 @@ class ServerHost(QObject):
 
         def work() -> None:
             try:
-                record = self.runner.submit(image, request, backend, owner=DESKTOP_OWNER)
+                job = self.runner.submit(image, request, backend, owner=DESKTOP_OWNER)
             except Exception as exc:
                 code, words = _error_words(exc)
                 self.submit_failed.emit(tag, code, words)
                 return
-            self.submitted.emit(tag, record)
+            self.submitted.emit(tag, job)
 
         self._control.submit(work)
 
@@ -196,24 +207,24 @@ class ServerHost(QObject):
         """Load a backend's model now (tray "Load model") so the first job does not wait."""
 
         def work() -> None:
-            self.model_state.emit("loading", f"loading the {name} model")
+            self.model_state.emit(ModelState.LOADING, f"loading the {name} model")
             try:
                 resolved = self.runner.preload(name, self._model_progress)
             except Exception as exc:
                 _code, words = _error_words(exc)
-                self.model_state.emit("error", f"the model could not be loaded: {words}")
+                self.model_state.emit(ModelState.ERROR, f"the model could not be loaded: {words}")
                 return
-            self.model_state.emit("loaded", f"the {resolved} model is loaded")
+            self.model_state.emit(ModelState.LOADED, f"the {resolved} model is loaded")
 
         self._control.submit(work)
 
     def _model_progress(self, event: Progress) -> None:
-        self.model_state.emit("loading", event.message or "loading the model")
+        self.model_state.emit(ModelState.LOADING, event.message or "loading the model")
 
     def unload_model(self) -> None:
         def work() -> None:
             self.runner.unload()
-            self.model_state.emit("unloaded", "the model is unloaded")
+            self.model_state.emit(ModelState.UNLOADED, "the model is unloaded")
 
         self._control.submit(work)
 

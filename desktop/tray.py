@@ -8,15 +8,15 @@ be tested exactly; `Tray` only draws that state as an icon and a tooltip.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from layerlift.desktop.server_host import ModelState
+from layerlift.inference.job_snapshot import JobSnapshot
+from layerlift.inference.job_states import JobState
 from PySide6.QtCore import QObject, QRectF, Qt, Signal
 from PySide6.QtGui import QAction, QColor, QFont, QIcon, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
-IDLE, LOADING, WORKING, ERROR = "idle", "loading", "working", "error"
-_ACTIVE = {"queued", "loading", "running", "refining", "writing"}
-_WORKING = {"running", "refining", "writing"}
+IDLE, LOADING, WORKING, ERROR = "idle", "loading", "working", "error"  # what the icon shows
 _COLOURS = {
     IDLE: QColor(90, 110, 140),
     LOADING: QColor(214, 150, 30),
@@ -36,29 +36,26 @@ class TrayStatus:
     """Folds job, model and server events into the one state the tray shows."""
 
     def __init__(self) -> None:
-        self.active: dict[str, dict[str, Any]] = {}
+        self.active: dict[str, JobSnapshot] = {}
         self.model_loading: str | None = None
         self.error: str | None = None
         self.server_url: str | None = None
         self.server_error: str | None = None
 
-    def on_job(self, record: dict[str, Any]) -> None:
-        state = record.get("state")
-        job_id = str(record.get("id"))
-        if state in _ACTIVE:
-            if job_id not in self.active:
+    def on_job(self, job: JobSnapshot) -> None:
+        if not job.terminal:
+            if job.id not in self.active:
                 self.error = None  # a new job starts: the last failure is old news
-            self.active[job_id] = record
+            self.active[job.id] = job
             return
-        self.active.pop(job_id, None)
-        if state == "failed":
-            error = record.get("error") or {}
-            self.error = f"a job failed: {error.get('message', 'unknown error')}"
+        self.active.pop(job.id, None)
+        if job.state is JobState.FAILED:
+            self.error = f"a job failed: {job.error.message if job.error else 'unknown error'}"
 
     def on_model(self, state: str, message: str) -> None:
-        if state == "loading":
+        if state == ModelState.LOADING:
             self.model_loading, self.error = message or "loading the model", None
-        elif state == "error":
+        elif state == ModelState.ERROR:
             self.model_loading, self.error = None, message
         else:
             self.model_loading = None
@@ -78,21 +75,20 @@ class TrayStatus:
     def state(self) -> TrayState:
         bridge = (f"bridge on {self.server_url}" if self.server_url
                   else "bridge not running" if not self.server_error else self.server_error)
-        working = [r for r in self.active.values() if r.get("state") in _WORKING]
-        loading = [r for r in self.active.values() if r.get("state") == "loading"]
-        queued = sum(1 for r in self.active.values() if r.get("state") == "queued")
+        working = [j for j in self.active.values() if j.state.working]
+        loading = [j for j in self.active.values() if j.state is JobState.LOADING]
+        queued = sum(1 for j in self.active.values() if j.state is JobState.QUEUED)
         waiting = f", {queued} waiting" if queued else ""
         if working:
-            record = working[0]
-            progress = record.get("progress") or {}
-            percent = round(100 * float(progress.get("fraction") or 0.0))
+            progress = working[0].progress
+            percent = round(100 * progress.fraction)
             step = ""
-            if progress.get("step") is not None and progress.get("total"):
-                step = f" (step {progress['step']}/{progress['total']})"
+            if progress.step is not None and progress.total:
+                step = f" (step {progress.step}/{progress.total})"
             return TrayState(WORKING, percent,
                              f"LayerLift: working {percent}%{step}{waiting}\n{bridge}")
         if loading or self.model_loading:
-            what = self.model_loading or (loading[0].get("progress") or {}).get("message")
+            what = self.model_loading or loading[0].progress.message
             return TrayState(LOADING, None,
                              f"LayerLift: loading the model{waiting}\n{what or ''}".rstrip())
         if self.error or self.server_error:
@@ -200,18 +196,18 @@ class Tray(QObject):
             self.open_window.emit()
 
     # -- events ------------------------------------------------------------------------------
-    def on_job_event(self, record: dict[str, Any]) -> None:
-        self.status.on_job(record)
-        if record.get("state") == "failed":
-            error = record.get("error") or {}
-            self.notify("Decomposition failed", error.get("message", "unknown error"), True)
+    def on_job_event(self, job: JobSnapshot) -> None:
+        self.status.on_job(job)
+        if job.state is JobState.FAILED:
+            self.notify("Decomposition failed",
+                        job.error.message if job.error else "unknown error", True)
         self.refresh()
 
     def on_model_state(self, state: str, message: str) -> None:
         self.status.on_model(state, message)
-        if state == "error":
+        if state == ModelState.ERROR:
             self.notify("Model not loaded", message, True)
-        elif state in ("loaded", "unloaded"):
+        elif state in (ModelState.LOADED, ModelState.UNLOADED):
             self.notify("LayerLift", message)
         self.refresh()
 

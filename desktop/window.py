@@ -9,19 +9,19 @@ job loses nothing: the job finishes, and its result is in the history list.
 from __future__ import annotations
 
 import logging
-import secrets
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from layerlift.desktop.checkerboard import checkered_pixmap
+from layerlift.desktop.document_jobs import DocumentJobs, Purpose, SplitLayer, WholePicture, land
 from layerlift.desktop.history import HistoryList, SourceNames
 from layerlift.desktop.layer_list import LayerList
 from layerlift.desktop.server_host import ServerHost
-from layerlift.inference.backends.base import Backend, DecomposeRequest
+from layerlift.inference.backends.base import DecomposeRequest
 from layerlift.inference.errors import LayerLiftError
+from layerlift.inference.job_snapshot import JobSnapshot
+from layerlift.inference.job_states import JobState
 from layerlift.inference.layers import LayerStack
-from layerlift.inference.recursive import decompose_layer
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QResizeEvent
 from PySide6.QtWidgets import (
@@ -44,27 +44,6 @@ log = logging.getLogger(__name__)
 
 OPEN_FILTER = "Pictures (*.png *.jpg *.jpeg *.webp *.tif *.tiff *.psd *.ora *.gif *.bmp)"
 EXPORT_KINDS = {"psd": "Photoshop (*.psd)", "ora": "OpenRaster (*.ora)", "png": "PNG folder"}
-_TERMINAL = ("done", "failed", "cancelled")
-
-
-class _Finished(Backend):
-    """A sub-stack the job runner already made, handed to `decompose_layer` for placing.
-
-    The window never runs a backend itself (the runner owns the GPU); this lets the shared
-    recursive code place the runner's result (offsets, names, visibility) without a rerun.
-    """
-
-    name = "job"
-    label = "finished job"
-
-    def __init__(self, stack: LayerStack) -> None:
-        super().__init__()
-        self.stack = stack
-
-    def decompose(self, image: np.ndarray, request: DecomposeRequest, progress: Any = None,
-                  cancel: Any = None) -> LayerStack:
-        return self.stack
-
 
 class PreviewLabel(QLabel):
     """The recomposited picture over a checkerboard, rescaled with the window."""
@@ -110,10 +89,7 @@ class MainWindow(QMainWindow):
         self.source: np.ndarray | None = None
         self.source_name: str | None = None
         self.stack: LayerStack | None = None
-        self.current_job: str | None = None
-        self._pending_tag: str | None = None
-        self._purposes: dict[str, tuple[Any, ...]] = {}  # tag / job id -> what the job is for
-        self._cancel_requested = False
+        self.jobs = DocumentJobs()
         self.last_error: tuple[str, str] | None = None
         self.setWindowTitle("LayerLift")
         self.setAcceptDrops(True)
@@ -212,7 +188,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
 
     def _update_buttons(self) -> None:
-        busy = self.current_job is not None or self._pending_tag is not None
+        busy = self.jobs.busy
         self.decompose_button.setEnabled(self.source is not None and not busy)
         self.cancel_button.setEnabled(busy)
         has_stack = self.stack is not None
@@ -301,11 +277,16 @@ class MainWindow(QMainWindow):
         count = self.layers_spin.value()
         return DecomposeRequest(layers=count or None)
 
+    @property
+    def current_job(self) -> str | None:
+        """The id of the job the window is waiting for, once the runner accepted it."""
+        return self.jobs.current_job
+
     def decompose(self) -> None:
         """Queue the whole picture."""
-        if self.source is None or self.current_job or self._pending_tag:
+        if self.source is None or self.jobs.busy:
             return
-        self._submit(self.source, ("full", self.source), "decomposing")
+        self._submit(self.source, WholePicture(self.source), "decomposing")
 
     def split_layer(self, index: int) -> None:
         """Queue one layer for a decomposition of its own: recursive layers.
@@ -313,7 +294,7 @@ class MainWindow(QMainWindow):
         The layer goes through the same job runner as everything else (one owner for the
         GPU), trimmed to its alpha bounds so the backend spends its resolution on it.
         """
-        if self.stack is None or self.current_job or self._pending_tag:
+        if self.stack is None or self.jobs.busy:
             return
         if not 0 <= index < len(self.stack.layers):
             return
@@ -321,7 +302,7 @@ class MainWindow(QMainWindow):
         if layer.width == 0 or layer.height == 0:
             self.show_error("Nothing to decompose", f"the layer '{layer.name}' is empty")
             return
-        self._submit(layer.pixels, ("split", index, self.stack), f"splitting '{layer.name}'")
+        self._submit(layer.pixels, SplitLayer(index, self.stack), f"splitting '{layer.name}'")
 
     def _split_selected(self) -> None:
         index = self.layer_list.selected_index()
@@ -330,122 +311,86 @@ class MainWindow(QMainWindow):
             return
         self.split_layer(index)
 
-    def _submit(self, image: np.ndarray, purpose: tuple[Any, ...], words: str) -> None:
-        tag = secrets.token_hex(4)
-        self._pending_tag = tag
-        self._purposes[tag] = purpose
+    def _submit(self, image: np.ndarray, purpose: Purpose, words: str) -> None:
+        tag = self.jobs.submit(purpose)
         self.progress.setValue(0)
         self.set_status(f"{words}…")
         self._update_buttons()
         self.host.submit(tag, image, self._request(), self.backend_combo.currentData())
 
-    def _on_submitted(self, tag: str, record: dict[str, Any]) -> None:
-        purpose = self._purposes.pop(tag, None)
+    def _on_submitted(self, tag: str, job: JobSnapshot) -> None:
+        purpose = self.jobs.accepted(tag, job.id)
         if purpose is None:
             return
-        job_id = record["id"]
-        self._purposes[job_id] = purpose
         if self.source_name:
             name = self.source_name
-            if purpose[0] == "split":
-                name = f"{name} (layer {purpose[1]})"
-            self.names.set(job_id, name)
-        if tag == self._pending_tag:
-            self._pending_tag = None
-            self.current_job = job_id
-            if self._cancel_requested:
-                self.host.cancel(job_id)
-        self._on_job_event(record)
+            if isinstance(purpose, SplitLayer):
+                name = f"{name} (layer {purpose.index})"
+            self.names.set(job.id, name)
+        if self.jobs.take_cancel_request():
+            self.host.cancel(job.id)
+        self._on_job_event(job)
         self._update_buttons()
 
     def _on_submit_failed(self, tag: str, code: str, message: str) -> None:
-        if self._purposes.pop(tag, None) is None:
+        if not self.jobs.refused(tag):
             return
-        if tag == self._pending_tag:
-            self._pending_tag = None
-            self._cancel_requested = False
         self.progress.setValue(0)
         self.set_status("")
         self._update_buttons()
         self.show_error("Cannot start the decomposition", message)
 
     def cancel(self) -> None:
-        if self.current_job:
+        job_id = self.jobs.cancel_now()  # without an id yet: cancelled once accepted
+        if job_id:
             self.set_status("cancelling…")
-            self.host.cancel(self.current_job)
-        elif self._pending_tag:
-            self._cancel_requested = True  # cancel as soon as the job has an id
+            self.host.cancel(job_id)
 
-    def _on_job_event(self, record: dict[str, Any]) -> None:
-        job_id = record.get("id")
-        state = record.get("state")
-        if state in _TERMINAL:
+    def _on_job_event(self, job: JobSnapshot) -> None:
+        if job.terminal:
             self._history_timer.start()
-        if job_id != self.current_job:
-            if job_id in self._purposes and state in _TERMINAL:
-                self._purposes.pop(job_id, None)
+        if job.id != self.jobs.current_job:
+            if job.terminal:
+                self.jobs.finished(job)
             return
-        progress = record.get("progress") or {}
-        self.progress.setValue(round(100 * float(progress.get("fraction") or 0.0)))
-        if state not in _TERMINAL:
-            text = progress.get("message") or str(state)
-            if progress.get("step") is not None and progress.get("total"):
-                text = f"{text} (step {progress['step']}/{progress['total']})"
-            if record.get("position"):
-                text = f"waiting, position {record['position']} in the queue"
+        self.progress.setValue(round(100 * job.progress.fraction))
+        if not job.terminal:
+            text = job.progress.describe()
+            if job.position:
+                text = f"waiting, position {job.position} in the queue"
             self.set_status(text)
             return
-        self.current_job = None
-        self._cancel_requested = False
-        purpose = self._purposes.pop(str(job_id), ("full", self.source))
+        purpose = self.jobs.finished(job)
         try:
-            if state == "done":
-                self._land_result(str(job_id), purpose, record)
-            elif state == "cancelled":
+            if job.state is JobState.DONE:
+                self._land_result(job, purpose or WholePicture(self.source))
+            elif job.state is JobState.CANCELLED:
                 self.progress.setValue(0)
                 self.set_status("cancelled")
             else:
                 self.progress.setValue(0)
-                error = record.get("error") or {}
                 self.set_status("failed")
-                self.show_error("Decomposition failed", error.get("message", "unknown error"))
+                self.show_error("Decomposition failed",
+                                job.error.message if job.error else "unknown error")
         finally:
             self._update_buttons()
             self.refresh_history()
-            self.job_finished.emit(str(job_id), str(state))
+            self.job_finished.emit(job.id, str(job.state))
 
-    def _land_result(self, job_id: str, purpose: tuple[Any, ...], record: dict[str, Any]) -> None:
+    def _land_result(self, job: JobSnapshot, purpose: Purpose) -> None:
         try:
-            result = self.runner.read_result(job_id)
+            result = self.runner.read_result(job.id)
         except LayerLiftError as exc:
             self.show_error("Cannot read the result", exc.message)
             return
-        if purpose[0] == "split":
-            _kind, index, parent = purpose
-            if parent is not self.stack:
-                self.set_status("the split finished for a document no longer open; "
-                                "it is in the history")
-                return
-            try:
-                spliced = decompose_layer(_Finished(result), parent, index,
-                                          (record.get("params") or {}).get("layers"))
-            except (LayerLiftError, ValueError) as exc:
-                self.show_error("Cannot place the sub-layers", str(exc))
-                return
-            self._set_stack(spliced)
-            self.set_status(f"'{parent.layers[index].name}' split into "
-                            f"{len(result.layers)} layers")
-        else:
-            if purpose[1] is not self.source:
-                self.set_status("a decomposition finished for a picture no longer open; "
-                                "it is in the history")
-                return
-            self._set_stack(result)
-            psnr = (record.get("result") or {}).get("psnr")
-            quality = "exact" if (record.get("result") or {}).get("exact") else (
-                f"{psnr:.1f} dB" if isinstance(psnr, (int, float)) else "n/a")
-            self.set_status(f"{len(result.layers)} layers from {record.get('backend')} "
-                            f"(recomposition {quality})")
+        landing = land(job, purpose, result, self.source, self.stack)
+        if landing.error is not None:
+            self.show_error(*landing.error)
+            return
+        self.set_status(landing.status)
+        if landing.stack is None:
+            return
+        self._set_stack(landing.stack)
         self.progress.setValue(100)
         if not self.isVisible():
             self.finished_while_hidden.emit(

@@ -15,13 +15,13 @@ must not wait on anything (the bridge hands events to its event loop with
 from __future__ import annotations
 
 import logging
-import math
 import secrets
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,15 @@ from layerlift.inference.backends.base import (
     ignore_progress,
 )
 from layerlift.inference.errors import BadRequest, Cancelled, LayerLiftError
-from layerlift.inference.job_states import TERMINAL, JobState
+from layerlift.inference.job_snapshot import (
+    JobError,
+    JobParams,
+    JobProgress,
+    JobResult,
+    JobSnapshot,
+    Quality,
+)
+from layerlift.inference.job_states import TERMINAL, JobState, parse_state
 from layerlift.inference.job_store import JobStore, valid_job_id
 from layerlift.inference.layers import LayerStack, as_rgba8
 from layerlift.inference.settings import Settings
@@ -61,20 +69,8 @@ class ResultUnavailable(LayerLiftError):
     code = "no_result"
 
 
-# Backend progress stages that are states of their own; any other stage counts as running.
-_STAGE_STATES = {
-    "load": JobState.LOADING,
-    "loading": JobState.LOADING,
-    "refine": JobState.REFINING,
-    "refining": JobState.REFINING,
-}
-
-
-def _json_number(value: Any) -> float | None:
-    """JSON has no infinity or NaN (JavaScript's JSON.parse rejects them): send null."""
-    if isinstance(value, (int, float)) and math.isfinite(value):
-        return float(value)
-    return None
+# Backend progress stages that are job states of their own; any other stage counts as running.
+_STAGE_STATES = frozenset({JobState.LOADING, JobState.REFINING})
 
 
 class BackendProvider:
@@ -119,7 +115,8 @@ class BackendProvider:
 
 @dataclass
 class Job:
-    """A job as the runner tracks it; `record()` is what clients and job.json see."""
+    """A job as the runner tracks it (mutable, under the runner's lock); `snapshot()` is the
+    frozen value everyone else sees."""
 
     id: str
     backend: str
@@ -130,83 +127,66 @@ class Job:
     created: float = field(default_factory=time.time)
     state: JobState = JobState.QUEUED
     position: int | None = None
-    stage: str = "queued"
+    stage: str = str(JobState.QUEUED)
     fraction: float = 0.0
     step: int | None = None
     total: int | None = None
     message: str = ""
     started: float | None = None
     finished: float | None = None
-    error: dict[str, str] | None = None
-    result: dict[str, Any] | None = None
+    error: JobError | None = None
+    result: JobResult | None = None
     image: np.ndarray | None = None
     cancel_token: CancelToken = field(default_factory=CancelToken)
 
-    def record(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "state": str(self.state),
-            "backend": self.backend,
-            "created": self.created,
-            "started": self.started,
-            "finished": self.finished,
-            "position": self.position,
-            "params": {
-                "layers": self.request.layers,
-                "seed": self.request.seed,
-                "options": dict(self.request.options),
-                "width": self.width,
-                "height": self.height,
-            },
-            "progress": {
-                "stage": self.stage,
-                "fraction": round(self.fraction, 4),
-                "step": self.step,
-                "total": self.total,
-                "message": self.message,
-            },
-            "error": dict(self.error) if self.error else None,
-            "result": dict(self.result) if self.result else None,
-        }
+    def snapshot(self) -> JobSnapshot:
+        return JobSnapshot(
+            id=self.id,
+            state=self.state,
+            backend=self.backend,
+            created=self.created,
+            started=self.started,
+            finished=self.finished,
+            position=self.position,
+            params=JobParams(layers=self.request.layers, seed=self.request.seed,
+                             options=MappingProxyType(dict(self.request.options)),
+                             width=self.width, height=self.height),
+            progress=JobProgress(stage=self.stage, fraction=self.fraction, step=self.step,
+                                 total=self.total, message=self.message),
+            error=self.error,
+            result=self.result,
+        )
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Job:
+    def from_snapshot(cls, snapshot: JobSnapshot) -> Job:
         """Rebuild a finished job from its job.json (no image, nothing to run)."""
-        params = record.get("params") or {}
-        progress = record.get("progress") or {}
-        try:
-            state = JobState(record.get("state"))
-        except ValueError:
-            state = JobState.FAILED
+        params = snapshot.params
         job = cls(
-            id=record["id"],
-            backend=str(record.get("backend", "")),
-            request=DecomposeRequest(
-                layers=params.get("layers"),
-                seed=int(params.get("seed", 0)),
-                options=dict(params.get("options") or {}),
-            ),
-            width=int(params.get("width", 0)),
-            height=int(params.get("height", 0)),
-            created=float(record.get("created") or 0.0),
-            state=state,
-            stage=str(progress.get("stage", state)),
-            fraction=float(progress.get("fraction") or 0.0),
-            started=record.get("started"),
-            finished=record.get("finished"),
-            error=record.get("error"),
-            result=record.get("result"),
+            id=snapshot.id,
+            backend=snapshot.backend,
+            request=DecomposeRequest(layers=params.layers, seed=params.seed,
+                                     options=dict(params.options)),
+            width=params.width,
+            height=params.height,
+            created=snapshot.created,
+            state=snapshot.state,
+            stage=snapshot.progress.stage,
+            fraction=snapshot.progress.fraction,
+            started=snapshot.started,
+            finished=snapshot.finished,
+            error=snapshot.error,
+            result=snapshot.result,
         )
-        if state not in TERMINAL:
+        if not job.state.terminal:
             # It was running when the server stopped; its image is gone with the process.
             job.state = JobState.FAILED
-            job.error = {"code": "interrupted", "message": "the server stopped during this job"}
+            job.error = JobError("interrupted", "the server stopped during this job")
         return job
 
 
-# Called as listener(record, owner): `owner` is whatever the submitter passed (the bridge's
-# connection id), kept out of the record because it means nothing to other clients.
-JobListener = Callable[[dict[str, Any], str | None], None]
+# Called as listener(snapshot, owner): `owner` is whatever the submitter passed (the bridge's
+# connection id), kept out of the snapshot because it means nothing to other clients.
+JobListener = Callable[[JobSnapshot, str | None], None]
 
 
 class JobRunner:
@@ -237,7 +217,7 @@ class JobRunner:
         self._thread: threading.Thread | None = None
         for record in self.store.load_records():
             try:
-                job = Job.from_record(record)
+                job = Job.from_snapshot(JobSnapshot.from_json(record))
             except (KeyError, TypeError, ValueError, LayerLiftError) as exc:
                 log.warning("ignoring job record %s: %s", record.get("id"), exc)
                 continue
@@ -294,7 +274,8 @@ class JobRunner:
 
     # -- subscriptions -----------------------------------------------------------------------
     def subscribe(self, listener: JobListener) -> Callable[[], None]:
-        """Call `listener(record, owner)` on every change of any job; returns the unsubscribe."""
+        """Call `listener(snapshot, owner)` on every change of any job; returns the
+        unsubscribe."""
         with self._lock:
             self._listeners.append(listener)
 
@@ -307,10 +288,10 @@ class JobRunner:
 
     def _emit(self, job: Job) -> None:
         """Tell listeners (lock held, so events arrive in the order states changed)."""
-        record = job.record()
+        snapshot = job.snapshot()
         for listener in list(self._listeners):
             try:
-                listener(record, job.owner)
+                listener(snapshot, job.owner)
             except Exception:
                 log.exception("job listener failed")
         self._changed.notify_all()
@@ -323,8 +304,8 @@ class JobRunner:
         """`auto` or a name -> the backend that will run (raises if it cannot run here)."""
         return self.provider.resolve(name, self.settings)
 
-    def get(self, job_id: str) -> dict[str, Any]:
-        return self._job(job_id).record()
+    def get(self, job_id: str) -> JobSnapshot:
+        return self._job(job_id).snapshot()
 
     def _job(self, job_id: str) -> Job:
         with self._lock:
@@ -333,11 +314,11 @@ class JobRunner:
             raise UnknownJob(f"no job {job_id!r} (it may have been removed by retention)")
         return job
 
-    def jobs(self) -> list[dict[str, Any]]:
+    def jobs(self) -> list[JobSnapshot]:
         """Every known job, oldest first."""
         with self._lock:
             jobs = sorted(self._jobs.values(), key=lambda j: j.created)
-            return [job.record() for job in jobs]
+            return [job.snapshot() for job in jobs]
 
     def active_count(self, owner: str | None = None) -> int:
         """Queued plus running jobs, of one owner or of everyone."""
@@ -355,17 +336,17 @@ class JobRunner:
         except (OSError, ValueError, LayerLiftError) as exc:
             raise ResultUnavailable(f"the result of job {job_id} cannot be read: {exc}") from exc
 
-    def wait(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:
-        """Block until the job is finished (or `timeout` passes); returns its record."""
+    def wait(self, job_id: str, timeout: float | None = None) -> JobSnapshot:
+        """Block until the job is finished (or `timeout` passes); returns its snapshot."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             while True:
                 job = self._job(job_id)
                 if job.state in TERMINAL:
-                    return job.record()
+                    return job.snapshot()
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    return job.record()
+                    return job.snapshot()
                 self._changed.wait(remaining)
 
     # -- submit and cancel -------------------------------------------------------------------
@@ -375,8 +356,8 @@ class JobRunner:
         request: DecomposeRequest,
         backend: str = "auto",
         owner: str | None = None,
-    ) -> dict[str, Any]:
-        """Queue a decomposition; returns the job's record (state queued, with position)."""
+    ) -> JobSnapshot:
+        """Queue a decomposition; returns the job's snapshot (state queued, with position)."""
         try:
             pixels = as_rgba8(image)
         except (TypeError, ValueError) as exc:
@@ -404,13 +385,13 @@ class JobRunner:
             job.position = self._position(job)
             job.message = "waiting for the backend"
             self._emit(job)
-            return job.record()
+            return job.snapshot()
 
     def _position(self, job: Job) -> int:
         """1 = next to run. The running job is not in the queue."""
         return self._queue.index(job) + 1
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
+    def cancel(self, job_id: str) -> JobSnapshot:
         """Cancel a queued job at once or ask a running one to stop; finished jobs stay."""
         job = self._job(job_id)
         with self._lock:
@@ -422,16 +403,16 @@ class JobRunner:
                 job.cancel_token.cancel()
                 job.message = "cancelling"
                 self._emit(job)
-            return job.record()
+            return job.snapshot()
 
     def _finish_cancelled_queued(self, job: Job) -> None:
         job.state = JobState.CANCELLED
-        job.stage = "cancelled"
+        job.stage = str(JobState.CANCELLED)
         job.position = None
         job.image = None
         job.finished = time.time()
         job.message = "cancelled before it started"
-        job.error = {"code": Cancelled.code, "message": "cancelled by the user"}
+        job.error = JobError(Cancelled.code, "cancelled by the user")
         self._save_record(job)
         self._emit(job)
 
@@ -455,7 +436,7 @@ class JobRunner:
                 job.position = None
                 job.started = time.time()
                 job.state = JobState.LOADING
-                job.stage = "loading"
+                job.stage = str(JobState.LOADING)
                 job.message = f"preparing the {job.backend} backend"
                 self._emit(job)
                 self._announce_positions()
@@ -481,7 +462,8 @@ class JobRunner:
         with self._lock:
             if job.state in TERMINAL:
                 return
-            job.state = _STAGE_STATES.get(event.stage.lower(), JobState.RUNNING)
+            stage = parse_state(str(event.stage).lower(), JobState.RUNNING)
+            job.state = stage if stage in _STAGE_STATES else JobState.RUNNING
             job.stage = event.stage
             job.fraction = max(job.fraction, min(1.0, max(0.0, float(event.fraction))))
             job.step, job.total = event.step, event.total
@@ -496,7 +478,7 @@ class JobRunner:
             backend = self._backend(job.backend)
             token.raise_if_cancelled()
             with self._lock:
-                job.state, job.stage, job.message = JobState.RUNNING, "running", ""
+                job.state, job.stage, job.message = JobState.RUNNING, str(JobState.RUNNING), ""
                 self._emit(job)
             stack = backend.decompose(image, job.request, lambda e: self._on_progress(job, e),
                                       token)
@@ -504,67 +486,62 @@ class JobRunner:
             # A cancel that came after the backend's last poll still wins.
             token.raise_if_cancelled()
             with self._lock:
-                job.state, job.stage, job.message = JobState.WRITING, "writing", "saving layers"
+                job.state, job.stage = JobState.WRITING, str(JobState.WRITING)
+                job.message = "saving layers"
                 self._emit(job)
-            self._finish_done(job, stack)
+            self._finish_done(job, stack, backend.reported_meta)
         except Cancelled as exc:
-            self._finish(job, JobState.CANCELLED, {"code": exc.code, "message": exc.message})
+            self._finish(job, JobState.CANCELLED, JobError(exc.code, exc.message))
         except LayerLiftError as exc:
-            self._finish(job, JobState.FAILED, {"code": exc.code, "message": exc.message})
+            self._finish(job, JobState.FAILED, JobError(exc.code, exc.message))
         except MemoryError:
-            self._finish(job, JobState.FAILED, {
-                "code": "out_of_memory", "message": "the computer ran out of memory for this job"
-            })
+            self._finish(job, JobState.FAILED, JobError(
+                "out_of_memory", "the computer ran out of memory for this job"))
         except Exception as exc:
             log.exception("job %s failed", job.id)
-            self._finish(job, JobState.FAILED, {
-                "code": "internal", "message": f"internal error: {type(exc).__name__}: {exc}"
-            })
+            self._finish(job, JobState.FAILED, JobError(
+                "internal", f"internal error: {type(exc).__name__}: {exc}"))
 
-    def _finish_done(self, job: Job, stack: LayerStack) -> None:
+    def _finish_done(self, job: Job, stack: LayerStack, reported: tuple[str, ...]) -> None:
         trimmed = stack.trimmed()
-        result = {
-            "layers": len(trimmed.layers),
-            "names": [layer.name for layer in trimmed.layers],
-            "psnr": _json_number(trimmed.meta.get("psnr")),
-            "exact": trimmed.meta.get("psnr") == math.inf,
-            # Recomposition before refinement: how far the backend itself was from the input.
-            "psnr_before": _json_number(trimmed.meta.get("psnr_before")),
-            "note": trimmed.meta.get("note"),
-        }
-        for key in ("caption", "memory_mode", "device", "resolution", "steps"):
-            if isinstance(trimmed.meta.get(key), (str, int, float)):
-                result[key] = trimmed.meta[key]
-        finished = time.time()
-        record = job.record()
-        record.update(state=str(JobState.DONE), finished=finished, result=result)
-        record["progress"].update(stage="done", fraction=1.0, message="")
+        meta = trimmed.meta
+        result = JobResult(
+            layers=len(trimmed.layers),
+            names=tuple(layer.name for layer in trimmed.layers),
+            quality=Quality.of(meta.get("psnr")),
+            # Before refinement: how far the backend itself was from the input.
+            quality_before=Quality.of(meta.get("psnr_before")),
+            note=meta.get("note") if isinstance(meta.get("note"), str) else None,
+            details=MappingProxyType({key: meta[key] for key in reported
+                                      if isinstance(meta.get(key), (str, int, float, bool))}),
+        )
+        done = replace(job.snapshot(), state=JobState.DONE, finished=time.time(),
+                       result=result, progress=JobProgress(str(JobState.DONE), 1.0))
         try:
-            self.store.save(record, trimmed)
+            self.store.save(done.to_json(), trimmed)
         except OSError as exc:
-            self._finish(job, JobState.FAILED, {
-                "code": "write_failed", "message": f"the result could not be saved: {exc}"
-            }, save=False)
+            self._finish(job, JobState.FAILED, JobError(
+                "write_failed", f"the result could not be saved: {exc}"), save=False)
             return
         with self._lock:
-            job.state, job.stage, job.fraction, job.message = JobState.DONE, "done", 1.0, ""
-            job.finished, job.result = finished, result
+            job.state, job.stage, job.fraction, job.message = (
+                JobState.DONE, str(JobState.DONE), 1.0, "")
+            job.step = job.total = None
+            job.finished, job.result = done.finished, result
             self._emit(job)
 
-    def _finish(
-        self, job: Job, state: JobState, error: dict[str, str], save: bool = True
-    ) -> None:
+    def _finish(self, job: Job, state: JobState, error: JobError, save: bool = True) -> None:
         with self._lock:
             job.state, job.stage, job.error = state, str(state), error
             job.finished = time.time()
-            job.message = error["message"]
+            job.message = error.message
             if save:
                 self._save_record(job)
             self._emit(job)
 
     def _save_record(self, job: Job) -> None:
         try:
-            self.store.save(job.record())
+            self.store.save(job.snapshot().to_json())
         except OSError as exc:
             log.warning("could not save the record of job %s: %s", job.id, exc)
 

@@ -5,6 +5,10 @@ spends its whole resolution budget on that object) go through `backend.decompose
 sub-layers it returns replace the layer in place, at the layer's offset, inside the parent
 stack. Because every backend's result recomposites to its input, the parent stack still
 looks the same afterwards.
+
+Placing is its own pure function, `splice_sublayers`, because the sub-stack does not always
+come from a backend called here: the desktop window queues the layer on the job runner like
+any other picture and splices the runner's result when it lands.
 """
 
 from __future__ import annotations
@@ -46,10 +50,25 @@ def decompose_layer(
     base = request or DecomposeRequest()
     sub_request = DecomposeRequest(layers=k, seed=base.seed, options=dict(base.options))
     sub = backend.decompose(parent.pixels, sub_request, progress, cancel)
+    return splice_sublayers(stack, index, sub, backend.name)
+
+
+def splice_sublayers(stack: LayerStack, index: int, sub: LayerStack,
+                     backend: str | None = None) -> LayerStack:
+    """A new stack in which layer `index` is replaced by `sub`, the decomposition of that
+    layer's trimmed pixels: each sub-layer moves to the layer's offset, is named
+    `parent / sub` and is hidden if the parent was. `stack` itself is left as it was.
+
+    Raises BadRequest for an index outside the stack and ValueError when `sub` is not the
+    size of the trimmed layer (it was made from something else).
+    """
+    if not 0 <= index < len(stack.layers):
+        raise BadRequest(f"there is no layer {index}: the stack has {len(stack.layers)} layers")
+    parent = stack.layers[index].trimmed()
     if (sub.width, sub.height) != (parent.width, parent.height):
         raise ValueError(
-            f"backend {backend.name!r} returned a {sub.width}x{sub.height} stack for a "
-            f"{parent.width}x{parent.height} layer"
+            f"a {sub.width}x{sub.height} decomposition cannot replace the "
+            f"{parent.width}x{parent.height} layer {parent.name!r}"
         )
     placed = [
         replace(
@@ -68,7 +87,7 @@ def decompose_layer(
         "index": index,
         "layer": parent.name,
         "layers": len(placed),
-        "backend": sub.meta.get("backend", backend.name),
+        "backend": sub.meta.get("backend", backend),
         "psnr": sub.meta.get("psnr"),
     })
     result.meta["recursive"] = history

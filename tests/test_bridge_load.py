@@ -37,7 +37,7 @@ async def one_client(url: str, index: int, received: collections.Counter) -> lis
         for job in range(JOBS_EACH):
             image = picture(40, 28, seed=index * JOBS_EACH + job)
             record = await client.submit(image, backend=REAL_BACKEND)
-            images[record["id"]] = image
+            images[record.id] = image
         scores = []
         for job_id, image in images.items():
             stack = await client.wait(job_id)
@@ -62,7 +62,7 @@ def test_twenty_clients_five_jobs_each():
             results = await asyncio.gather(*(one_client(server.url, index, received)
                                              for index in range(CLIENTS)))
             async with BridgeClient(server.url, TOKEN) as client:
-                states = collections.Counter(job["state"] for job in await client.list_jobs())
+                states = collections.Counter(job.state for job in await client.list_jobs())
             gc.collect()
             after = rss_mb()
             return results, received, states, before, after

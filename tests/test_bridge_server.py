@@ -150,16 +150,16 @@ def test_cancel_queued_and_running_jobs():
             running = await client.submit(picture(), backend="gated")
             assert await asyncio.to_thread(GatedBackend.started.wait, 10)
             queued = await client.submit(picture(), backend="split")
-            assert queued["position"] == 1
-            record = await client.cancel(queued["id"])
-            assert record["state"] == "cancelled"
+            assert queued.position == 1
+            record = await client.cancel(queued.id)
+            assert record.state == "cancelled"
             with pytest.raises(Cancelled):
-                await client.wait(queued["id"])
-            await client.cancel(running["id"])
+                await client.wait(queued.id)
+            await client.cancel(running.id)
             with pytest.raises(Cancelled):
-                await client.wait(running["id"])
-            states = {job["id"]: job["state"] for job in await client.list_jobs()}
-            return states, running["id"], queued["id"]
+                await client.wait(running.id)
+            states = {job.id: job.state for job in await client.list_jobs()}
+            return states, running.id, queued.id
 
     states, running_id, queued_id = run(scenario())
     assert states == {running_id: "cancelled", queued_id: "cancelled"}
@@ -175,14 +175,14 @@ def test_disconnect_mid_job_then_reconnect_and_fetch():
                 assert await asyncio.to_thread(GatedBackend.started.wait, 10)
             # Gone mid-job. The job goes on; a new connection finds and fetches it.
             async with BridgeClient(server.url, TOKEN) as second:
-                listed = {j["id"]: j["state"] for j in await second.list_jobs()}
-                assert listed[job["id"]] in ("loading", "running")
-                waiting = asyncio.create_task(second.fetch(job["id"]))
+                listed = {j.id: j.state for j in await second.list_jobs()}
+                assert listed[job.id] in ("loading", "running")
+                waiting = asyncio.create_task(second.fetch(job.id))
                 await asyncio.sleep(0)  # the fetch is sent before the job is released
                 GatedBackend.release.set()
                 live = await waiting
             async with BridgeClient(server.url, TOKEN) as third:
-                again = await third.fetch(job["id"], result_encoding="rgba8")
+                again = await third.fetch(job.id, result_encoding="rgba8")
             return live, again
 
     live, again = run(scenario())
@@ -359,7 +359,7 @@ def test_per_client_job_limit():
             async with BridgeClient(server.url, TOKEN) as other:
                 accepted = await other.submit(picture(), backend="split")
                 GatedBackend.release.set()
-                await other.wait(accepted["id"])
+                await other.wait(accepted.id)
             return refused.value
 
     error = run(scenario())
@@ -414,7 +414,7 @@ def test_cancel_on_disconnect_cancels_only_flagged_jobs():
 
     async def finished(server, job_id):
         record = await asyncio.to_thread(server.runner.wait, job_id, 10.0)
-        return record["state"]
+        return record.state
 
     async def scenario():
         async with running_server() as server:
@@ -425,22 +425,22 @@ def test_cancel_on_disconnect_cancels_only_flagged_jobs():
             assert await asyncio.to_thread(GatedBackend.started.wait, 10)
             queued = await killed.submit(picture(), backend="split", cancel_on_disconnect=True)
             killed.ws.abort()
-            states = [await finished(server, running["id"]), await finished(server, queued["id"])]
+            states = [await finished(server, running.id), await finished(server, queued.id)]
             # A clean close counts too; an unflagged job of the same client runs on.
             GatedBackend.reset()
             async with BridgeClient(server.url, TOKEN) as polite:
                 flagged = await polite.submit(picture(), backend="gated",
                                               cancel_on_disconnect=True)
                 assert await asyncio.to_thread(GatedBackend.started.wait, 10)
-            states.append(await finished(server, flagged["id"]))
+            states.append(await finished(server, flagged.id))
             GatedBackend.reset()
             async with BridgeClient(server.url, TOKEN) as leaving:
                 kept = await leaving.submit(picture(), backend="gated")
                 assert await asyncio.to_thread(GatedBackend.started.wait, 10)
             GatedBackend.release.set()
-            states.append(await finished(server, kept["id"]))
+            states.append(await finished(server, kept.id))
             async with BridgeClient(server.url, TOKEN) as later:
-                stack = await later.fetch(kept["id"])
+                stack = await later.fetch(kept.id)
             # The flag must be a boolean.
             async with connect(server.url) as ws:
                 await hello(ws)

@@ -144,12 +144,12 @@ def test_killed_plugin_cancels_its_job():
         try:
             assert GatedBackend.started.wait(20), "the job never started"
             jobs = running.call(_list_jobs(running.server))
-            job_id = jobs[-1]["id"]
+            job_id = jobs[-1].id
             # What a killed process leaves behind: the TCP connection drops, no close frame.
             session.ws.sock.shutdown(socket.SHUT_RDWR)
             session.ws.sock.close()
             record = running.server.runner.wait(job_id, 20)
-            assert record["state"] == "cancelled", record
+            assert record.state == "cancelled", record
         finally:
             GatedBackend.release.set()
             worker.join(10)

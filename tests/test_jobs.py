@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from layerlift.inference.backends.base import DecomposeRequest
 from layerlift.inference.errors import BadRequest
+from layerlift.inference.job_snapshot import JobError
 from layerlift.inference.job_store import JobStore
 from layerlift.inference.jobs import JobRunner, QueueFull, UnknownJob
 from layerlift.inference.settings import Settings
@@ -33,27 +34,27 @@ def test_job_runs_and_result_is_on_disk_before_done(runner):
     on_disk_when_done = threading.Event()
 
     def listener(record, owner):
-        seen.append((record["state"], owner))
-        if record["state"] == "done":
-            folder = runner.store.folder(record["id"])
+        seen.append((record.state, owner))
+        if record.state == "done":
+            folder = runner.store.folder(record.id)
             saved = json.loads((folder / "job.json").read_text())
-            if runner.store.has_result(record["id"]) and saved["state"] == "done":
+            if runner.store.has_result(record.id) and saved["state"] == "done":
                 on_disk_when_done.set()
 
     runner.subscribe(listener)
     image = picture()
     job = runner.submit(image, DecomposeRequest(), "split", owner="me")
-    assert job["state"] == "queued" and job["position"] == 1
-    final = runner.wait(job["id"], WAIT)
-    assert final["state"] == "done"
-    assert final["result"]["layers"] == 2 and final["result"]["exact"] is True
+    assert job.state == "queued" and job.position == 1
+    final = runner.wait(job.id, WAIT)
+    assert final.state == "done"
+    assert final.result.layers == 2 and final.result.quality.exact is True
     assert on_disk_when_done.is_set()
     states = [state for state, _ in seen]
     for expected in ("queued", "loading", "running", "refining", "writing", "done"):
         assert expected in states
     assert states.index("writing") < states.index("done")
     assert {owner for _, owner in seen} == {"me"}
-    stack = runner.read_result(job["id"])
+    stack = runner.read_result(job.id)
     assert [layer.name for layer in stack.layers] == ["background", "quarter"]
     np.testing.assert_array_equal(stack.composite(), image)
 
@@ -63,40 +64,39 @@ def test_fifo_positions_and_cancel_of_queued(runner):
     assert GatedBackend.started.wait(WAIT)
     second = runner.submit(picture(), DecomposeRequest(), "split")
     third = runner.submit(picture(), DecomposeRequest(), "split")
-    assert (second["position"], third["position"]) == (1, 2)
-    cancelled = runner.cancel(second["id"])
-    assert cancelled["state"] == "cancelled"
-    assert runner.get(third["id"])["position"] == 1
+    assert (second.position, third.position) == (1, 2)
+    cancelled = runner.cancel(second.id)
+    assert cancelled.state == "cancelled"
+    assert runner.get(third.id).position == 1
     assert runner.active_count() == 2
     GatedBackend.release.set()
-    assert runner.wait(third["id"], WAIT)["state"] == "done"
-    done_first = runner.get(first["id"])
-    assert done_first["state"] == "done"
-    assert done_first["finished"] <= runner.get(third["id"])["started"]
-    assert runner.get(second["id"])["started"] is None
-    assert not runner.store.has_result(second["id"])
+    assert runner.wait(third.id, WAIT).state == "done"
+    done_first = runner.get(first.id)
+    assert done_first.state == "done"
+    assert done_first.finished <= runner.get(third.id).started
+    assert runner.get(second.id).started is None
+    assert not runner.store.has_result(second.id)
 
 
 def test_cancel_running_job(runner):
     job = runner.submit(picture(), DecomposeRequest(), "gated")
     assert GatedBackend.started.wait(WAIT)
-    assert runner.get(job["id"])["state"] in ("loading", "running")
-    runner.cancel(job["id"])
-    final = runner.wait(job["id"], WAIT)
-    assert final["state"] == "cancelled"
-    assert final["error"]["code"] == "cancelled"
-    assert not runner.store.has_result(job["id"])
+    assert runner.get(job.id).state in ("loading", "running")
+    runner.cancel(job.id)
+    final = runner.wait(job.id, WAIT)
+    assert final.state == "cancelled"
+    assert final.error.code == "cancelled"
+    assert not runner.store.has_result(job.id)
     # The runner is free again.
     follow = runner.submit(picture(), DecomposeRequest(), "split")
-    assert runner.wait(follow["id"], WAIT)["state"] == "done"
+    assert runner.wait(follow.id, WAIT).state == "done"
 
 
 def test_failure_is_recorded_with_its_code(runner):
     job = runner.submit(picture(), DecomposeRequest(), "failing")
-    final = runner.wait(job["id"], WAIT)
-    assert final["state"] == "failed"
-    assert final["error"] == {"code": "bad_request",
-                              "message": "this backend refuses every picture"}
+    final = runner.wait(job.id, WAIT)
+    assert final.state == "failed"
+    assert final.error == JobError("bad_request", "this backend refuses every picture")
 
 
 def test_bad_submissions_are_refused(runner):
@@ -127,14 +127,14 @@ def test_queue_limit():
 def test_jobs_survive_a_restart():
     first = JobRunner(provider=split_provider()).start()
     job = first.submit(picture(), DecomposeRequest(layers=2, seed=7), "split")
-    first.wait(job["id"], WAIT)
+    first.wait(job.id, WAIT)
     first.stop()
     second = JobRunner(provider=split_provider())
     records = second.jobs()
-    assert [record["id"] for record in records] == [job["id"]]
-    assert records[0]["state"] == "done"
-    assert records[0]["params"]["seed"] == 7
-    stack = second.read_result(job["id"])
+    assert [record.id for record in records] == [job.id]
+    assert records[0].state == "done"
+    assert records[0].params.seed == 7
+    stack = second.read_result(job.id)
     assert len(stack.layers) == 2
 
 

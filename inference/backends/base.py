@@ -83,6 +83,10 @@ class Backend(abc.ABC):
 
     name: ClassVar[str]
     label: ClassVar[str]
+    # The keys of a result stack's `meta` that the user should see with the job (the caption
+    # the model used, its memory mode, …): the job runner copies these, and only these, into
+    # the job's result, so no layer above the backend needs to know its vocabulary.
+    reported_meta: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings if settings is not None else Settings()

@@ -12,16 +12,19 @@ from layerlift.desktop.tray import ERROR, IDLE, LOADING, WORKING, TrayState, Tra
 from layerlift.inference.backends.base import Backend, DecomposeRequest
 from layerlift.inference.errors import OutOfMemory
 from layerlift.inference.formats import read_image
+from layerlift.inference.job_snapshot import JobSnapshot
+from layerlift.inference.job_states import JobState
 from layerlift.inference.jobs import BackendProvider
 from PySide6.QtGui import QImage
 
 from tests.desktop.conftest import JOB_TIMEOUT_MS, LOGO
 
 
-def _record(job_id: str, state: str, fraction: float = 0.0, **extra) -> dict:
-    return {"id": job_id, "state": state,
-            "progress": {"fraction": fraction, "step": extra.pop("step", None),
-                         "total": extra.pop("total", None), "message": ""}, **extra}
+def _record(job_id: str, state: str, fraction: float = 0.0, **extra) -> JobSnapshot:
+    return JobSnapshot.from_json(
+        {"id": job_id, "state": state,
+         "progress": {"fraction": fraction, "step": extra.pop("step", None),
+                      "total": extra.pop("total", None), "message": ""}, **extra})
 
 
 def test_status_follows_a_job_through_its_states():
@@ -136,7 +139,7 @@ def test_a_failed_job_turns_the_tray_red_and_notifies(qtbot, qapp, make_host):
     app = LayerLiftApp(qapp, AppOptions(), host=host)
     try:
         with qtbot.waitSignal(host.job_event, timeout=JOB_TIMEOUT_MS,
-                              check_params_cb=lambda r: r["state"] == "failed"):
+                              check_params_cb=lambda job: job.state is JobState.FAILED):
             host.submit("t", np.zeros((8, 8, 4), np.uint8), DecomposeRequest(), "classic")
         assert app.tray.current.kind == ERROR
         assert "ran out of memory" in app.tray.icon.toolTip()

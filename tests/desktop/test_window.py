@@ -77,7 +77,7 @@ def test_cancel_a_running_job(qtbot, make_host, make_window):
     assert window.status_label.text() == "cancelled"
     assert window.decompose_button.isEnabled() and not window.cancel_button.isEnabled()
     record = window.runner.get(blocker.args[0])
-    assert record["state"] == "cancelled"
+    assert record.state == "cancelled"
 
 
 @pytest.mark.parametrize("kind", ["psd", "ora", "png"])
@@ -153,7 +153,7 @@ def test_close_during_a_job_keeps_the_result(qtbot, make_host, make_window):
     assert not window.isVisible()
     provider.gate.set()
     record = host.runner.wait(job_id, timeout=JOB_TIMEOUT_MS / 1000)
-    assert record["state"] == "done"
+    assert record.state == "done"
     # On disk, and listed by a fresh window.
     again = make_window(make_host())
     assert job_id in again.history.job_ids()

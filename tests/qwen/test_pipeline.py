@@ -118,18 +118,18 @@ def test_recursive_decomposition_replaces_the_layer_in_place(tiny_backend, first
 
 
 def test_job_runner_runs_and_cancels_the_real_pipeline(tiny_settings, poster_small):
+    from layerlift.inference.job_snapshot import JobSnapshot
     from layerlift.inference.jobs import JobRunner
 
     runner = JobRunner(settings=tiny_settings).start()
     cancelled_once = threading.Event()
     target: dict[str, str] = {}
 
-    def listener(record: dict, *_: object) -> None:
-        progress = record["progress"]
-        if (record["id"] == target.get("cancel") and progress["step"] == 1
+    def listener(record: JobSnapshot, *_: object) -> None:
+        if (record.id == target.get("cancel") and record.progress.step == 1
                 and not cancelled_once.is_set()):
             cancelled_once.set()
-            runner.cancel(record["id"])
+            runner.cancel(record.id)
 
     runner.subscribe(listener)
     try:
@@ -144,21 +144,21 @@ def test_job_runner_runs_and_cancels_the_real_pipeline(tiny_settings, poster_sma
         small = poster_small[::2, ::2]
         done = runner.submit(small, DecomposeRequest(layers=1, options={"caption": CAPTION}),
                              "qwen")
-        record = runner.wait(done["id"], timeout=240)
-        assert record["state"] == "done", record
-        assert record["result"]["layers"] == 1
+        record = runner.wait(done.id, timeout=240)
+        assert record.state == "done", record
+        assert record.result.layers == 1
         # The job result reports recomposition before and after refinement.
-        assert record["result"]["psnr_before"] is not None
-        assert record["result"]["exact"] or record["result"]["psnr"] >= 40
-        assert runner.read_result(done["id"]).width == small.shape[1]
+        assert record.result.quality_before.psnr is not None
+        assert record.result.quality.exact or record.result.quality.psnr >= 40
+        assert runner.read_result(done.id).width == small.shape[1]
 
         request = DecomposeRequest(layers=1, options={"caption": CAPTION, "steps": 3})
         job = runner.submit(small, request, "qwen")
-        target["cancel"] = job["id"]
-        record = runner.wait(job["id"], timeout=240)
-        assert record["state"] == "cancelled", record
+        target["cancel"] = job.id
+        record = runner.wait(job.id, timeout=240)
+        assert record.state == "cancelled", record
         assert cancelled_once.is_set()
-        assert record["progress"]["step"] == 1
+        assert record.progress.step == 1
     finally:
         runner.stop()
 

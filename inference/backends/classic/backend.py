@@ -45,6 +45,7 @@ from layerlift.inference.backends.classic.ordering import z_order
 from layerlift.inference.backends.classic.regions import find_units
 from layerlift.inference.backends.classic.residual import find_details
 from layerlift.inference.errors import InputError
+from layerlift.inference.job_states import JobState
 from layerlift.inference.layers import Layer, LayerStack, as_rgba8
 from layerlift.inference.refine import recomposite_exact
 
@@ -66,7 +67,7 @@ class _Stages:
     def report(self, fraction: float, message: str) -> None:
         self.poll()
         self._fraction = max(self._fraction, min(fraction, 1.0))
-        self.progress(Progress(stage="running", fraction=self._fraction, message=message))
+        self.progress(Progress(stage=JobState.RUNNING, fraction=self._fraction, message=message))
 
     def done(self, name: str) -> None:
         now = time.perf_counter()

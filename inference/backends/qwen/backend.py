@@ -47,6 +47,7 @@ from layerlift.inference.errors import (
     LayerLiftError,
     OutOfMemory,
 )
+from layerlift.inference.job_states import JobState
 from layerlift.inference.layers import LayerStack, as_rgba8, psnr
 from layerlift.inference.settings import Settings
 
@@ -94,6 +95,8 @@ class QwenBackend(Backend):
 
     name: ClassVar[str] = "qwen"
     label: ClassVar[str] = "Qwen-Image-Layered (GPU)"
+    reported_meta: ClassVar[tuple[str, ...]] = (
+        "caption", "caption_source", "memory_mode", "device", "resolution", "steps")
 
     def __init__(self, settings: Settings | None = None) -> None:
         super().__init__(settings)
@@ -178,7 +181,7 @@ class QwenBackend(Backend):
         if info.warning:
             log.warning(info.warning)
         log.info("%s", why)
-        progress(Progress("loading", 0.0, f"loading {source.describe()} on {info.device} "
+        progress(Progress(JobState.LOADING, 0.0, f"loading {source.describe()} on {info.device} "
                                           f"({why})"))
         apply_offline_environment(self.settings.offline)
         from layerlift.inference.backends.qwen.placement import load_pipeline
@@ -197,7 +200,7 @@ class QwenBackend(Backend):
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         self._loaded_key = key
-        progress(Progress("loading", _LOADED_AT,
+        progress(Progress(JobState.LOADING, _LOADED_AT,
                           f"model loaded in {time.monotonic() - started:.1f} s"))
 
     def _release_pipeline(self) -> None:
@@ -250,10 +253,10 @@ class QwenBackend(Backend):
         if options.caption:
             caption, caption_source = options.caption, "user"
         else:
-            progress(Progress("running", _LOADED_AT, "captioning the picture"))
+            progress(Progress(JobState.RUNNING, _LOADED_AT, "captioning the picture"))
             caption, caption_source = self._caption(picture, options).strip(), "model"
             cancel.raise_if_cancelled()
-        progress(Progress("running", _CAPTIONED_AT, "denoising", 0, options.steps))
+        progress(Progress(JobState.RUNNING, _CAPTIONED_AT, "denoising", 0, options.steps))
         reporter = StepReporter(options.steps, progress, cancel, _CAPTIONED_AT, _DENOISED_AT)
         generator = torch.Generator(device="cpu").manual_seed(options.seed)
         # An empty caption would make the pipeline caption again: give it the same text.
@@ -307,7 +310,7 @@ class QwenBackend(Backend):
             if lower is not None:
                 log.warning("out of memory in %r mode on %s; retrying in %r", mode, where, lower)
                 self._auto_floor = lower
-                progress(Progress("loading", 0.0, f"out of GPU memory in {mode!r} mode; "
+                progress(Progress(JobState.LOADING, 0.0, f"out of GPU memory in {mode!r} mode; "
                                                   f"retrying in {lower!r}"))
                 return
         raise OutOfMemory(
@@ -329,7 +332,7 @@ class QwenBackend(Backend):
         from layerlift.inference.restore import restore_layers
         from PIL import Image
 
-        progress(Progress("refining", _DENOISED_AT, "restoring full resolution"))
+        progress(Progress(JobState.REFINING, _DENOISED_AT, "restoring full resolution"))
         names = layer_names(len(layers_low))
         low_h, low_w = layers_low[0].shape[:2]
         low_stack = LayerStack.from_canvases(layers_low, names)
@@ -338,7 +341,7 @@ class QwenBackend(Backend):
         psnr_model = psnr(reference, low_stack.composite())
         restored = restore_layers(layers_low, pixels)
         stack = LayerStack.from_canvases(restored, names)
-        progress(Progress("refining", (_DENOISED_AT + 1.0) / 2, "making the stack exact"))
+        progress(Progress(JobState.REFINING, (_DENOISED_AT + 1.0) / 2, "making the stack exact"))
         stack, psnr_before, psnr_after = recomposite_exact(stack, pixels)
         info = self._device
         stack.meta.update(
@@ -361,7 +364,7 @@ class QwenBackend(Backend):
         )
         if info is not None and info.warning:
             stack.meta["note"] = info.warning
-        progress(Progress("refining", 1.0, "done"))
+        progress(Progress(JobState.REFINING, 1.0, "done"))
         return stack.trimmed()
 
     # -- the Backend API ---------------------------------------------------------------------

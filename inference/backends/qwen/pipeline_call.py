@@ -20,6 +20,7 @@ from layerlift.inference.backends.base import (
     ProgressCallback,
 )
 from layerlift.inference.errors import BadRequest
+from layerlift.inference.job_states import JobState
 from layerlift.inference.settings import Settings
 
 RESOLUTIONS = (640, 1024)
@@ -127,7 +128,7 @@ class StepReporter:
     def __call__(self, pipe: Any, step: int, timestep: Any, callback_kwargs: dict) -> dict:
         self.steps_done = step + 1
         fraction = self.start + (self.end - self.start) * self.steps_done / self.total
-        self.progress(Progress("running", fraction, f"denoising step {self.steps_done}/"
+        self.progress(Progress(JobState.RUNNING, fraction, f"denoising step {self.steps_done}/"
                                f"{self.total}", self.steps_done, self.total))
         if self.cancel is not None and self.cancel.cancelled:
             pipe._interrupt = True
