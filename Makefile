@@ -9,8 +9,10 @@ TORCH_TEST_PINS := torch==2.14.1 torchvision==0.29.1
 # torchao declares no torch requirement yet each release supports only a window of torch
 # versions: pin the one checked against the pair above.
 QUANT_TEST_PINS := torchao==0.18.0
+# Extra pytest arguments for the test targets, e.g. `make test-fast PYTEST_ARGS=tests/test_cli.py`.
+PYTEST_ARGS ?=
 
-.PHONY: demo test lint clean examples bench dist test-dist
+.PHONY: demo test test-fast test-gimp lint clean examples bench dist test-dist
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +28,23 @@ demo: $(VENV)/.base
 	@mkdir -p out
 	$(VENV)/bin/layerlift decompose examples/poster.png -o out/poster.psd --backend classic
 
+# The whole check, as CI runs it: every test but the `gpu` ones (markers: pyproject.toml,
+# README's Tests section). Any failing step fails the target, pytest's "no tests ran" (exit
+# code 5) included; a missing tool or root is a failed test with a sentence, never a skip.
 test: $(VENV)/.dev
 	bash tests/install_system_deps.sh
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+# The edit-test loop: no real GIMP (a chroot) and no frozen bundle (PyInstaller).
+test-fast: $(VENV)/.dev
+	bash tests/install_system_deps.sh
+	$(PY) -m pytest -m "not gimp and not dist and not gpu" $(PYTEST_ARGS)
+
+# Only the tests in a real GIMP 3; builds its chroot on first use (tests/gimp/harness/).
+test-gimp: $(VENV)/.dev
+	bash tests/install_system_deps.sh
+	$(PY) -m pytest -m gimp $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
@@ -49,7 +64,7 @@ dist: $(VENV)/.dev
 # Build (or reuse) the bundle and smoke-test the frozen executable; `make test` runs it too.
 test-dist: $(VENV)/.dev
 	bash tests/install_system_deps.sh
-	$(PY) -m pytest tests/test_dist.py
+	$(PY) -m pytest -m dist $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) out build dist *.egg-info

@@ -3,8 +3,8 @@
 # screenshot and the GUI GIMP undo test), xdotool (real key presses into GIMP), Node.js (the
 # Photoshop panel's tests) and the X libraries Qt's xcb plug-in loads.
 # `make test` runs this; it installs what is missing when it can (root on Debian/Ubuntu) and
-# otherwise names the command to run. The GIMP 3 chroot is built by its own test fixture
-# (../shared/gimp3/build-gimp3-chroot.sh, idempotent).
+# otherwise names the command to run. The GIMP 3 chroot is built by the `gimp3` test fixture
+# (tests/gimp/harness/build.sh: it installs debootstrap itself, then caches the chroot).
 set -euo pipefail
 missing=()
 command -v Xvfb >/dev/null 2>&1 || missing+=(xvfb)

@@ -36,7 +36,7 @@ from bench.dist import free_port, load_builder, private_home, tray_ready, versio
 from tests.conftest import EXAMPLES, REPO
 
 # A cold PyInstaller build of PySide6 + numpy + scipy takes a minute or two on 2 cores.
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.dist, pytest.mark.timeout(900)]
 
 POSTER = EXAMPLES / "poster.png"
 LOGO = EXAMPLES / "logo.png"

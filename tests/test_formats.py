@@ -555,6 +555,7 @@ for name in NAMES:
 """
 
 
+@pytest.mark.gimp
 def test_gimp_loads_our_psd_and_ora(request, clear_stack, gimp3):
     # The chroot bind-mounts the folder at the same path; keep it short and outside pytest's.
     folder = Path(tempfile.mkdtemp(prefix="layerlift-gimp-"))
@@ -564,7 +565,7 @@ def test_gimp_loads_our_psd_and_ora(request, clear_stack, gimp3):
         write_stack(clear_stack, folder / name, group_name="LayerLift ☆")
     snippet = f"NAMES = {names!r}\nFOLDER = {str(folder) + '/'!r}\n" + GIMP_SNIPPET
     run = subprocess.run(
-        ["bash", str(gimp3 / "gimp3-run.sh"), "-B", str(folder), "-t", "120", "-"],
+        [str(gimp3.run), "-B", str(folder), "-t", "120", "-"],
         input=snippet,
         capture_output=True,
         text=True,

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.node
+
 REPO = Path(__file__).resolve().parent.parent
 PLUGIN = REPO / "photoshop_plugin"
 

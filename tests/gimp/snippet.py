@@ -1,4 +1,5 @@
-# Runs inside real GIMP 3 (python-fu-eval) via gimp3-run.sh. Raising makes GIMP exit 64.
+# Runs inside real GIMP 3 (python-fu-eval) via tests/gimp/harness/run.sh. Raising makes GIMP
+# exit 64.
 # Env: WORKDIR (bind-mounted, shared with the host), IMAGE, CASE.
 import json
 import os

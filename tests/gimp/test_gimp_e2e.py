@@ -1,10 +1,10 @@
 """The GIMP plug-in end to end, in a real headless GIMP 3 talking to the real bridge.
 
-`../shared/gimp3/` builds a Debian trixie chroot with GIMP 3.0 (a few minutes, once) and runs
-a snippet in it. The bridge runs on the host's loopback with the classic backend; the
-chroot shares the network namespace, and the work folder is bind-mounted at the same path so
-the plug-in finds the token where the server wrote it. Everything is checked from outside:
-the XCF's layer tree, the flattened PNG GIMP exports, and the server's own job record.
+tests/gimp/harness/ builds a Debian trixie chroot with Debian's GIMP 3.0 (a few minutes, once,
+then cached) and runs a snippet in it. The bridge runs on the host's loopback with the classic
+backend; the chroot shares the network namespace, and the work folder is bind-mounted at the
+same path so the plug-in finds the token where the server wrote it. Everything is checked from
+outside: the XCF's layer tree, the flattened PNG GIMP exports, and the server's own job record.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ import pytest
 from layerlift.inference.job_store import RECORD_FILE, STACK_DIR
 from PIL import Image
 
-from tests.conftest import EXAMPLES, REPO
+from tests.conftest import EXAMPLES, REPO, Gimp3
 from tests.gimp.xcf import read_xcf
+
+pytestmark = pytest.mark.gimp
 
 SNIPPET = Path(__file__).with_name("snippet.py")
 GIMP_TIMEOUT = 240
@@ -98,7 +100,7 @@ def server(workdir: Path) -> Iterator[Server]:
 
 
 def install_plugin(workdir: Path) -> Path:
-    """Install with the app's own installer; gimp3-run.sh then copies that folder into GIMP."""
+    """Install with the app's own installer; the harness's run.sh copies that folder into GIMP."""
     gimp_dir = workdir / "gimp-config"
     run = subprocess.run([sys.executable, "-m", "layerlift.desktop.cli", "install-gimp-plugin",
                           "--gimp-dir", str(gimp_dir)], cwd=REPO, capture_output=True, text=True)
@@ -106,10 +108,10 @@ def install_plugin(workdir: Path) -> Path:
     return gimp_dir / "plug-ins" / "layerlift"
 
 
-def run_gimp(gimp3: Path, workdir: Path, case: str, image: Path, home: Path) -> dict:
+def run_gimp(gimp3: Gimp3, workdir: Path, case: str, image: Path, home: Path) -> dict:
     shutil.copy(image, workdir / "input.png")
     plugin = install_plugin(workdir)
-    cmd = [str(gimp3 / "gimp3-run.sh"), "-p", str(plugin), "-B", str(workdir),
+    cmd = [str(gimp3.run), "-p", str(plugin), "-B", str(workdir),
            "-e", f"WORKDIR={workdir}", "-e", f"IMAGE={workdir / 'input.png'}",
            "-e", f"CASE={case}", "-e", f"LAYERLIFT_HOME={home}", "-t", str(GIMP_TIMEOUT),
            str(SNIPPET)]
@@ -244,9 +246,9 @@ def test_one_ctrl_z_removes_everything(gimp3, workdir, server):
     plugin = install_plugin(workdir)
     with xvfb_display() as display:
         gimp = subprocess.Popen(
-            [str(Path(__file__).with_name("gimp3_gui_run.sh")), display, str(plugin),
-             str(workdir), str(Path(__file__).with_name("undo_snippet.py")),
-             f"WORKDIR={workdir}", f"LAYERLIFT_HOME={server.home}"],
+            [str(gimp3.run), "-d", display, "-p", str(plugin), "-B", str(workdir),
+             "-e", f"WORKDIR={workdir}", "-e", f"LAYERLIFT_HOME={server.home}",
+             "-t", str(GIMP_TIMEOUT), str(Path(__file__).with_name("undo_snippet.py"))],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             deadline = time.monotonic() + GIMP_TIMEOUT

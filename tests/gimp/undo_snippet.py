@@ -1,5 +1,5 @@
-# Runs in the GUI GIMP (gimp3_gui_run.sh). Decomposes, then waits while the host presses
-# Ctrl+Z once in the image window, then saves what the image looks like afterwards.
+# Runs in the GUI GIMP (tests/gimp/harness/run.sh -d DISPLAY). Decomposes, then waits while the
+# host presses Ctrl+Z once in the image window, then saves what the image looks like afterwards.
 import json
 import os
 import time
