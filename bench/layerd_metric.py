@@ -1,4 +1,4 @@
-"""The LayerD layer-decomposition score (Suzuki et al., ICCV 2025), as defined in metrics.md.
+"""The LayerD layer-decomposition score (Suzuki et al., ICCV 2025); docs/metrics.md defines it.
 
 Published decomposers (LayerD, Qwen-Image-Layered) report this score, so implementing the same
 protocol is what makes LayerLift's numbers comparable with theirs. In short:
@@ -10,9 +10,9 @@ protocol is what makes LayerLift's numbers comparable with theirs. In short:
 3. Up to `max_merges` greedy merges of adjacent layers, on whichever side helps more, forgive
    over- and under-segmentation step by step; the scores are recorded after each.
 
-Merge selection comes in two flavours. ``merge_rule="partners"`` (the default) is metrics.md's
-rule: the gain of merging layers i and i+1 is the change in summed similarity to their DTW
-partners. The reference code (CyberAgentAILab/LayerD, ``evaluation/edits.py``) differs in two
+Merge selection comes in two flavours. ``merge_rule="partners"`` (the default) is the rule of
+docs/metrics.md: the gain of merging layers i and i+1 is the change in summed similarity to their
+DTW partners. The reference code (CyberAgentAILab/LayerD, ``evaluation/edits.py``) differs in two
 details: a candidate may also score layer i+2 against one partner group, and truth-side
 candidates are scored with prediction and truth swapped in the (asymmetric) cost.
 ``merge_rule="layerd"`` reproduces that; on perturbed synthetic samples it matched the

@@ -132,7 +132,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="layer count to request: truth (default), auto, or 1-10")
     parser.add_argument("--seed", type=int, default=0, help="first sample seed (default: 0)")
     parser.add_argument("--merge-rule", choices=MERGE_RULES, default="partners",
-                        help="merge selection: partners (metrics.md, default) or layerd "
+                        help="merge selection: partners (docs/metrics.md, default) or layerd "
                         "(the reference code's variant)")
     parser.add_argument("--json", type=Path, help="also write every number to this JSON file")
     return parser.parse_args(argv)

@@ -6,7 +6,7 @@ refinement) must really run. So the same component classes are built here from c
 enough to save in a few MB, with a byte-level tokenizer made in memory, and written with
 `save_pretrained` exactly like a downloaded snapshot.
 
-Sizes follow what was found to work (see ../shared/design.md): the VAE's `z_dim` must not be 4,
+The sizes are small ones found to run end to end (diffusers 0.42): the VAE's `z_dim` must not be 4,
 because the pipeline treats any 4-channel tensor as ready-made latents and our input is RGBA.
 """
 
