@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test test-fast test-gimp lint clean examples bench dist test-dist
 
-$(VENV)/.base: pyproject.toml
+$(VENV)/.base: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -e .
 	touch $@
