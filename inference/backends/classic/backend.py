@@ -45,6 +45,7 @@ from layerlift.inference.backends.classic.count import (
     overlaps,
     unique_names,
 )
+from layerlift.inference.backends.classic.denoise import is_noisy, smooth
 from layerlift.inference.backends.classic.facts import unit_facts
 from layerlift.inference.backends.classic.grouping import element_map, form_elements
 from layerlift.inference.backends.classic.models import accumulate
@@ -112,16 +113,18 @@ class ClassicBackend(Backend):
         factor = analysis_factor(full_h, full_w)
         rgba = _reduce(full, factor)
         h, w = rgba.shape[:2]
-        rgb = np.ascontiguousarray(rgba[..., :3])
+        raw = np.ascontiguousarray(rgba[..., :3])
+        noisy = is_noisy(raw)
+        rgb = smooth(raw) if noisy else raw
         valid = rgba[..., 3] > 0
 
         stages.report(0.02, "finding regions")
-        units = find_units(rgb, valid)
+        units = find_units(rgb, valid, raw)
         stages.done("regions")
 
         stages.report(0.2, "grouping regions into objects")
         sums = accumulate(units.labels, rgb, units.count)
-        facts = unit_facts(units, sums, rgb)
+        facts = unit_facts(units, sums, rgb, raw)
         elements, background = form_elements(units.own, facts, units.count)
         emap = element_map(units.own, elements, units.count, background)
         defined = units.labels > 0
@@ -179,6 +182,7 @@ class ClassicBackend(Backend):
             seed=request.seed,
             timings=stages.timings,
             analysis_scale=1.0 / factor,
+            smoothed=noisy,
         )
         if note:
             stack.meta["note"] = note
