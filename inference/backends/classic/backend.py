@@ -115,7 +115,7 @@ class ClassicBackend(Backend):
         h, w = rgba.shape[:2]
         raw = np.ascontiguousarray(rgba[..., :3])
         noisy = is_noisy(raw)
-        rgb = smooth(raw) if noisy else raw
+        rgb = smooth(raw, reduced=factor) if noisy else raw
         valid = rgba[..., 3] > 0
 
         stages.report(0.02, "finding regions")
