@@ -1,16 +1,27 @@
 """Measure a backend's decomposition quality on the synthetic benchmark.
 
     python bench/quality.py --backend classic [--count 8] [--size 256] [--tiers flat,design]
-                            [--layers truth|auto|N] [--seed 0] [--json out.json]
+                            [--layers truth|auto|N] [--seed 0] [--no-floor] [--json out.json]
 
 For each tier it draws `count` samples (`bench.synthetic`), decomposes each picture with the
 backend, scores the full-canvas prediction against the true layers (`bench.layerd_metric`),
-and prints one table: RGB L1 and alpha soft IoU after 0-5 merges, mean predicted and true
-layer counts, mean recomposition PSNR and the time taken. No sample is ever skipped: a
-backend that fails on one sample fails the run, with the tier and seed that broke it.
+and prints one table: RGB L1 and alpha soft IoU after 0-5 merges, the same for the identity
+floor (one layer, the input picture itself), mean predicted and true layer counts, mean
+recomposition PSNR, the time taken (seconds per megapixel) and the peak resident memory of
+the process while the backend ran. A summary line per tier closes the run. No sample is ever
+skipped: a backend that fails on one sample fails the run, with the tier and seed that broke it.
 
-`--backend identity` is a built-in floor: one layer, the input picture itself. A backend worth
-shipping must beat it clearly after 0 merges.
+`--backend identity` runs the floor as the backend itself. A backend worth shipping must beat it
+clearly after 0 merges.
+
+Seeds: 0 and up are the reporting seeds. The classic backend's thresholds were chosen on seeds
+1000 and up (`--seed 1000`), which are never reported, so the reported numbers do not measure
+how well it was fitted to the samples it is scored on.
+
+Peak memory is the process's high-water mark (VmHWM), reset just before each decomposition
+where Linux allows it, so it includes what the process already held (the interpreter, the
+sample) but not the generator's or the metric's own peaks. Elsewhere it is ru_maxrss, the
+peak of the whole run.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -85,6 +97,9 @@ class SampleResult:
     psnr: float
     seconds: float
     megapixels: float
+    peak_rss_mb: float
+    floor_rgb_l1: list[float] | None = None
+    floor_soft_iou: list[float] | None = None
 
 
 @dataclass
@@ -100,6 +115,7 @@ class TierResult:
         seconds = sum(r.seconds for r in s)
         megapixels = sum(r.megapixels for r in s)
         psnrs = [min(r.psnr, PSNR_CAP) for r in s]
+        floor = all(r.floor_soft_iou is not None for r in s)
         return {
             "tier": self.tier,
             "count": len(s),
@@ -112,6 +128,11 @@ class TierResult:
             "exact": sum(math.isinf(r.psnr) for r in s),
             "seconds_per_sample": seconds / len(s),
             "seconds_per_megapixel": seconds / megapixels,
+            "peak_rss_mb": max(r.peak_rss_mb for r in s),
+            "floor_rgb_l1": np.mean([r.floor_rgb_l1 for r in s], axis=0).tolist()
+            if floor else None,
+            "floor_soft_iou": np.mean([r.floor_soft_iou for r in s], axis=0).tolist()
+            if floor else None,
         }
 
 
@@ -134,6 +155,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--merge-rule", choices=MERGE_RULES, default="partners",
                         help="merge selection: partners (docs/metrics.md, default) or layerd "
                         "(the reference code's variant)")
+    parser.add_argument("--no-floor", dest="floor", action="store_false",
+                        help="do not score the identity floor beside the backend")
     parser.add_argument("--json", type=Path, help="also write every number to this JSON file")
     return parser.parse_args(argv)
 
@@ -201,33 +224,45 @@ def run_tier(
         sample = make_sample(tier, seed, args.size)
         layers = requested_layers(args.layers, len(sample.layers))
         request = DecomposeRequest(layers=layers, seed=seed)
+        reset_peak_rss()
         start = time.perf_counter()
         try:
             stack = backend.decompose(sample.image, request)
         except Exception as exc:
             raise SampleFailed(f"{tier} sample {seed}: the backend failed: {exc!r}") from exc
         seconds = time.perf_counter() - start
+        peak = peak_rss_mb()
         pred = stack.canvases()
+        del stack
         try:
             scores = evaluate(pred, sample.layers, MAX_MERGES, merge_rule=args.merge_rule)
             recomposition = recomposition_psnr(pred, sample.image)
         except (ValueError, TypeError) as exc:
             raise SampleFailed(f"{tier} sample {seed}: unusable prediction: {exc}") from exc
+        pred_count = len(pred)
+        del pred
+        floor = None
+        if getattr(args, "floor", True):
+            floor = evaluate([sample.image], sample.layers, MAX_MERGES,
+                             merge_rule=args.merge_rule)
         height, width = sample.image.shape[:2]
         result.samples.append(
             SampleResult(
                 seed=seed,
                 gt_count=len(sample.layers),
-                pred_count=len(pred),
+                pred_count=pred_count,
                 requested=layers,
                 rgb_l1=scores["rgb_l1"],
                 soft_iou=scores["soft_iou"],
                 psnr=recomposition,
                 seconds=seconds,
                 megapixels=width * height / 1e6,
+                peak_rss_mb=peak,
+                floor_rgb_l1=None if floor is None else floor["rgb_l1"],
+                floor_soft_iou=None if floor is None else floor["soft_iou"],
             )
         )
-        log(f"  {tier} {index + 1}/{args.count}: {len(pred)} layers, {seconds:.2f} s",
+        log(f"  {tier} {index + 1}/{args.count}: {pred_count} layers, {seconds:.2f} s",
             file=sys.stderr)
     return result
 
@@ -239,14 +274,62 @@ def format_table(summary: dict[str, Any], header: str) -> str:
         f"  {'merges':<14}{merges}",
         f"  {'RGB L1':<14}" + "".join(f"{v:>9.4f}" for v in summary["rgb_l1"]),
         f"  {'alpha soft IoU':<14}" + "".join(f"{v:>9.4f}" for v in summary["soft_iou"]),
+    ]
+    if summary.get("floor_soft_iou") is not None:
+        lines += [
+            f"  {'floor RGB L1':<14}" + "".join(f"{v:>9.4f}" for v in summary["floor_rgb_l1"]),
+            f"  {'floor soft IoU':<14}"
+            + "".join(f"{v:>9.4f}" for v in summary["floor_soft_iou"]),
+        ]
+    lines += [
         f"  layers: predicted {summary['pred_layers']:.2f}, true {summary['true_layers']:.2f}",
         f"  recomposition PSNR: mean {summary['psnr_mean']:.2f} dB (inf counted as "
         f"{PSNR_CAP:.0f}), min {summary['psnr_min']:.2f} dB, exact {summary['exact']}"
         f"/{summary['count']}",
         f"  time: {summary['seconds_per_sample']:.3f} s/sample, "
-        f"{summary['seconds_per_megapixel']:.3f} s/megapixel",
+        f"{summary['seconds_per_megapixel']:.3f} s/megapixel; peak RSS "
+        f"{summary['peak_rss_mb']:.0f} MB",
     ]
     return "\n".join(lines)
+
+
+def format_overview(summaries: list[dict[str, Any]]) -> str:
+    """One line per tier: the numbers issue 17 judges a backend by, beside the floor's."""
+    head = (f"{'tier':<12}{'IoU@0':>8}{'IoU@5':>8}{'L1@0':>8}{'floor':>8}{'floor@5':>8}"
+            f"{'fL1@0':>8}{'margin':>8}{'s/MP':>8}{'RSS MB':>8}")
+    lines = [head]
+    for s in summaries:
+        floor_iou = s["floor_soft_iou"] or [float("nan")] * (MAX_MERGES + 1)
+        floor_l1 = s["floor_rgb_l1"] or [float("nan")] * (MAX_MERGES + 1)
+        lines.append(
+            f"{s['tier']:<12}{s['soft_iou'][0]:>8.3f}{s['soft_iou'][-1]:>8.3f}"
+            f"{s['rgb_l1'][0]:>8.4f}{floor_iou[0]:>8.3f}{floor_iou[-1]:>8.3f}"
+            f"{floor_l1[0]:>8.4f}{s['soft_iou'][0] - floor_iou[0]:>+8.3f}"
+            f"{s['seconds_per_megapixel']:>8.3f}{s['peak_rss_mb']:>8.0f}"
+        )
+    return "\n".join(lines)
+
+
+def reset_peak_rss() -> None:
+    """Reset the process's resident high-water mark (Linux 4.0+); silently a no-op elsewhere."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory in MB since the last reset (VmHWM), else the run's ru_maxrss."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,10 +349,12 @@ def main(argv: list[str] | None = None) -> int:
         "merge_rule": args.merge_rule,
         "tiers": {},
     }
+    summaries = []
     try:
         for tier in args.tiers:
             result = run_tier(backend, tier, args)
             summary = result.summary()
+            summaries.append(summary)
             header = (f"{tier}: {summary['count']} samples {width}x{height}, backend "
                       f"{args.backend}, layers={args.layers}")
             print(format_table(summary, header), flush=True)
@@ -282,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         backend.unload()
+    print(f"\nper tier: {args.count} samples {width}x{height} from seed {args.seed}, backend "
+          f"{args.backend}, layers={args.layers}")
+    print(format_overview(summaries), flush=True)
     if args.json:
         args.json.write_text(json.dumps(_jsonable(report), indent=2) + "\n")
     return 0

@@ -6,7 +6,7 @@ the flat picture they composite to. The truth is exact by construction because t
 the composite, computed with the app's own `LayerStack` maths. Each layer keeps its whole shape,
 including what the layers above hide, because that is what a decomposer is asked to recover.
 
-Four tiers, from easy to hard:
+The first four tiers are clean vector-like designs, from easy to hard:
 
 - ``flat``: a flat background and 2-5 opaque flat shapes, anti-aliased, some overlapping.
 - ``design``: a gradient background, shapes and one or two text layers (glyph rows in one
@@ -14,22 +14,45 @@ Four tiers, from easy to hard:
 - ``photo``: a design with a procedurally textured photo insert (a fake landscape) as one layer.
 - ``translucent``: shapes at 30-80 % opacity with soft shadows and glows under them.
 
+The next four are closer to real pictures (issue 17), and were added without changing a byte
+of the first four:
+
+- ``typography``: two or three text layers in several fonts, sizes and weights (a title, a
+  tagline, sometimes a two- or three-line paragraph), some with an outline and some with a drop
+  shadow, which belong to the text's own layer as a layer style would; shapes with gradient
+  fills and soft shadows of their own.
+- ``textured``: the same kind of content on a textured or photographic background (a landscape,
+  paper or concrete grain, wood, marble, bokeh), which no flat or gradient model explains.
+- ``jpeg``: a sample of ``flat``, ``design``, ``photo``, ``typography`` or ``textured`` saved as
+  JPEG at quality 70-95 (4:2:0 chroma), then decoded: ringing and blocks around every edge.
+- ``screenshot``: a sample of ``flat``, ``design`` or ``typography`` slightly blurred or
+  resampled (down and up again, or up from a smaller render), as screenshots and exports are.
+
+In ``jpeg`` and ``screenshot`` the picture is a degraded copy of the composite of the true
+layers (kept as ``Sample.clean``); the layers are the truth a decomposer should still find.
+Fonts are DejaVu's when they are installed (Debian's fonts-dejavu-core); without them every
+font falls back to Pillow's embedded one, so the generator still works, with less variety.
+
 Everything is a pure function of (tier, seed, size), so two runs score the same samples.
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from layerlift.inference.layers import LayerStack, to_uint8
 from PIL import Image, ImageDraw, ImageFont, features
 from scipy.ndimage import gaussian_filter
 
-TIERS = ("flat", "design", "photo", "translucent")
+CLEAN_TIERS = ("flat", "design", "photo", "translucent", "typography", "textured")
+DEGRADED_TIERS = ("jpeg", "screenshot")
+TIERS = CLEAN_TIERS + DEGRADED_TIERS
 SHAPE_KINDS = ("rectangle", "ellipse", "rounded rectangle", "polygon")
 # Shapes are drawn this many times larger and box-filtered down: PIL draws aliased edges, and
 # real designs have soft ones, which is exactly what alpha estimation must get right.
@@ -56,6 +79,9 @@ class Sample:
     names: list[str]
     tier: str
     seed: int
+    # The exact composite of `layers`; equal to `image` except in the degraded tiers.
+    clean: np.ndarray | None = field(default=None, repr=False)
+    degradation: str = ""  # e.g. "jpeg q82 from design" in the degraded tiers
 
     @property
     def size(self) -> tuple[int, int]:
@@ -86,14 +112,26 @@ def make_sample(tier: str, seed: int, size: tuple[int, int] = (256, 256)) -> Sam
         raise ValueError(f"unknown tier {tier!r}; choose one of: {', '.join(TIERS)}")
     width, height = _check_size(size)
     rng = np.random.default_rng([int(seed) % 2**63, TIERS.index(tier), width, height])
-    draw = _DRAWERS[tier]
+    base = tier
+    if tier in DEGRADED_TIERS:
+        bases = _JPEG_BASES if tier == "jpeg" else _SCREENSHOT_BASES
+        base = str(bases[int(rng.integers(0, len(bases)))])
+    draw = _DRAWERS[base]
     for _ in range(MAX_ATTEMPTS):
         layers, names, roles = draw(rng, width, height)
         if _visible_enough(layers, roles):
             break
     # After MAX_ATTEMPTS the last draw is kept: still deterministic, merely harder.
-    image = LayerStack.from_canvases(layers, names).composite()
-    return Sample(image=image, layers=layers, names=names, tier=tier, seed=int(seed))
+    clean = LayerStack.from_canvases(layers, names).composite()
+    image, degradation = clean, ""
+    if tier == "jpeg":
+        image, degradation = _jpeg(rng, clean)
+    elif tier == "screenshot":
+        image, degradation = _screenshot(rng, clean)
+    if degradation:
+        degradation = f"{degradation} from {base}"
+    return Sample(image=image, layers=layers, names=names, tier=tier, seed=int(seed),
+                  clean=clean, degradation=degradation)
 
 
 def iter_samples(
@@ -197,12 +235,33 @@ def _draw_translucent(rng: np.random.Generator, w: int, h: int) -> Drawn:
     return layers, names, roles
 
 
+def _draw_typography(rng: np.random.Generator, w: int, h: int) -> Drawn:
+    palette: list[RGB] = []
+    if rng.random() < 0.5:
+        background = _gradient(rng, w, h, palette)
+    else:
+        background = np.broadcast_to(np.array(_pick_color(rng, palette), np.float32), (h, w, 3))
+    return _styled_design(rng, w, h, background, palette)
+
+
+def _draw_textured(rng: np.random.Generator, w: int, h: int) -> Drawn:
+    palette: list[RGB] = []
+    background = _texture(rng, w, h)
+    # Content colours keep clear of the texture's mean, as a designer's would.
+    palette.append(tuple(float(v) for v in background.reshape(-1, 3).mean(axis=0)))
+    return _styled_design(rng, w, h, background, palette, text_distance=130.0)
+
+
 _DRAWERS = {
     "flat": _draw_flat,
     "design": _draw_design,
     "photo": _draw_photo,
     "translucent": _draw_translucent,
+    "typography": _draw_typography,
+    "textured": _draw_textured,
 }
+_JPEG_BASES = ("flat", "design", "photo", "typography", "textured")
+_SCREENSHOT_BASES = ("flat", "design", "typography")
 
 
 # --- shapes ----------------------------------------------------------------------------------
@@ -447,6 +506,303 @@ def _landscape(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
         shade = np.clip(color * texture * (1.0 - 0.3 * ys[..., None]), 0.0, 1.0)
         image = image * (1 - cover) + shade * cover
     return np.clip(image, 0.0, 1.0)
+
+
+# --- styled content: fonts, outlines, drop shadows, gradient fills ---------------------------
+
+FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/dejavu",
+             "/usr/local/share/fonts", "/Library/Fonts", "C:/Windows/Fonts")
+# Drawn by index, so the random stream is the same whichever fonts are installed.
+FONT_FILES = (
+    "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf",
+    "DejaVuSansCondensed-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSerif-Italic.ttf",
+    "DejaVuSansMono-Bold.ttf", "DejaVuSans-ExtraLight.ttf",
+)
+TAGLINES = (
+    "limited offer", "join us today", "free entry", "all week long", "new collection",
+    "book your seat", "doors open at eight", "handmade with care", "only this weekend",
+)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=16)
+def _font_path(index: int) -> str | None:
+    name = FONT_FILES[index % len(FONT_FILES)]
+    for folder in FONT_DIRS:
+        path = Path(folder) / name
+        if path.is_file():
+            return str(path)
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _styled_font(index: int, pixels: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont | None:
+    path = _font_path(index)
+    if path is not None and features.check("freetype2"):
+        return ImageFont.truetype(path, pixels)
+    return _font(pixels)
+
+
+def _render_styled(text: str, font_index: int, pixels: int, stroke: int) -> tuple[np.ndarray, ...]:
+    """(outer, fill) tight alpha masks of `text`; outer includes an outline `stroke` px wide."""
+    font = _styled_font(font_index, pixels)
+    if font is None:
+        fill = _render_text(text, pixels)
+        outer = fill
+        if stroke:
+            outer = np.clip(gaussian_filter(fill, stroke * 0.6) * 3.0, fill, 1.0)
+        return outer, fill
+    left, top, right, bottom = font.getbbox(text, stroke_width=stroke)
+    size = (right - left + 2, bottom - top + 2)
+    origin = (1 - left, 1 - top)
+    outer = Image.new("L", size, 0)
+    ImageDraw.Draw(outer).text(origin, text, fill=255, font=font, stroke_width=stroke,
+                               stroke_fill=255)
+    fill = Image.new("L", size, 0)
+    ImageDraw.Draw(fill).text(origin, text, fill=255, font=font)
+    return np.asarray(outer, np.float32) / 255.0, np.asarray(fill, np.float32) / 255.0
+
+
+def _styled_text(
+    rng: np.random.Generator,
+    w: int,
+    h: int,
+    lines: list[str],
+    pixels: int,
+    band: tuple[float, float],
+    colour: RGB,
+    outline: RGB | None,
+    shadow: tuple[float, float, float, float] | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One text layer: lines in one font, an optional outline and drop shadow (rgb, alpha).
+
+    `shadow` is (dx, dy, sigma, opacity) in units of the font size; the shadow is part of the
+    text's layer, as a layer style is in an editor.
+    """
+    font_index = int(rng.integers(0, len(FONT_FILES)))
+    align = int(rng.integers(0, 3))
+
+    def render(px: int) -> tuple[np.ndarray, np.ndarray]:
+        stroke = max(1, round(px * 0.06)) if outline is not None else 0
+        rows = [_render_styled(line, font_index, px, stroke) for line in lines]
+        gap = max(1, round(0.3 * px))
+        width = max(r[0].shape[1] for r in rows)
+        height = sum(r[0].shape[0] for r in rows) + gap * (len(rows) - 1)
+        outer = np.zeros((height, width), np.float32)
+        fill = np.zeros((height, width), np.float32)
+        y = 0
+        for o, f in rows:
+            x = (0, (width - o.shape[1]) // 2, width - o.shape[1])[align]
+            outer[y : y + o.shape[0], x : x + o.shape[1]] = o
+            fill[y : y + f.shape[0], x : x + f.shape[1]] = f
+            y += o.shape[0] + gap
+        return outer, fill
+
+    outer, fill = render(pixels)
+    while (outer.shape[1] > 0.9 * w or outer.shape[0] > 0.45 * h) and pixels > 6:
+        scale = min(0.9 * w / outer.shape[1], 0.45 * h / outer.shape[0], 0.95)
+        pixels = max(6, int(pixels * scale))
+        outer, fill = render(pixels)
+    outer, fill = outer[:h, :w], fill[:h, :w]
+    gh, gw = outer.shape
+    x = int(rng.integers(0, w - gw + 1))
+    top, bottom = int(band[0] * h), int(band[1] * h)
+    y = int(np.clip(rng.integers(top, max(top, bottom - gh) + 1), 0, h - gh))
+    a_outer = np.zeros((h, w), np.float32)
+    a_fill = np.zeros((h, w), np.float32)
+    a_outer[y : y + gh, x : x + gw] = outer
+    a_fill[y : y + gh, x : x + gw] = fill
+    rgb = np.empty((h, w, 3), np.float32)
+    rgb[...] = np.array(colour, np.float32)
+    if outline is not None:
+        # Fill over outline: where only the outline covers, the colour is the outline's.
+        share = np.where(a_outer > 0, a_fill / np.maximum(a_outer, 1e-6), 1.0)[..., None]
+        rgb = share * rgb + (1.0 - share) * np.array(outline, np.float32)
+    alpha = a_outer
+    if shadow is not None:
+        dx, dy, sigma, opacity = shadow
+        moved = _shift(a_outer, round(dx * pixels), round(dy * pixels))
+        shade = gaussian_filter(moved, max(0.5, sigma * pixels)) * opacity
+        rgb, alpha = _over(rgb, alpha, np.zeros(3, np.float32) + 0.05, shade)
+    return rgb, alpha
+
+
+def _shift(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """`mask` moved by (dx, dy) pixels, zero where it came from outside."""
+    out = np.zeros_like(mask)
+    h, w = mask.shape
+    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
+    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+    out[yd, xd] = mask[ys, xs]
+    return out
+
+
+def _over(
+    top_rgb: np.ndarray, top_a: np.ndarray, low_rgb: np.ndarray, low_a: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Straight-alpha `top over low` of two float layers (rgb broadcastable to (h, w, 3))."""
+    out_a = top_a + low_a * (1.0 - top_a)
+    premul = top_rgb * top_a[..., None] + low_rgb * (low_a * (1.0 - top_a))[..., None]
+    rgb = premul / np.maximum(out_a, 1e-6)[..., None]
+    return np.clip(rgb, 0.0, 1.0), out_a
+
+
+def _styled_shapes(
+    rng: np.random.Generator, w: int, h: int, count: int, palette: list[RGB],
+    layers: list[np.ndarray], names: list[str], roles: list[str],
+) -> None:
+    """Shapes with linear gradient fills, some with a soft drop shadow in their own layer."""
+    side = min(w, h)
+    for index, shape in enumerate(_place_shapes(rng, w, h, count, cluster=False)):
+        start = np.array(_pick_color(rng, palette), np.float32)
+        delta = rng.uniform(-0.25, 0.25, 3).astype(np.float32)
+        end = np.clip(start + delta, 0.0, 1.0)
+        angle = rng.uniform(0, 2 * math.pi)
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+        t = (xs - shape.cx) * math.cos(angle) + (ys - shape.cy) * math.sin(angle)
+        t = np.clip(t / (2 * max(shape.rx, shape.ry)) + 0.5, 0.0, 1.0)[..., None]
+        rgb = start * (1.0 - t) + end * t
+        alpha = _shape_alpha(shape, w, h)
+        if rng.random() < 0.6:
+            offset = rng.uniform(0.01, 0.035, size=2) * side
+            moved = _shape_alpha(shape.moved(*offset), w, h)
+            shade = gaussian_filter(moved, rng.uniform(0.006, 0.02) * side, mode="constant")
+            rgb, alpha = _over(rgb, alpha, np.zeros(3, np.float32) + 0.08,
+                               shade * rng.uniform(0.3, 0.6))
+        layers.append(_layer(rgb, alpha))
+        names.append(f"{shape.kind} {index + 1}")
+        roles.append("shape")
+
+
+def _styled_design(
+    rng: np.random.Generator, w: int, h: int, background: np.ndarray, palette: list[RGB],
+    text_distance: float = 110.0,
+) -> Drawn:
+    """Background, 0-2 styled shapes, then two or three styled text layers."""
+    layers = [_layer(background, np.ones((h, w)))]
+    names, roles = ["background"], ["background"]
+    _styled_shapes(rng, w, h, int(rng.integers(0, 3)), palette, layers, names, roles)
+    texts = [("title", 0.1, 0.17, " ".join(str(x) for x in rng.choice(WORDS, size=2)))]
+    texts.append(("tagline", 0.05, 0.08, str(rng.choice(TAGLINES))))
+    if rng.random() < 0.5:
+        words = [str(x) for x in rng.choice(WORDS, size=int(rng.integers(6, 10)))]
+        cut = int(rng.integers(2, 4))
+        rows = [" ".join(words[k::cut]) for k in range(cut)]
+        texts.append(("paragraph", 0.035, 0.05, "\n".join(rows)))
+    bands = [(0.03, 0.3), (0.36, 0.62), (0.68, 0.97)]
+    order = rng.permutation(len(bands))
+    for (name, lo, hi, text), band_index in zip(texts, order, strict=False):
+        upper = rng.random() < 0.4
+        text = text.upper() if upper else text.capitalize()
+        colour = _pick_color(rng, palette, text_distance)
+        outline = None
+        if name == "title" and rng.random() < 0.5:
+            outline = _pick_color(rng, palette, 60.0)
+        shadow = None
+        if rng.random() < 0.4:
+            shadow = (float(rng.uniform(0.03, 0.08)) * float(rng.choice([-1, 1])),
+                      float(rng.uniform(0.03, 0.08)), float(rng.uniform(0.02, 0.08)),
+                      float(rng.uniform(0.35, 0.7)))
+        rgb, alpha = _styled_text(
+            rng, w, h, text.split("\n"), max(6, round(rng.uniform(lo, hi) * h)),
+            bands[int(band_index)], colour, outline, shadow,
+        )
+        layers.append(_layer(rgb, alpha))
+        names.append(name)
+        roles.append("text")
+    return layers, names, roles
+
+
+# --- textured and photographic backgrounds -----------------------------------------------------
+
+TEXTURES = ("landscape", "grain", "wood", "marble", "bokeh")
+
+
+def _texture(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+    """A full-canvas textured background, (h, w, 3) float in [0, 1]."""
+    kind = TEXTURES[int(rng.integers(0, len(TEXTURES)))]
+    side = min(w, h)
+    if kind == "landscape":
+        image = _landscape(rng, w, h)
+    elif kind == "grain":  # paper, concrete: two tones mixed by fractal noise
+        a, b = rng.uniform(0.3, 0.95, 3), rng.uniform(0.3, 0.95, 3)
+        t = _smooth_noise(rng, h, w, int(rng.integers(4, 12)), octaves=4)[..., None]
+        image = a * (1 - t) + b * t
+    elif kind == "wood":
+        light = rng.uniform(0.55, 0.85) * np.array([1.0, 0.72, 0.45])
+        dark = light * rng.uniform(0.5, 0.75)
+        ys = np.mgrid[0:h, 0:w][0].astype(np.float32) / side
+        warp = _smooth_noise(rng, h, w, 4, octaves=2) * rng.uniform(1.0, 3.0)
+        rings = 0.5 + 0.5 * np.sin((ys * rng.uniform(8, 20) + warp) * 2 * math.pi)
+        t = (rings**2)[..., None]
+        image = light * (1 - t) + dark * t
+    elif kind == "marble":
+        base = rng.uniform(0.7, 0.95, 3)
+        vein = base * rng.uniform(0.3, 0.6)
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32) / side
+        turb = _smooth_noise(rng, h, w, 5, octaves=4) * rng.uniform(3.0, 6.0)
+        angle = rng.uniform(0, math.pi)
+        v = np.abs(np.sin((xs * math.cos(angle) + ys * math.sin(angle)) * 6.0 + turb))
+        t = (1.0 - v) ** 6
+        image = base * (1 - t[..., None]) + vein * t[..., None]
+    else:  # bokeh: soft discs of light over a dark gradient, a blurred photo's background
+        low = rng.uniform(0.0, 0.3, 3)
+        high = rng.uniform(0.1, 0.45, 3)
+        t = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None, None]
+        image = np.broadcast_to(low * (1 - t) + high * t, (h, w, 3)).copy()
+        light = np.zeros((h, w, 3), np.float32)
+        for _ in range(int(rng.integers(12, 30))):
+            cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+            r = rng.uniform(0.03, 0.1) * side
+            x0, x1 = max(0, int(cx - r) - 1), min(w, int(cx + r) + 2)
+            y0, y1 = max(0, int(cy - r) - 1), min(h, int(cy + r) + 2)
+            if x1 <= x0 or y1 <= y0:
+                continue
+            ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+            disc = np.clip((r - np.hypot(xs - cx, ys - cy)) / (0.25 * r), 0.0, 1.0)
+            tint = rng.uniform(0.15, 0.45) * rng.uniform(0.5, 1.0, 3)
+            light[y0:y1, x0:x1] += disc[..., None] * tint.astype(np.float32)
+        image = np.clip(image + light, 0.0, 1.0)
+    # Fine grain, as a camera sensor (or paper) leaves: a few levels of per-pixel noise.
+    grain = rng.normal(0.0, rng.uniform(1.0, 4.0) / 255.0, (h, w, 1)).astype(np.float32)
+    return np.clip(np.asarray(image, np.float32) + grain, 0.0, 1.0)
+
+
+# --- degradations: JPEG, screenshots -----------------------------------------------------------
+
+
+def _jpeg(rng: np.random.Generator, clean: np.ndarray) -> tuple[np.ndarray, str]:
+    """`clean` (opaque RGBA8) saved as JPEG at quality 70-95 and decoded."""
+    quality = int(rng.integers(70, 96))
+    buffer = io.BytesIO()
+    Image.fromarray(clean[..., :3]).save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    rgb = np.asarray(Image.open(buffer).convert("RGB"))
+    return _opaque(rgb), f"jpeg q{quality}"
+
+
+def _screenshot(rng: np.random.Generator, clean: np.ndarray) -> tuple[np.ndarray, str]:
+    """`clean` slightly blurred, or resampled down and up again, as screenshots are."""
+    h, w = clean.shape[:2]
+    image = Image.fromarray(clean[..., :3])
+    mode = int(rng.integers(0, 3))
+    if mode == 0:
+        sigma = float(rng.uniform(0.4, 0.9))
+        rgb = gaussian_filter(np.asarray(image, np.float32), (sigma, sigma, 0))
+        return _opaque(np.clip(np.rint(rgb), 0, 255).astype(np.uint8)), f"blur {sigma:.2f}"
+    scale = float(rng.uniform(0.55, 0.85))
+    small = (max(8, round(w * scale)), max(8, round(h * scale)))
+    filters = (Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.LANCZOS)
+    down = filters[int(rng.integers(0, 3))]
+    up = filters[int(rng.integers(0, 3))]
+    rgb = np.asarray(image.resize(small, down).resize((w, h), up))
+    return _opaque(rgb), f"resampled x{scale:.2f}"
+
+
+def _opaque(rgb: np.ndarray) -> np.ndarray:
+    out = np.empty((*rgb.shape[:2], 4), np.uint8)
+    out[..., :3] = rgb
+    out[..., 3] = 255
+    return out
 
 
 # --- layers ----------------------------------------------------------------------------------

@@ -308,3 +308,43 @@ def test_beats_doing_nothing_on_the_synthetic_benchmark():
         if tier != "translucent":
             assert iou >= 0.85, (tier, iou)
             assert l1 <= 0.5 * l1_floor, (tier, l1, l1_floor)
+
+
+def test_noise_detector_and_sigma_filter():
+    """JPEG ringing is smoothed away before segmentation; a clean design is left alone."""
+    import io
+
+    from layerlift.inference.backends.classic.denoise import is_noisy, smooth
+    from PIL import Image
+
+    clean = np.zeros((64, 64, 3), np.uint8)
+    clean[:] = (30, 60, 200)
+    clean[13:45, 13:45] = (240, 200, 20)  # off the 8x8 JPEG grid: ringing on both sides
+    assert not is_noisy(clean)
+    assert np.array_equal(smooth(clean), clean)
+    buffer = io.BytesIO()
+    Image.fromarray(clean).save(buffer, format="JPEG", quality=75)
+    jpeg = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    assert is_noisy(jpeg)
+    near = (slice(18, 40), slice(2, 10))  # the blue area next to the square's edge
+    before = np.ptp(jpeg[near].astype(int), axis=(0, 1)).max()
+    assert np.ptp(smooth(jpeg)[near].astype(int), axis=(0, 1)).max() < before
+
+
+def test_large_pictures_are_analysed_reduced_and_still_recomposite_exactly():
+    from layerlift.inference.backends.classic.backend import analysis_factor
+
+    assert analysis_factor(1000, 1000) == 1
+    assert analysis_factor(2048, 2048) == 2
+    assert analysis_factor(4096, 4096) == 4
+    image = np.zeros((1200, 1100, 4), np.uint8)
+    image[..., :3] = (250, 240, 230)
+    image[..., 3] = 255
+    image[200:700, 150:650, :3] = (200, 30, 40)
+    image[500:1000, 450:950, :3] = (20, 90, 200)
+    stack = ClassicBackend().decompose(image, DecomposeRequest(layers=3))
+    assert stack.meta["analysis_scale"] == 0.5
+    assert psnr(image, stack.composite()) >= 50.0
+    red = next(c for c in stack.canvases() if (c[400, 300, :3] == (200, 30, 40)).all()
+               and c[400, 300, 3] == 255)
+    assert red[650, 600, 3] == 255  # completed under the blue square

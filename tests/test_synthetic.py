@@ -8,7 +8,15 @@ from layerlift.inference.backends.base import MAX_LAYERS
 from layerlift.inference.layers import LayerStack, psnr
 from scipy import ndimage
 
-from bench.synthetic import TIERS, Sample, iter_samples, make_sample, visible_fractions
+from bench.synthetic import (
+    CLEAN_TIERS,
+    DEGRADED_TIERS,
+    TIERS,
+    Sample,
+    iter_samples,
+    make_sample,
+    visible_fractions,
+)
 
 SMALL = (64, 64)
 SEEDS = range(4)
@@ -24,6 +32,11 @@ def test_same_arguments_give_the_same_bytes(tier):
     assert not np.array_equal(a.image, make_sample(tier, 6, SMALL).image)
 
 
+def test_old_tiers_come_first_and_are_kept():
+    assert TIERS[:4] == ("flat", "design", "photo", "translucent")
+    assert set(TIERS) == set(CLEAN_TIERS) | set(DEGRADED_TIERS)
+
+
 def test_tiers_differ_for_the_same_seed():
     images = [make_sample(tier, 0, SMALL).image for tier in TIERS]
     for i in range(len(images)):
@@ -31,14 +44,63 @@ def test_tiers_differ_for_the_same_seed():
             assert not np.array_equal(images[i], images[j])
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", CLEAN_TIERS)
 def test_layers_recompose_the_image_exactly(tier):
     for seed in SEEDS:
         sample = make_sample(tier, seed, SMALL)
         composite = LayerStack.from_canvases(sample.layers, sample.names).composite()
         assert np.array_equal(composite, sample.image)
+        assert np.array_equal(composite, sample.clean)
         assert psnr(sample.image, composite) == float("inf")
         assert (sample.image[..., 3] == 255).all()
+        assert sample.degradation == ""
+
+
+@pytest.mark.parametrize("tier", DEGRADED_TIERS)
+def test_degraded_tiers_are_a_close_copy_of_the_exact_composite(tier):
+    kinds = set()
+    for seed in range(8):
+        sample = make_sample(tier, seed, (96, 96))
+        composite = LayerStack.from_canvases(sample.layers, sample.names).composite()
+        assert np.array_equal(composite, sample.clean)
+        assert not np.array_equal(sample.image, sample.clean)
+        assert 22.0 <= psnr(sample.image, sample.clean) < float("inf"), sample.degradation
+        assert (sample.image[..., 3] == 255).all()
+        kinds.add(sample.degradation.split()[0])
+        assert sample.degradation.split()[-1] in CLEAN_TIERS
+    assert kinds == ({"jpeg"} if tier == "jpeg" else {"blur", "resampled"})
+
+
+def test_jpeg_quality_stays_in_the_issue_range():
+    for seed in range(12):
+        quality = int(make_sample("jpeg", seed, SMALL).degradation.split()[1][1:])
+        assert 70 <= quality <= 95
+
+
+def test_typography_has_styled_text_in_one_layer_each():
+    styled = outlined = 0
+    for seed in range(8):
+        sample = make_sample("typography", seed, (256, 256))
+        assert {"title", "tagline"} <= set(sample.names)
+        for name in ("title", "tagline", "paragraph"):
+            if name not in sample.names:
+                continue
+            layer = sample.layers[sample.names.index(name)]
+            alpha = layer[..., 3]
+            _, blobs = ndimage.label(alpha > 0)
+            assert blobs >= 3 or (alpha < 255).sum() > 0.5 * (alpha > 0).sum()
+            colours = len(np.unique(layer[alpha == 255, :3], axis=0))
+            styled += colours > 1 or (alpha[alpha > 0] < 128).mean() > 0.4
+            outlined += colours > 1
+    assert styled >= 3 and outlined >= 1
+
+
+def test_textured_background_is_not_flat():
+    for seed in SEEDS:
+        sample = make_sample("textured", seed, (128, 128))
+        background = sample.layers[0][..., :3].astype(np.float32)
+        rough = np.abs(np.diff(background, axis=1)).mean()
+        assert rough > 0.5  # grain at least: no flat or smooth gradient model explains it
 
 
 @pytest.mark.parametrize("tier", TIERS)
@@ -139,3 +201,18 @@ def test_bad_arguments_are_refused():
         make_sample("flat", 0, (8, 64))
     with pytest.raises(ValueError, match="size"):
         make_sample("flat", 0, (64,))
+
+
+def test_styled_text_works_without_font_files(monkeypatch):
+    import bench.synthetic as synthetic
+
+    monkeypatch.setattr(synthetic, "FONT_DIRS", ())
+    synthetic._font_path.cache_clear()
+    synthetic._styled_font.cache_clear()
+    try:
+        sample = make_sample("typography", 1, (128, 128))
+        title = sample.layers[sample.names.index("title")]
+        assert title[..., 3].any()
+    finally:
+        synthetic._font_path.cache_clear()
+        synthetic._styled_font.cache_clear()

@@ -10,6 +10,13 @@ Stages (each reports progress and is a cancellation point):
 5. count: merge or split to the requested number of layers, and names;
 6. exactness: `inference.refine.recomposite_exact`, so the stack flattens to the input.
 
+Pictures larger than ANALYSIS_PIXELS are analysed at a reduced scale (box-averaged by an integer
+factor, which also averages away sensor and JPEG noise): stages 1-5 run there, each layer is
+then resampled to the full size (premultiplied bilinear) and stage 6 runs at full size, so the
+stack still flattens exactly to the full-size input. A 2048 x 2048 poster holds no detail that
+its 1024 x 1024 copy lacks for deciding what the objects are; what the full size adds (one
+pixel of anti-aliasing) is what the exact recomposition puts back.
+
 The whole pipeline is deterministic: no step draws random numbers, so every seed gives the
 same stack (the seed is recorded in the stack's meta for the record).
 """
@@ -38,6 +45,7 @@ from layerlift.inference.backends.classic.count import (
     overlaps,
     unique_names,
 )
+from layerlift.inference.backends.classic.denoise import is_noisy, smooth
 from layerlift.inference.backends.classic.facts import unit_facts
 from layerlift.inference.backends.classic.grouping import element_map, form_elements
 from layerlift.inference.backends.classic.models import accumulate
@@ -48,6 +56,7 @@ from layerlift.inference.errors import InputError
 from layerlift.inference.job_states import JobState
 from layerlift.inference.layers import Layer, LayerStack, as_rgba8
 from layerlift.inference.refine import recomposite_exact
+from PIL import Image
 
 
 class _Stages:
@@ -99,18 +108,23 @@ class ClassicBackend(Backend):
         cancel: CancelToken | None = None,
     ) -> LayerStack:
         stages = _Stages(progress, cancel)
-        rgba = _check_image(image)
+        full = _check_image(image)
+        full_h, full_w = full.shape[:2]
+        factor = analysis_factor(full_h, full_w)
+        rgba = _reduce(full, factor)
         h, w = rgba.shape[:2]
-        rgb = np.ascontiguousarray(rgba[..., :3])
+        raw = np.ascontiguousarray(rgba[..., :3])
+        noisy = is_noisy(raw)
+        rgb = smooth(raw, reduced=factor) if noisy else raw
         valid = rgba[..., 3] > 0
 
         stages.report(0.02, "finding regions")
-        units = find_units(rgb, valid)
+        units = find_units(rgb, valid, raw)
         stages.done("regions")
 
         stages.report(0.2, "grouping regions into objects")
         sums = accumulate(units.labels, rgb, units.count)
-        facts = unit_facts(units, sums, rgb)
+        facts = unit_facts(units, sums, rgb, raw)
         elements, background = form_elements(units.own, facts, units.count)
         emap = element_map(units.own, elements, units.count, background)
         defined = units.labels > 0
@@ -147,9 +161,15 @@ class ClassicBackend(Backend):
             note = ""
         stages.done("count")
 
+        if factor > 1:
+            stages.report(0.85, "resampling the layers to full size")
+            layers = [_enlarge(layer, factor, full_h, full_w) for layer in layers]
+            _show_picture(layers, full)
+            stages.done("enlarge")
+
         stages.report(0.88, "making the layers recomposite exactly")
-        stack = _to_stack(layers, rgba, w, h)
-        stack, before, after = recomposite_exact(stack, rgba)
+        stack = _to_stack(layers, full, full_w, full_h)
+        stack, before, after = recomposite_exact(stack, full)
         stack = stack.trimmed()
         stages.done("refine")
 
@@ -161,6 +181,8 @@ class ClassicBackend(Backend):
             requested_layers=request.layers,
             seed=request.seed,
             timings=stages.timings,
+            analysis_scale=1.0 / factor,
+            smoothed=noisy,
         )
         if note:
             stack.meta["note"] = note
@@ -169,6 +191,40 @@ class ClassicBackend(Backend):
 
 
 SMALL_DETAIL = 0.002  # detail layers below this share of the picture fold into their host
+# Pictures above this many pixels are analysed at 1/2, 1/3, ... of their size, the smallest
+# factor that brings them under it.
+ANALYSIS_PIXELS = 1_200_000
+
+
+def analysis_factor(h: int, w: int) -> int:
+    """The integer factor a picture is reduced by for analysis (1: full size)."""
+    factor = 1
+    while (h // factor) * (w // factor) > ANALYSIS_PIXELS:
+        factor += 1
+    return factor
+
+
+def _reduce(rgba: np.ndarray, factor: int) -> np.ndarray:
+    """`rgba` box-averaged by `factor` (premultiplied, so transparent pixels add no colour)."""
+    if factor == 1:
+        return rgba
+    image = Image.fromarray(rgba, "RGBA")
+    return np.asarray(image.reduce(factor))
+
+
+def _enlarge(layer: BuiltLayer, factor: int, h: int, w: int) -> BuiltLayer:
+    """A layer built at the analysis scale, resampled onto the full-size canvas.
+
+    Pillow resizes RGBA premultiplied, so a transparent neighbour lends no colour to an edge.
+    The box's corners scale exactly, so the layers line up with the full-size picture.
+    """
+    top, left, bottom, right = layer.box
+    bh, bw = layer.rgba.shape[:2]
+    image = Image.fromarray(np.ascontiguousarray(layer.rgba), "RGBA")
+    big = np.array(image.resize((bw * factor, bh * factor), Image.Resampling.BILINEAR))
+    box = (top * factor, left * factor, min(h, bottom * factor), min(w, right * factor))
+    big = big[: box[2] - box[0], : box[3] - box[1]]
+    return BuiltLayer(layer.kinds, layer.names, box, big, layer.colour)
 
 
 def _fold_small_details(
@@ -206,6 +262,24 @@ def _name_details(details: list[BuiltLayer], layers: list[BuiltLayer]) -> list[B
         taken.add(name)
         layer.names = [name]
     return details
+
+
+def _show_picture(layers: list[BuiltLayer], picture: np.ndarray) -> None:
+    """Give each layer the full-size picture's colour where it shows, opaque and uncovered.
+
+    That is what each layer's interior holds at the analysis scale too; resampled, it would be
+    the picture blurred, which the exact recomposition would then have to correct pixel by
+    pixel. Layers are visited top down, keeping what the layers above cover (in place).
+    """
+    h, w = picture.shape[:2]
+    covered = np.zeros((h, w), bool)
+    for layer in reversed(layers):
+        top, left, bottom, right = layer.box
+        alpha = layer.rgba[..., 3]
+        above = covered[top:bottom, left:right]
+        show = (alpha == 255) & ~above
+        np.copyto(layer.rgba[..., :3], picture[top:bottom, left:right, :3], where=show[..., None])
+        above |= alpha > 0
 
 
 def _to_stack(layers: list[BuiltLayer], rgba: np.ndarray, w: int, h: int) -> LayerStack:

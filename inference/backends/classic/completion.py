@@ -69,9 +69,19 @@ def _relax(filled: np.ndarray, known: np.ndarray, sweeps: int) -> np.ndarray:
     """Jacobi sweeps of the 4-neighbour Laplace equation on the unknown pixels only."""
     if sweeps <= 0 or min(known.shape) < 3:
         return filled
-    unknown = ~known
+    # Only the box around the unknown pixels changes; one pixel of margin feeds its edge.
+    rows, cols = np.flatnonzero((~known).any(axis=1)), np.flatnonzero((~known).any(axis=0))
+    top, bottom = max(rows[0] - 1, 0), min(rows[-1] + 2, known.shape[0])
+    left, right = max(cols[0] - 1, 0), min(cols[-1] + 2, known.shape[1])
+    crop = filled[top:bottom, left:right]
+    unknown = ~known[top:bottom, left:right]
+    padded = np.pad(crop, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    inner = padded[1:-1, 1:-1]
     for _ in range(sweeps):
-        padded = np.pad(filled, ((1, 1), (1, 1), (0, 0)), mode="edge")
         mean = 0.25 * (padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:])
-        filled[unknown] = mean[unknown]
+        np.copyto(inner, mean, where=unknown[..., None])
+        # Keep the "edge" padding in step with the pixels it copies.
+        padded[0, 1:-1], padded[-1, 1:-1] = padded[1, 1:-1], padded[-2, 1:-1]
+        padded[:, 0], padded[:, -1] = padded[:, 1], padded[:, -2]
+    filled[top:bottom, left:right] = inner
     return filled

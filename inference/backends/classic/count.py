@@ -46,23 +46,24 @@ def merge(lower: BuiltLayer, upper: BuiltLayer) -> BuiltLayer:
         max(lower.box[2], upper.box[2]), max(lower.box[3], upper.box[3]),
     )
     h, w = box[2] - box[0], box[3] - box[1]
-    out_p = np.zeros((h, w, 3), np.float32)
-    out_a = np.zeros((h, w), np.float32)
-    for layer in (lower, upper):
-        t, l_ = layer.box[0] - box[0], layer.box[1] - box[1]
-        lh, lw = layer.rgba.shape[:2]
-        src = layer.rgba.astype(np.float32) / 255.0
-        a = src[..., 3]
-        view_p = out_p[t : t + lh, l_ : l_ + lw]
-        view_a = out_a[t : t + lh, l_ : l_ + lw]
-        view_p *= (1.0 - a)[..., None]
-        view_p += src[..., :3] * a[..., None]
-        view_a *= 1.0 - a
-        view_a += a
+    # Outside the upper layer's box the result is the lower layer as it is (colour cleared
+    # where it is transparent); only the upper box is composited, in float.
+    rgba = np.zeros((h, w, 4), np.uint8)
+    t, l_ = lower.box[0] - box[0], lower.box[1] - box[1]
+    lh, lw = lower.rgba.shape[:2]
+    rgba[t : t + lh, l_ : l_ + lw] = lower.rgba
+    rgba[rgba[..., 3] == 0] = 0
+    t, l_ = upper.box[0] - box[0], upper.box[1] - box[1]
+    uh, uw = upper.rgba.shape[:2]
+    view = rgba[t : t + uh, l_ : l_ + uw]
+    low = view.astype(np.float32) / 255.0
+    src = upper.rgba.astype(np.float32) / 255.0
+    a, below = src[..., 3], low[..., 3] * (1.0 - src[..., 3])
+    out_a = a + below
+    out_p = src[..., :3] * a[..., None] + low[..., :3] * below[..., None]
     safe = np.where(out_a > 0, out_a, 1.0)
-    rgba = np.empty((h, w, 4), np.uint8)
-    rgba[..., :3] = np.clip(np.rint(out_p / safe[..., None] * 255.0), 0, 255)
-    rgba[..., 3] = np.clip(np.rint(out_a * 255.0), 0, 255)
+    view[..., :3] = np.clip(np.rint(out_p / safe[..., None] * 255.0), 0, 255)
+    view[..., 3] = np.clip(np.rint(out_a * 255.0), 0, 255)
     return BuiltLayer(lower.kinds + upper.kinds, lower.names + upper.names, box, rgba)
 
 

@@ -39,6 +39,7 @@ class UnitFacts:
     labels: np.ndarray
     own: np.ndarray
     rgb: np.ndarray
+    raw: np.ndarray | None = None  # the picture itself when `rgb` is a smoothed copy
 
     def is_flat(self, unit: int) -> bool:
         return bool(self.rms0[unit] <= FLAT_RMS and not self.complex[unit])
@@ -84,7 +85,9 @@ def _border_counts(own: np.ndarray, count: int) -> np.ndarray:
     return np.bincount(edge, minlength=count + 1)
 
 
-def unit_facts(units: Units, sums: UnitSums, rgb: np.ndarray) -> UnitFacts:
+def unit_facts(
+    units: Units, sums: UnitSums, rgb: np.ndarray, raw: np.ndarray | None = None
+) -> UnitFacts:
     count = units.count
     own = units.own
     area = np.bincount(own[own > 0].ravel(), minlength=count + 1)
@@ -112,4 +115,5 @@ def unit_facts(units: Units, sums: UnitSums, rgb: np.ndarray) -> UnitFacts:
         labels=units.labels,
         own=units.own,
         rgb=rgb,
+        raw=raw,
     )

@@ -124,7 +124,8 @@ def _detail_share(facts: UnitFacts, members: set[int], rect: Box) -> float:
     height, width = (bottom - top) // step * step, (right - left) // step * step
     if height < 3 * step or width < 3 * step:
         return 0.0
-    crop = facts.rgb[top : top + height, left : left + width].astype(np.float32).mean(axis=-1)
+    picture = facts.rgb if facts.raw is None else facts.raw
+    crop = picture[top : top + height, left : left + width].astype(np.float32).mean(axis=-1)
     mine = np.isin(facts.labels[top : top + height, left : left + width], list(members))
     shape = (height // step, step, width // step, step)
     grey = crop.reshape(shape).mean(axis=(1, 3))

@@ -141,13 +141,19 @@ def texture_pieces(core: np.ndarray, valid: np.ndarray, min_area: int) -> np.nda
     return labels
 
 
-def find_units(rgb: np.ndarray, valid: np.ndarray) -> Units:
-    """Regions, texture pieces and the territory of each, for an (h, w, 3) uint8 picture."""
+def find_units(rgb: np.ndarray, valid: np.ndarray, raw: np.ndarray | None = None) -> Units:
+    """Regions, texture pieces and the territory of each, for an (h, w, 3) uint8 picture.
+
+    `rgb` may be a smoothed copy of the picture `raw` (see `denoise`): regions are found on
+    the smoothed one, texture on the picture itself, whose fine detail smoothing would hide.
+    """
     core = core_mask(rgb, valid)
     labels = label_regions(rgb, core)
     regions = int(labels.max())
     min_texture = max(64, int(0.002 * valid.size))
-    texture = texture_pieces(core, valid, min_texture)
+    texture_core = core if raw is None else core_mask(raw, valid)
+    texture = texture_pieces(texture_core, valid, min_texture)
+    texture[core & (texture > 0)] = 0
     labels = np.where(texture > 0, texture + regions, labels).astype(np.int32)
     count = int(labels.max())
     own = territories(labels, valid)
