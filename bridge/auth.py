@@ -3,7 +3,8 @@
 The threat is not a remote attacker (we listen on loopback) but a web page in the user's
 browser: it can open `ws://127.0.0.1:PORT` (WebSockets are not bound by CORS) or reach it
 through DNS rebinding. So: a token only the user's processes can read, compared in constant
-time; a Host header that must name loopback and our port; and no web Origin at all.
+time; a Host header that must name loopback and our port; and no web Origin at all (a UXP
+panel's `uxp://` Origin is not a web origin: no browser page can send that scheme).
 
 The Photoshop panel cannot read files, so the tray (or `layerlift pair`) shows a short code
 that the panel exchanges once for the token. Codes live in a 0600 file so that the CLI that
@@ -31,11 +32,14 @@ PAIRING_TTL = 120.0  # seconds a pairing code stays valid
 PAIRING_ATTEMPTS = 5  # wrong guesses before a code is void
 PAIRING_DIGITS = 6
 
-# The Photoshop panel's UXP plug-in id (photoshop_plugin/manifest.json). UXP sends
-# `Origin: uxp://<plugin id>` on its WebSocket handshake (as far as public plug-ins show);
-# that one value is allowed, every other Origin is refused. See docs/protocol.md.
+# The Photoshop panel's UXP plug-in id (photoshop_plugin/manifest.json).
 UXP_PLUGIN_ID = "com.layerlift.photoshop"
 UXP_ORIGIN = f"uxp://{UXP_PLUGIN_ID}"
+# Adobe documents no Origin for UXP WebSockets, and public plug-ins report several (none,
+# `uxp://uxp-internal`, `uxp://<plugin id>`). Any `uxp://` Origin is admitted: a web page
+# cannot send that scheme (browsers only send their page's own origin, or `null`), and the
+# token and pairing still guard the bridge. See docs/protocol.md, "Security".
+UXP_SCHEME = "uxp://"
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
@@ -138,15 +142,27 @@ def allowed_hosts(port: int, extra: Iterable[str] = ()) -> frozenset[str]:
     return frozenset(f"{name}:{port}".lower() for name in names)
 
 
+def origin_allowed(origin: str, extra: Iterable[str] = ()) -> bool:
+    """Whether one Origin value may connect: any `uxp://` origin, or one of `extra` exactly.
+
+    Refused: `null` (sandboxed frames, `file:` pages, redirects), every `http(s)://` page,
+    `file://`, browser extensions, and anything else a browser could be made to send.
+    """
+    return origin.strip().lower().startswith(UXP_SCHEME) or origin in set(extra)
+
+
 def refuse_reason(
     hosts: list[str],
     origins: list[str],
     allowed: frozenset[str],
-    allowed_origins: Iterable[str] = (UXP_ORIGIN,),
+    allowed_origins: Iterable[str] = (),
 ) -> str | None:
-    """Why a handshake must be refused (DNS rebinding, a web page), or None to accept it."""
+    """Why a handshake must be refused (DNS rebinding, a web page), or None to accept it.
+
+    No Origin header is accepted (native clients: GIMP, Python, the desktop window).
+    """
     if len(hosts) != 1 or hosts[0].strip().lower() not in allowed:
         return "the Host header must name this computer's loopback address and port"
-    if origins and (len(origins) != 1 or origins[0] not in set(allowed_origins)):
+    if origins and (len(origins) != 1 or not origin_allowed(origins[0], allowed_origins)):
         return "web pages may not connect to LayerLift"
     return None

@@ -40,6 +40,8 @@ CLOSE_POLICY = 1008  # RFC 6455 "policy violation": authentication failed or tim
 CLOSE_INTERNAL = 1011  # RFC 6455 "internal error": the server could not go on
 # A client that stops reading gets progress events dropped (never results) past this backlog.
 MAX_BACKLOG = 1000
+# Distinct refused Origin values logged per server; past this, refusals are not logged again.
+MAX_LOGGED_ORIGINS = 32
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,8 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     limits: Limits = field(default_factory=Limits)
-    allowed_origins: tuple[str, ...] = (auth.UXP_ORIGIN,)
+    # Exact Origin values admitted besides any `uxp://` origin (see auth.origin_allowed).
+    allowed_origins: tuple[str, ...] = ()
 
 
 def is_loopback(host: str) -> bool:
@@ -68,6 +71,7 @@ class BridgeServer:
         self._unsubscribe = None
         self.port = self.config.port
         self._allowed_hosts: frozenset[str] = frozenset()
+        self._logged_origins: set[str] = set()
 
     @property
     def url(self) -> str:
@@ -127,12 +131,25 @@ class BridgeServer:
             self.config.allowed_origins,
         )
         if reason:
-            log.warning("refused a connection: %s", reason)
+            self._log_refusal(reason, request.headers.get_all("Origin"))
             return connection.respond(http.HTTPStatus.FORBIDDEN, reason + "\n")
         if len(self._connections) >= self.config.limits.max_connections:
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE,
                                       "too many connections\n")
         return None
+
+    def _log_refusal(self, reason: str, origins: list[str]) -> None:
+        """Log what was refused; each Origin value once, so a user's log shows exactly what
+        their Photoshop sent (docs/photoshop.md) without a retrying client flooding it."""
+        if not origins:
+            log.warning("refused a connection: %s", reason)
+            return
+        value = ", ".join(origins)
+        if value in self._logged_origins or len(self._logged_origins) >= MAX_LOGGED_ORIGINS:
+            return
+        self._logged_origins.add(value)
+        log.warning("refused a connection with Origin %r: %s (logged once per Origin value)",
+                    value, reason)
 
     async def _handle(self, websocket: ServerConnection) -> None:
         conn = _Connection(self, websocket)

@@ -9,8 +9,10 @@ events instead of sleeping.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import importlib
+import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -143,6 +145,21 @@ def picture(width: int = 48, height: int = 32, seed: int = 0) -> np.ndarray:
     disc = (yy - height * 0.6) ** 2 + (xx - width * 0.65) ** 2 < (min(width, height) / 5) ** 2
     image[disc] = (*rng.integers(0, 255, 3), 255)
     return image
+
+
+async def handshake_status(port: int, headers: list[tuple[str, str]]) -> int:
+    """Send a hand-written upgrade request (exact headers, no library defaults) to a server
+    on 127.0.0.1:`port`; the HTTP status it answers (101 when it accepts)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = ["GET / HTTP/1.1", *(f"{name}: {value}" for name, value in headers),
+             "Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
+             "Sec-WebSocket-Version: 13", "", ""]
+    writer.write("\r\n".join(lines).encode())
+    await writer.drain()
+    status = await reader.readline()
+    writer.close()
+    return int(status.split()[1])
 
 
 @contextlib.asynccontextmanager

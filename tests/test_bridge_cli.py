@@ -17,7 +17,14 @@ from layerlift.inference.backends.base import DecomposeRequest, Progress
 from layerlift.inference.errors import BadRequest
 from layerlift.inference.layers import psnr
 
-from tests.bridge_fixtures import REAL_BACKEND, TOKEN, ServerThread, picture, real_provider
+from tests.bridge_fixtures import (
+    REAL_BACKEND,
+    TOKEN,
+    ServerThread,
+    handshake_status,
+    picture,
+    real_provider,
+)
 from tests.conftest import REPO
 
 
@@ -102,6 +109,40 @@ def test_serve_command_serves_until_interrupted(tmp_path):
         finally:
             if process.poll() is None:
                 process.kill()
+
+
+@pytest.mark.timeout(60)
+def test_serve_admits_uxp_panels_refuses_web_pages_and_logs_what_it_refused():
+    """The real `layerlift serve`: the Origin policy over a real socket, and the log line a
+    user reads to learn what their Photoshop sent (docs/photoshop.md)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "layerlift.desktop.cli", "serve", "--port", "0"],
+        cwd=REPO, env=dict(os.environ), stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        match = re.search(r"ws://127\.0\.0\.1:(\d+)", process.stderr.readline())
+        assert match
+        port = int(match.group(1))
+        host = ("Host", f"127.0.0.1:{port}")
+
+        async def statuses():
+            return [await handshake_status(port, [host, *extra]) for extra in (
+                [("Origin", "uxp://uxp-internal")], [],
+                [("Origin", "null")], [("Origin", "https://example.com")],
+                [("Origin", "null")])]
+
+        assert asyncio.run(asyncio.wait_for(statuses(), 30)) == [101, 101, 403, 403, 403]
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            _, log = process.communicate(timeout=20)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    refused = [line for line in log.splitlines() if "refused a connection" in line]
+    assert len(refused) == 2, log
+    assert "Origin 'null'" in refused[0]
+    assert "Origin 'https://example.com'" in refused[1]
 
 
 def test_serve_warns_loudly_off_loopback():

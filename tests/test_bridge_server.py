@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
+import logging
 import os
 
 import numpy as np
@@ -21,6 +21,7 @@ from tests.bridge_fixtures import (
     REAL_BACKEND,
     TOKEN,
     GatedBackend,
+    handshake_status,
     picture,
     real_provider,
     running_server,
@@ -44,20 +45,6 @@ def _gate():
 async def hello(ws, token=TOKEN):
     await ws.send(json.dumps({"type": "hello", "protocol": 1, "token": token}))
     return json.loads(await ws.recv())
-
-
-async def handshake_status(port: int, headers: list[tuple[str, str]]) -> int:
-    """Send a hand-written upgrade request (exact headers, no library defaults)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    lines = ["GET / HTTP/1.1", *(f"{name}: {value}" for name, value in headers),
-             "Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
-             "Sec-WebSocket-Version: 13", "", ""]
-    writer.write("\r\n".join(lines).encode())
-    await writer.drain()
-    status = await reader.readline()
-    writer.close()
-    return int(status.split()[1])
 
 
 def test_full_decompose_with_progress_and_binary_layers():
@@ -220,37 +207,78 @@ def test_wrong_and_missing_token_are_refused():
     run(scenario())
 
 
-def test_web_origins_and_foreign_hosts_are_refused_before_the_upgrade():
+# The Origin policy (docs/protocol.md, "Security"): none or any uxp:// origin is admitted,
+# because Adobe documents no Origin for UXP WebSockets and a web page cannot send uxp://.
+ADMITTED_ORIGINS = [None, "uxp://uxp-internal", auth.UXP_ORIGIN, "UXP://uxp-internal"]
+REFUSED_ORIGINS = ["null", "https://example.com", "http://127.0.0.1:8000", "file://",
+                   "chrome-extension://x", "moz-extension://x", "uxp", "uxp:/x", "",
+                   "https://uxp.example"]
+
+
+def test_uxp_origins_are_admitted_and_web_origins_refused_before_the_upgrade():
     async def scenario():
         async with running_server() as server:
             port = server.port
             host = ("Host", f"127.0.0.1:{port}")
-            statuses = {
+            statuses = {}
+            for origin in ADMITTED_ORIGINS + REFUSED_ORIGINS:
+                headers = [host] if origin is None else [host, ("Origin", origin)]
+                statuses[origin] = await handshake_status(port, headers)
+            two = await handshake_status(port, [host, ("Origin", auth.UXP_ORIGIN),
+                                                ("Origin", auth.UXP_ORIGIN)])
+            with pytest.raises(InvalidStatus) as refused:
+                await connect(server.url, origin="http://localhost:8000")
+            assert refused.value.response.status_code == 403
+            # An admitted uxp:// origin gets a working connection, not just a 101.
+            async with connect(server.url, origin="uxp://uxp-internal") as ws:
+                assert (await hello(ws))["type"] == "welcome"
+            return statuses, two
+
+    statuses, two = run(scenario())
+    assert {o: statuses[o] for o in ADMITTED_ORIGINS} == dict.fromkeys(ADMITTED_ORIGINS, 101)
+    assert {o: statuses[o] for o in REFUSED_ORIGINS} == dict.fromkeys(REFUSED_ORIGINS, 403)
+    assert two == 403  # two Origin headers: ambiguous, refused
+
+
+def test_foreign_hosts_are_refused_before_the_upgrade():
+    async def scenario():
+        async with running_server() as server:
+            port = server.port
+            host = ("Host", f"127.0.0.1:{port}")
+            uxp = ("Origin", "uxp://uxp-internal")
+            return {
                 "plain": await handshake_status(port, [host]),
                 "localhost": await handshake_status(port, [("Host", f"localhost:{port}")]),
                 "ipv6": await handshake_status(port, [("Host", f"[::1]:{port}")]),
-                "uxp": await handshake_status(port, [host, ("Origin", auth.UXP_ORIGIN)]),
-                "browser": await handshake_status(port, [host, ("Origin", "https://evil.example")]),
-                "null": await handshake_status(port, [host, ("Origin", "null")]),
-                "file": await handshake_status(port, [host, ("Origin", "file://")]),
-                "other uxp": await handshake_status(port, [host, ("Origin", "uxp://evil")]),
                 "rebinding": await handshake_status(port, [("Host", f"evil.example:{port}")]),
+                "rebinding uxp": await handshake_status(port, [("Host", f"evil.example:{port}"),
+                                                               uxp]),
                 "wrong port": await handshake_status(port, [("Host", f"127.0.0.1:{port + 1}")]),
                 "no port": await handshake_status(port, [("Host", "127.0.0.1")]),
                 "no host": await handshake_status(port, []),
                 "two hosts": await handshake_status(port, [host, host]),
             }
-            with pytest.raises(InvalidStatus) as refused:
-                await connect(server.url, origin="http://localhost:8000")
-            assert refused.value.response.status_code == 403
-            return statuses
 
     statuses = run(scenario())
     assert statuses.pop("plain") == 101
     assert statuses.pop("localhost") == 101
     assert statuses.pop("ipv6") == 101
-    assert statuses.pop("uxp") == 101
     assert statuses == dict.fromkeys(statuses, 403)
+
+
+def test_each_refused_origin_is_logged_once(caplog):
+    async def scenario():
+        async with running_server() as server:
+            host = ("Host", f"127.0.0.1:{server.port}")
+            for origin in ["null", "https://example.com", "null", "null", "uxp://uxp-internal"]:
+                await handshake_status(server.port, [host, ("Origin", origin)])
+
+    with caplog.at_level(logging.WARNING):
+        run(scenario())
+    lines = [r.getMessage() for r in caplog.records if "Origin" in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert "'null'" in lines[0] and "'https://example.com'" in lines[1]
+    assert not any("uxp-internal" in line for line in lines)
 
 
 def test_oversize_frame_and_image_are_refused_while_others_are_served():

@@ -36,7 +36,7 @@ def test_manifest_has_the_v5_fields_photoshop_requires(ccx: Path) -> None:
         names = set(archive.namelist())
         manifest = json.loads(archive.read("manifest.json"))
         assert manifest["manifestVersion"] == 5
-        assert manifest["id"] == UXP_PLUGIN_ID  # the bridge allows exactly this UXP Origin
+        assert manifest["id"] == UXP_PLUGIN_ID  # the id the bridge and docs name
         assert manifest["name"]
         assert re.fullmatch(r"\d+\.\d+\.\d+", manifest["version"])
         assert manifest["main"] in names
