@@ -15,6 +15,8 @@ entrypoints.setup({
           photoshop: require("photoshop"),
           uxp: require("uxp"),
           WebSocket,
+          // Only to tell "refused" from "not running" after a failed connection (src/probe.js).
+          fetch: typeof fetch === "function" ? fetch : null,
           storage: window.localStorage,
         });
       },

@@ -147,14 +147,16 @@ def picture(width: int = 48, height: int = 32, seed: int = 0) -> np.ndarray:
     return image
 
 
-async def handshake_status(port: int, headers: list[tuple[str, str]]) -> int:
+async def handshake_status(port: int, headers: list[tuple[str, str]], upgrade: bool = True) -> int:
     """Send a hand-written upgrade request (exact headers, no library defaults) to a server
-    on 127.0.0.1:`port`; the HTTP status it answers (101 when it accepts)."""
+    on 127.0.0.1:`port`; the HTTP status it answers (101 when it accepts). With
+    `upgrade=False`, a plain GET with just `headers`."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     key = base64.b64encode(os.urandom(16)).decode()
+    websocket = ["Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
+                 "Sec-WebSocket-Version: 13"] if upgrade else []
     lines = ["GET / HTTP/1.1", *(f"{name}: {value}" for name, value in headers),
-             "Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
-             "Sec-WebSocket-Version: 13", "", ""]
+             *websocket, "", ""]
     writer.write("\r\n".join(lines).encode())
     await writer.drain()
     status = await reader.readline()

@@ -240,6 +240,19 @@ def test_uxp_origins_are_admitted_and_web_origins_refused_before_the_upgrade():
     assert two == 403  # two Origin headers: ambiguous, refused
 
 
+def test_a_plain_http_request_gets_the_same_verdict():
+    """The Photoshop panel's probe (photoshop_plugin/src/probe.js): 403 when the caller would
+    be refused, 426 (no upgrade asked for) when it would be admitted."""
+    async def scenario():
+        async with running_server() as server:
+            host = ("Host", f"127.0.0.1:{server.port}")
+            return [await handshake_status(server.port, [host, *extra], upgrade=False)
+                    for extra in ([], [("Origin", "uxp://uxp-internal")], [("Origin", "null")],
+                                  [("Origin", "https://example.com")])]
+
+    assert run(scenario()) == [426, 426, 403, 403]
+
+
 def test_foreign_hosts_are_refused_before_the_upgrade():
     async def scenario():
         async with running_server() as server:

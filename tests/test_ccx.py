@@ -56,8 +56,10 @@ def test_manifest_has_the_v5_fields_photoshop_requires(ccx: Path) -> None:
             <= panel["maximumSize"]["width"]
 
         domains = manifest["requiredPermissions"]["network"]["domains"]
-        assert sorted(domains) == sorted([f"ws://127.0.0.1:{DEFAULT_PORT}",
-                                          f"ws://localhost:{DEFAULT_PORT}"])
+        # The WebSocket, and plain HTTP for the panel's refused-or-not-running probe.
+        assert sorted(domains) == sorted(f"{scheme}://{host}:{DEFAULT_PORT}"
+                                         for scheme in ("ws", "http")
+                                         for host in ("127.0.0.1", "localhost"))
 
         icons = [*manifest["icons"], *panel["icons"]]
         assert icons and panel["icons"]

@@ -10,6 +10,7 @@
 
 const protocol = require("./protocol");
 const { normalizeCode, isValidCode } = require("./pairing");
+const { probeBridge } = require("./probe");
 
 const { LayerLiftError } = protocol;
 
@@ -18,7 +19,16 @@ const STATUS = Object.freeze({
   CONNECTED: "connected",
   NOT_RUNNING: "server_not_running",
   PAIRING_NEEDED: "pairing_needed",
+  REFUSED: "refused",
+  CONNECTION_FAILED: "connection_failed",
 });
+
+const REFUSED_TEXT = "the LayerLift app refused this panel (see its log)";
+
+/** The status a failed connection shows: refused, answered-but-failed, or not running. */
+function statusOf(err) {
+  return err.code === STATUS.REFUSED || err.code === STATUS.CONNECTION_FAILED ? err.code : STATUS.NOT_RUNNING;
+}
 
 const AUTH_ERRORS = new Set(["unauthorized", "pairing_failed", "auth_timeout"]);
 
@@ -132,6 +142,7 @@ class BridgeConnection {
       const fail = (err) => {
         if (settled) return;
         settled = true;
+        err.beforeOpen = true; // the socket never opened: see ConnectionManager._explain
         this.timers.clearTimeout(timer);
         this.closed = true;
         try {
@@ -379,8 +390,9 @@ class BridgeConnection {
  * down, knows whether pairing is needed, and tells the panel its status.
  */
 class ConnectionManager {
-  constructor({ WebSocket, url, tokenStore, timers = defaultTimers, onStatus, retryMs = [1000, 2000, 5000, 10000] }) {
+  constructor({ WebSocket, url, tokenStore, timers = defaultTimers, onStatus, retryMs = [1000, 2000, 5000, 10000], fetch = null }) {
     this.WebSocket = WebSocket;
+    this.fetch = fetch;
     this.url = url;
     this.tokenStore = tokenStore;
     this.timers = timers;
@@ -427,10 +439,31 @@ class ConnectionManager {
         this._setStatus(STATUS.PAIRING_NEEDED, "LayerLift no longer accepts this panel's token: pair again");
         throw new LayerLiftError(STATUS.PAIRING_NEEDED, `pairing needed: ${err.message}`);
       }
-      this._setStatus(STATUS.NOT_RUNNING, err.message);
-      this._scheduleRetry();
-      throw err;
+      throw await this._failed(err);
     }
+  }
+
+  /**
+   * Why a connection could not be opened, as the status line and the error to throw. A
+   * refusal (HTTP 403) is not retried: LayerLift would refuse again until the user changes
+   * something, and every try would only add to its log. The next Decompose or Pair tries once.
+   */
+  async _failed(err) {
+    const why = await this._explain(err);
+    this._setStatus(statusOf(why), why.message);
+    if (why.code !== STATUS.REFUSED) this._scheduleRetry();
+    return why;
+  }
+
+  /** A failed open: nothing listening, a refusal, or something else (see probe.js). */
+  async _explain(err) {
+    if (!err.beforeOpen || !this.fetch) return err;
+    const probe = await probeBridge(this.fetch, this.url, { timers: this.timers });
+    if (!probe.answered) return err;
+    if (probe.status === 403) return new LayerLiftError(STATUS.REFUSED, REFUSED_TEXT, { status: 403 });
+    return new LayerLiftError(STATUS.CONNECTION_FAILED,
+      `LayerLift answered at ${this.url} (HTTP ${probe.status}) but the connection failed; retrying (see its log)`,
+      { status: probe.status });
   }
 
   /** Trade a pairing code for the token, keep the token, and stay connected. */
@@ -446,10 +479,11 @@ class ConnectionManager {
     } catch (err) {
       if (err.authFailed) {
         this._setStatus(STATUS.PAIRING_NEEDED, err.message);
-      } else {
-        this._setStatus(STATUS.NOT_RUNNING, err.message);
+        throw err;
       }
-      throw err;
+      const why = await this._explain(err);
+      this._setStatus(statusOf(why), why.message);
+      throw why;
     }
     await this.tokenStore.save(conn.token);
     return this._adopt(conn);
@@ -495,4 +529,4 @@ class ConnectionManager {
   }
 }
 
-module.exports = { STATUS, BridgeConnection, ConnectionManager, JobQueue, normalizeData };
+module.exports = { STATUS, REFUSED_TEXT, BridgeConnection, ConnectionManager, JobQueue, normalizeData };

@@ -32,9 +32,12 @@ class LayerLiftError extends Error {
   }
 }
 
-/** Every loopback URL the manifest must allow for `port` (UXP checks the exact origin). */
+/**
+ * Every loopback URL the manifest must allow for `port` (UXP checks the exact origin): the
+ * WebSocket, and plain HTTP for the probe that tells a refusal from a stopped app (probe.js).
+ */
 function loopbackUrls(port = DEFAULT_PORT) {
-  return [`ws://127.0.0.1:${port}`, `ws://localhost:${port}`];
+  return [`ws://127.0.0.1:${port}`, `ws://localhost:${port}`, `http://127.0.0.1:${port}`, `http://localhost:${port}`];
 }
 
 function asBytes(data) {

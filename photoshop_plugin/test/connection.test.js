@@ -128,3 +128,72 @@ test("a refused token is forgotten and the panel asks for pairing", async () => 
   await assert.rejects(manager.pair("12"), (e) => e.code === "bad_pairing_code");
   manager.stop();
 });
+
+/** A WebSocket that never opens: its upgrade was refused, or nothing listens. */
+function neverOpens(log) {
+  return class NeverOpens {
+    constructor(url) {
+      this.url = url;
+      log.push(this);
+      setTimeout(() => {
+        if (this.onerror) this.onerror({ type: "error" });
+        if (this.onclose) this.onclose({ code: 1006, reason: "" });
+      }, 0);
+    }
+    close() {}
+  };
+}
+
+async function managerWith(fetch, sockets) {
+  const { uxp } = createFakeUxp();
+  const store = new TokenStore(uxp);
+  await store.save("tok");
+  const statuses = [];
+  const manager = new ConnectionManager({ WebSocket: neverOpens(sockets), url: "ws://127.0.0.1:47811", tokenStore: store,
+    retryMs: [5], fetch, onStatus: (s) => statuses.push(s) });
+  return { manager, statuses };
+}
+
+test("an upgrade refused with HTTP 403 is reported as a refusal and not retried", async () => {
+  const sockets = [];
+  const asked = [];
+  const { manager, statuses } = await managerWith(async (url) => {
+    asked.push(url);
+    return { status: 403 };
+  }, sockets);
+  await assert.rejects(manager.ensure(), (e) => e.code === STATUS.REFUSED && e.message === "the LayerLift app refused this panel (see its log)");
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(manager.status, STATUS.REFUSED);
+  assert.equal(sockets.length, 1, "no retry loop");
+  assert.deepEqual(asked, ["http://127.0.0.1:47811"]);
+  assert.deepEqual(statuses, [STATUS.CONNECTING, STATUS.REFUSED]);
+  // A user action (Decompose, Pair) tries once more: still refused, still no loop.
+  await assert.rejects(manager.pair("123 456"), (e) => e.code === STATUS.REFUSED);
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(sockets.length, 2);
+  manager.stop();
+});
+
+test("no HTTP answer means not running, retried with back-off", async () => {
+  const sockets = [];
+  const { manager } = await managerWith(async () => {
+    throw new TypeError("fetch failed");
+  }, sockets);
+  await assert.rejects(manager.ensure(), (e) => e.code === STATUS.NOT_RUNNING);
+  await new Promise((r) => setTimeout(r, 80));
+  manager.stop();
+  await new Promise((r) => setTimeout(r, 30)); // let an attempt in flight end
+  assert.equal(manager.status, STATUS.NOT_RUNNING);
+  assert.ok(sockets.length >= 3, `retried (${sockets.length})`);
+});
+
+test("an HTTP answer other than 403 is a failed connection, retried", async () => {
+  const sockets = [];
+  const { manager } = await managerWith(async () => ({ status: 426 }), sockets);
+  await assert.rejects(manager.ensure(), (e) => e.code === STATUS.CONNECTION_FAILED && /HTTP 426/.test(e.message));
+  await new Promise((r) => setTimeout(r, 80));
+  manager.stop();
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(manager.status, STATUS.CONNECTION_FAILED);
+  assert.ok(sockets.length >= 3, `retried (${sockets.length})`);
+});

@@ -13,7 +13,7 @@ const net = require("node:net");
 const { startBridge } = require("./support/bridge");
 const { createFakePhotoshop } = require("./fakes/photoshop");
 const { createFakeUxp } = require("./fakes/uxp");
-const { ConnectionManager, STATUS } = require("../src/connection");
+const { ConnectionManager, STATUS, REFUSED_TEXT } = require("../src/connection");
 const { TokenStore } = require("../src/pairing");
 const { GroupRegistry } = require("../src/registry");
 const { decomposeActiveLayer } = require("../src/decompose");
@@ -81,6 +81,21 @@ function composite(layers, origin, width, height) {
     }
   }
   return out;
+}
+
+/**
+ * Node's WebSocket and fetch sending a chosen Origin, as Photoshop's might (Node's own send
+ * none). Node's WebSocket takes `headers` as an option; the panel's code is unchanged.
+ */
+function withOrigin(origin, sockets = []) {
+  class OriginWebSocket extends NativeWebSocket {
+    constructor(url, protocols) {
+      super(url, { protocols, headers: { Origin: origin } });
+      sockets.push(this);
+    }
+  }
+  const originFetch = (url, init = {}) => fetch(url, { ...init, headers: { ...(init.headers || {}), Origin: origin } });
+  return { WebSocket: OriginWebSocket, fetch: originFetch, sockets };
 }
 
 function freePort() {
@@ -219,9 +234,42 @@ test("the panel reports 'server not running' when nothing listens", { timeout: 2
   const store = new TokenStore(uxp);
   await store.save("some-token");
   const port = await freePort();
-  const manager = new ConnectionManager({ WebSocket: NativeWebSocket, url: `ws://127.0.0.1:${port}`, tokenStore: store });
+  // With the probe on: a closed port answers neither the WebSocket nor plain HTTP.
+  const manager = new ConnectionManager({ WebSocket: NativeWebSocket, fetch, url: `ws://127.0.0.1:${port}`, tokenStore: store });
   t.after(() => manager.stop());
   await assert.rejects(manager.ensure(), (err) => err.code === STATUS.NOT_RUNNING);
   assert.equal(manager.status, STATUS.NOT_RUNNING);
   manager.stop();
+});
+
+test("the real bridge refuses a panel whose Origin is null: the panel says so once and does not retry", { timeout: 60000 }, async (t) => {
+  const bridge = await startBridge();
+  t.after(() => bridge.stop());
+  const { uxp } = createFakeUxp();
+  await new TokenStore(uxp).save(bridge.token);
+  const { WebSocket, fetch: originFetch, sockets } = withOrigin("null");
+  const manager = new ConnectionManager({ WebSocket, fetch: originFetch, url: bridge.url, tokenStore: new TokenStore(uxp), retryMs: [10] });
+  t.after(() => manager.stop());
+  await assert.rejects(manager.ensure(), (err) => err.code === STATUS.REFUSED && err.message === REFUSED_TEXT);
+  assert.equal(manager.status, STATUS.REFUSED);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(sockets.length, 1, "no retry loop");
+  // The bridge's log names what it refused, once, although the upgrade and the probe both sent it.
+  const lines = bridge.log().split("\n").filter((line) => line.includes("refused a connection"));
+  assert.equal(lines.length, 1, bridge.log());
+  assert.match(lines[0], /Origin 'null'/);
+});
+
+test("the real bridge admits a panel whose Origin is uxp://uxp-internal", { timeout: 60000 }, async (t) => {
+  const bridge = await startBridge();
+  t.after(() => bridge.stop());
+  const { uxp } = createFakeUxp();
+  const { WebSocket, fetch: originFetch, sockets } = withOrigin("uxp://uxp-internal");
+  const manager = new ConnectionManager({ WebSocket, fetch: originFetch, url: bridge.url, tokenStore: new TokenStore(uxp) });
+  t.after(() => manager.stop());
+  const conn = await manager.pair(await bridge.pairingCode());
+  assert.equal(manager.status, STATUS.CONNECTED);
+  assert.ok(conn.capabilities.backends.length > 0);
+  assert.equal(sockets.length, 1);
+  assert.ok(!bridge.log().includes("refused"), bridge.log());
 });

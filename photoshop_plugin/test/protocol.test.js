@@ -50,7 +50,10 @@ test("decompose messages carry the picture's size and only non-empty options", (
 test("hello, pair, and the manifest's loopback URLs", () => {
   assert.deepEqual(protocol.hello("tok"), { type: "hello", protocol: 1, token: "tok", client: { name: "layerlift-photoshop" } });
   assert.deepEqual(protocol.pair("123456"), { type: "pair", code: "123456" });
-  assert.deepEqual(protocol.loopbackUrls(47811), ["ws://127.0.0.1:47811", "ws://localhost:47811"]);
+  const urls = ["ws://127.0.0.1:47811", "ws://localhost:47811", "http://127.0.0.1:47811", "http://localhost:47811"];
+  assert.deepEqual(protocol.loopbackUrls(47811), urls);
+  const manifest = JSON.parse(require("node:fs").readFileSync(require("node:path").join(__dirname, "..", "manifest.json"), "utf8"));
+  assert.deepEqual([...manifest.requiredPermissions.network.domains].sort(), [...urls].sort());
   const err = protocol.remoteError({ code: "queue_full", message: "busy" });
   assert.equal(err.code, "queue_full");
   assert.equal(err.message, "busy");
