@@ -9,14 +9,38 @@
 
 const TOKEN_KEY = "layerlift.token";
 
-/** Decode what secureStorage returns (a Uint8Array in UXP) into the ASCII token string. */
+// The bridge's token is URL-safe base64 (`secrets.token_urlsafe`): printable ASCII only.
+const TOKEN_CHARS = /^[\x21-\x7e]+$/;
+
+/**
+ * The token as explicit bytes, one per character. `secureStorage.setItem` takes a string
+ * too, but how it encodes one is not documented, and `getItem` always answers bytes
+ * (a Uint8Array): storing bytes makes what comes back exactly what went in.
+ */
+function textToBytes(token) {
+  if (typeof token !== "string" || !TOKEN_CHARS.test(token)) throw new Error("the token must be printable ASCII");
+  return Uint8Array.from(token, (c) => c.charCodeAt(0));
+}
+
+/**
+ * Decode what secureStorage returns (a Uint8Array in UXP) byte for byte into the token, or
+ * null when there is none or it is not a token (for example a value stored in another
+ * encoding): the panel then asks for pairing again instead of sending garbage.
+ */
 function bytesToText(value) {
   if (value === null || value === undefined) return null;
-  if (typeof value === "string") return value;
-  const bytes = value instanceof Uint8Array ? value : new Uint8Array(value.buffer || value);
   let text = "";
-  for (let i = 0; i < bytes.length; i += 1) text += String.fromCharCode(bytes[i]);
-  return text;
+  if (typeof value === "string") {
+    text = value; // not what UXP documents (it answers bytes), but harmless to accept
+  } else {
+    let bytes;
+    if (value instanceof ArrayBuffer) bytes = new Uint8Array(value);
+    else if (ArrayBuffer.isView(value)) bytes = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+    else return null;
+    for (let i = 0; i < bytes.length; i += 1) text += String.fromCharCode(bytes[i]);
+  }
+  text = text.trim();
+  return TOKEN_CHARS.test(text) ? text : null;
 }
 
 /** The pairing code as the server wants it: digits only (users type "123 456"). */
@@ -43,13 +67,12 @@ class TokenStore {
     } catch (_) {
       return null; // nothing stored yet: some UXP versions reject instead of returning null
     }
-    const text = bytesToText(value);
-    return text && text.trim() ? text.trim() : null;
+    return bytesToText(value);
   }
 
   async save(token) {
     if (typeof token !== "string" || !token) throw new Error("no token to save");
-    await this.storage.setItem(this.key, token);
+    await this.storage.setItem(this.key, textToBytes(token));
   }
 
   async clear() {
@@ -61,4 +84,4 @@ class TokenStore {
   }
 }
 
-module.exports = { TOKEN_KEY, TokenStore, bytesToText, normalizeCode, isValidCode };
+module.exports = { TOKEN_KEY, TokenStore, bytesToText, textToBytes, normalizeCode, isValidCode };
