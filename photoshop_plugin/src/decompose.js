@@ -10,6 +10,8 @@ const pixels = require("./pixels");
 const { planPlacement } = require("./placement");
 const { insertLayers, findLayer } = require("./insert");
 const { executeModal, runAsOneStep } = require("./modal");
+const { requireImaging } = require("./host");
+const { activateDocument, findDocument } = require("./target");
 
 function groupKind(constants) {
   const kinds = constants && constants.LayerKind;
@@ -96,12 +98,17 @@ async function decomposeActiveLayer({ photoshop, manager, registry, params, useS
   const report = onProgress || (() => {});
   const run = control || new RunControl();
   const { core } = photoshop;
+  requireImaging(photoshop);
   const { doc, layer, bounds } = await resolveSource(photoshop, { useSelection });
   const source = { id: layer.id, name: layer.name, inLayerLiftGroup: registry ? registry.isInLayerLiftGroup(doc.id, layer) : false };
+  const docName = doc.title || doc.name || "the document";
+  const layerBounds = layer.isBackgroundLayer
+    ? { left: 0, top: 0, right: doc.width, bottom: doc.height }
+    : layer.boundsNoEffects || layer.bounds;
 
   report({ stage: "reading", fraction: 0, text: "reading pixels" });
   const image = await executeModal(core, () => pixels.readLayerPixels(photoshop.imaging, {
-    documentID: doc.id, layerID: layer.id, bounds,
+    documentID: doc.id, layerID: layer.id, bounds, layerBounds,
   }), { commandName: "LayerLift: read pixels" });
   run.check();
 
@@ -115,16 +122,23 @@ async function decomposeActiveLayer({ photoshop, manager, registry, params, useS
   const result = await connection.wait(job.id, (record) => report(describeJob(record)));
   run.check();
 
-  // The user kept working while the job ran: the document or layer may be gone.
-  const target = (photoshop.app.documents || []).find((d) => d.id === doc.id);
-  if (!target || !findLayer(target.layers, layer.id)) {
+  // The user kept working while the job ran: the document may be closed, or in the back, and
+  // the layer may be gone. Checked here to say so early, and again inside the modal scope.
+  const open = findDocument(photoshop.app, doc.id);
+  if (open && !findLayer(open.layers, layer.id)) {
     throw new LayerLiftError("source_gone",
-      `the document or layer was closed while LayerLift worked; the result is kept as job ${job.id}`);
+      `the layer “${layer.name}” was deleted while LayerLift worked; the result is kept as job ${job.id} in the LayerLift app`);
   }
   const plan = planPlacement(result, bounds, source);
   report({ stage: "inserting", fraction: 1, text: `inserting ${plan.layers.length} layers` });
-  const inserted = await runAsOneStep(core, { documentID: doc.id, historyName: plan.historyName },
-    () => insertLayers(photoshop, target, plan, result.layers));
+  let target = null;
+  const inserted = await runAsOneStep(core, {
+    documentID: doc.id,
+    historyName: plan.historyName,
+    prepare: () => {
+      target = activateDocument(photoshop.app, doc.id, { name: docName, jobId: job.id });
+    },
+  }, () => insertLayers(photoshop, target, plan, result.layers));
   if (inserted.group && registry) registry.add(doc.id, inserted.group.id);
   report({ stage: "done", fraction: 1, text: `${plan.layers.length} layers added` });
   return { jobId: job.id, plan, group: inserted.group, layers: inserted.layers };

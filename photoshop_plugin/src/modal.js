@@ -43,18 +43,29 @@ async function executeModal(core, target, { commandName, delaysMs = DEFAULT_DELA
 
 /**
  * Run `work(executionContext)` inside one modal scope and one suspended-history step named
- * `historyName` on `documentID`. If `work` throws, the document is rolled back to where it
- * was (resumeHistory with commit=false) and the error is passed on.
+ * `historyName` on `documentID`. `prepare(executionContext)`, when given, runs first in the
+ * same scope, before history is suspended (making the document active is not a step to undo).
+ * If `work` throws, the document is rolled back to where it was (resumeHistory with
+ * commit=false) and the error is passed on.
  */
-async function runAsOneStep(core, { documentID, historyName, commandName, delaysMs, wait }, work) {
+async function runAsOneStep(core, { documentID, historyName, commandName, delaysMs, wait, prepare }, work) {
   return executeModal(core, async (executionContext) => {
+    if (prepare) await prepare(executionContext);
     const { hostControl } = executionContext;
     const suspension = await hostControl.suspendHistory({ documentID, name: historyName });
     let value;
     try {
       value = await work(executionContext);
     } catch (err) {
-      await hostControl.resumeHistory(suspension, false);
+      try {
+        await hostControl.resumeHistory(suspension, false);
+      } catch (rollbackError) {
+        // The user must see why the insertion failed, not why undoing it did. Photoshop
+        // cancels a suspension still open when the modal scope ends with an exception
+        // (executeasmodal.md, "History state suspension"), so the document is rolled back
+        // anyway.
+        if (err && typeof err === "object" && !err.rollbackError) err.rollbackError = rollbackError;
+      }
       throw err;
     }
     await hostControl.resumeHistory(suspension, true);

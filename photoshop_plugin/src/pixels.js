@@ -130,15 +130,28 @@ function checkImageData(imageData) {
   }
 }
 
+const EMPTY_REGION = "there are no pixels to decompose here: the layer is fully transparent in this area. "
+  + "Select a part of the layer that has visible pixels (or turn off “Use selection”).";
+
+/** True when `a` and `b` (normalized) share at least one pixel. */
+function overlaps(a, b) {
+  return Math.max(a.left, b.left) < Math.min(a.right, b.right) && Math.max(a.top, b.top) < Math.min(a.bottom, b.bottom);
+}
+
 /**
  * The layer's pixels over `bounds` (document coordinates) as tight RGBA8 rows.
+ * `layerBounds` (the layer's `boundsNoEffects`, or the canvas for a background layer) tells
+ * a region without any pixels from a failed read: Photoshop may throw, or return no image
+ * data, for a region where the layer is fully transparent; both are `empty_region`.
  * Returns `{ pixels, width, height, bounds }`.
  */
-async function readLayerPixels(imaging, { documentID, layerID, bounds }) {
+async function readLayerPixels(imaging, { documentID, layerID, bounds, layerBounds = null }) {
   const want = normalizeBounds(bounds);
   if (!want.width || !want.height) {
     throw new LayerLiftError("empty_region", "there are no pixels to decompose here (the layer or selection is empty)");
   }
+  const have = layerBounds ? normalizeBounds(layerBounds) : null;
+  const empty = have !== null && !overlaps(want, have);
   let result;
   try {
     result = await imaging.getPixels({
@@ -151,11 +164,12 @@ async function readLayerPixels(imaging, { documentID, layerID, bounds }) {
       applyAlpha: false,
     });
   } catch (err) {
+    if (empty) throw new LayerLiftError("empty_region", EMPTY_REGION);
     throw new LayerLiftError("read_failed", `Photoshop could not read the layer's pixels: ${err && err.message ? err.message : err}`);
   }
   if (!result || !result.imageData) {
-    // Photoshop returns nothing for a region without any pixels.
-    return { pixels: new Uint8Array(want.width * want.height * 4), width: want.width, height: want.height, bounds: want, empty: true };
+    // Nothing was trimmed to: the region holds no pixels, whatever the bounds said.
+    throw new LayerLiftError("empty_region", EMPTY_REGION);
   }
   const { imageData } = result;
   try {
@@ -166,7 +180,7 @@ async function readLayerPixels(imaging, { documentID, layerID, bounds }) {
       throw new LayerLiftError("read_failed", "Photoshop returned pixels scaled from a cache level; try again");
     }
     const pixels = padToBounds(data, imageData.components, got, want);
-    return { pixels, width: want.width, height: want.height, bounds: want, empty: false };
+    return { pixels, width: want.width, height: want.height, bounds: want };
   } finally {
     imageData.dispose();
   }
@@ -174,6 +188,7 @@ async function readLayerPixels(imaging, { documentID, layerID, bounds }) {
 
 module.exports = {
   SRGB,
+  EMPTY_REGION,
   documentSupport,
   normalizeBounds,
   clipToCanvas,

@@ -53,3 +53,26 @@ test("the fake refuses changes outside a modal scope, like Photoshop", async () 
   const doc = photoshop.app.createFakeDocument({ width: 4, height: 4 });
   await assert.rejects(doc.createLayer({ name: "x" }), /outside executeAsModal/);
 });
+
+test("a failed rollback does not hide the error that caused it; Photoshop rolls back at scope end", async () => {
+  const { photoshop, fake } = createFakePhotoshop({ failRollback: true });
+  const doc = photoshop.app.createFakeDocument({ width: 4, height: 4 });
+  await assert.rejects(modal.runAsOneStep(photoshop.core, { documentID: doc.id, historyName: "bad", wait: noWait }, async () => {
+    await doc.createLayer({ name: "c" });
+    throw new Error("the real reason");
+  }), (err) => err.message === "the real reason" && /rollback failed/.test(err.rollbackError.message));
+  assert.ok(fake.calls.some((c) => c.name === "hostControl.resumeHistory" && c.args.commit === false), "a rollback was asked for");
+  assert.deepEqual(doc.layers, [], "the document is as before");
+  assert.deepEqual(doc.history, ["Open"]);
+});
+
+test("prepare runs inside the modal scope, before history is suspended", async () => {
+  const { photoshop, fake } = createFakePhotoshop();
+  const doc = photoshop.app.createFakeDocument({ width: 4, height: 4 });
+  const order = [];
+  await modal.runAsOneStep(photoshop.core, {
+    documentID: doc.id, historyName: "step", wait: noWait,
+    prepare: () => order.push(`prepare modal=${fake.modalDepth > 0} suspended=${Boolean(doc.suspended)}`),
+  }, async () => order.push(`work suspended=${Boolean(doc.suspended)}`));
+  assert.deepEqual(order, ["prepare modal=true suspended=false", "work suspended=true"]);
+});

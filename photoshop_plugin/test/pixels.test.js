@@ -64,15 +64,39 @@ test("reading a trimmed layer asks for 8-bit sRGB and pads to the requested boun
   assert.equal(fake.lastImageData.disposed, true);
 });
 
-test("a region without pixels reads as fully transparent; an empty rectangle is an error", async () => {
+test("a region where the layer has no pixels is empty_region, whether getPixels throws or returns nothing", async () => {
+  for (const emptyRegion of ["throw", "undefined"]) {
+    const { photoshop, fake } = createFakePhotoshop({ emptyRegion });
+    const doc = photoshop.app.createFakeDocument({ width: 10, height: 8 });
+    const layer = doc.addPixelLayer("L", { left: 0, top: 0, width: 2, height: 2, data: solid(2, 2, [1, 1, 1, 255]) });
+    const read = pixels.readLayerPixels(photoshop.imaging, {
+      documentID: doc.id, layerID: layer.id, bounds: { left: 5, top: 5, width: 2, height: 2 }, layerBounds: layer.boundsNoEffects,
+    });
+    await assert.rejects(read, (e) => e.code === "empty_region" && e.message === pixels.EMPTY_REGION, emptyRegion);
+    assert.equal(fake.calls.filter((c) => c.name === "imaging.getPixels").length, 1, "Photoshop was asked");
+  }
+  assert.match(pixels.EMPTY_REGION, /fully transparent.*Select a part of the layer that has visible pixels/);
+});
+
+test("a getPixels failure where the layer has pixels is read_failed with Photoshop's words", async () => {
   const { photoshop } = createFakePhotoshop();
   const doc = photoshop.app.createFakeDocument({ width: 10, height: 8 });
   const layer = doc.addPixelLayer("L", { left: 0, top: 0, width: 2, height: 2, data: solid(2, 2, [1, 1, 1, 255]) });
-  const got = await pixels.readLayerPixels(photoshop.imaging, { documentID: doc.id, layerID: layer.id, bounds: { left: 5, top: 5, width: 2, height: 2 } });
-  assert.equal(got.empty, true);
-  assert.deepEqual([...got.pixels], new Array(16).fill(0));
+  photoshop.imaging.getPixels = async () => {
+    throw new Error("out of scratch space");
+  };
+  await assert.rejects(pixels.readLayerPixels(photoshop.imaging, {
+    documentID: doc.id, layerID: layer.id, bounds: { left: 0, top: 0, width: 4, height: 4 }, layerBounds: layer.boundsNoEffects,
+  }), (e) => e.code === "read_failed" && /out of scratch space/.test(e.message));
+});
+
+test("an empty rectangle is refused before Photoshop is asked", async () => {
+  const { photoshop, fake } = createFakePhotoshop();
+  const doc = photoshop.app.createFakeDocument({ width: 10, height: 8 });
+  const layer = doc.addPixelLayer("L", { left: 0, top: 0, width: 2, height: 2, data: solid(2, 2, [1, 1, 1, 255]) });
   await assert.rejects(pixels.readLayerPixels(photoshop.imaging, { documentID: doc.id, layerID: layer.id, bounds: { left: 0, top: 0, width: 0, height: 3 } }),
     (e) => e.code === "empty_region");
+  assert.equal(fake.calls.length, 0);
 });
 
 test("bounds are clipped to the canvas", () => {

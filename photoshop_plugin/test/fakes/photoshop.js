@@ -8,8 +8,21 @@
  * layer's pixel area and reports the smaller `sourceBounds`; a background layer has no alpha
  * (3 components); `getData()` returns a promise and fails after `dispose()`; changes outside
  * `core.executeAsModal` throw; every change is its own history step unless history is
- * suspended, and `resumeHistory(id, false)` rolls the document back; `executeAsModal` throws
- * an error with `number === 9` while another plug-in is modal.
+ * suspended, and `resumeHistory(id, false)` rolls the document back; a modal scope that ends
+ * with an exception cancels any history still suspended (executeasmodal.md);
+ * `executeAsModal` throws an error with `number === 9` while another plug-in is modal.
+ *
+ * Where the documentation leaves room, it takes the least friendly reading:
+ * - `createLayer`/`createLayerGroup` act on the *active* document, whichever Document object
+ *   they are called on, and switching documents (`app.activeDocument = doc`) is a change that
+ *   needs the modal scope;
+ * - `getPixels` throws on a region where the layer has no pixels (`emptyRegion: "undefined"`
+ *   makes it return no image data instead);
+ * - options: `imaging: false` (no `photoshop.imaging`, as on 24.4–24.x release builds),
+ *   `misnest: n` (the first n moves into a group, by placeInside or relative to a layer
+ *   inside it, leave the layer directly above the group instead: AdobeDocs/uxp-photoshop#493;
+ *   settable later as `fake.misnest`), `failRollback: true` (a plug-in's
+ *   `resumeHistory(id, false)` throws).
  */
 
 const constants = {
@@ -132,9 +145,20 @@ class FakeLayer {
 
   async move(relative, where) {
     this._fake.record("layer.move", { id: this.id, relative: relative.id, where });
+    if (relative._doc !== this._doc) throw new Error("move: the layers are in different documents");
     this._fake.change("move layer", this._doc);
     this._doc._detach(this);
     const P = constants.ElementPlacement;
+    const into = where === P.PLACEINSIDE ? relative : relative.parent;
+    if (into && this._fake.misnest > 0) {
+      // Reported, not documented (AdobeDocs/uxp-photoshop#493): a move into a group
+      // "succeeds" but the layer lands beside the group, directly above it.
+      this._fake.misnest -= 1;
+      const siblings = this._doc._container(into.parent);
+      siblings.splice(siblings.indexOf(into), 0, this);
+      this.parent = into.parent;
+      return;
+    }
     if (where === P.PLACEINSIDE) {
       if (!relative.layers) throw new Error("placeInside needs a group");
       this.parent = relative;
@@ -161,9 +185,10 @@ class FakeLayer {
 }
 
 class FakeDocument {
-  constructor(fake, { width, height, mode = constants.DocumentMode.RGB, bitsPerChannel = constants.BitsPerChannelType.EIGHT }) {
+  constructor(fake, { width, height, title = "Untitled-1", mode = constants.DocumentMode.RGB, bitsPerChannel = constants.BitsPerChannelType.EIGHT }) {
     this._fake = fake;
     this.id = fake.nextId();
+    this.title = title;
     this.width = width;
     this.height = height;
     this.mode = mode;
@@ -204,19 +229,45 @@ class FakeDocument {
     this.activeLayers = [layer];
   }
 
+  /** Where Photoshop really acts: the active document, whatever `this` is. */
+  _acting() {
+    return this._fake.app.activeDocument || this;
+  }
+
   async createLayer(options = {}) {
-    this._fake.record("document.createLayer", options);
-    this._fake.change("New Layer", this);
-    const layer = new FakeLayer(this._fake, this, { name: options.name || "Layer" });
-    this._insertAboveActive(layer);
+    const doc = this._acting();
+    this._fake.record("document.createLayer", { ...options, documentID: this.id, actedOn: doc.id });
+    this._fake.change("New Layer", doc);
+    const layer = new FakeLayer(this._fake, doc, { name: options.name || "Layer" });
+    doc._insertAboveActive(layer);
     return layer;
   }
 
   async createLayerGroup(options = {}) {
-    this._fake.record("document.createLayerGroup", options);
-    this._fake.change("New Group", this);
-    const group = new FakeLayer(this._fake, this, { name: options.name || "Group", kind: constants.LayerKind.GROUP });
-    this._insertAboveActive(group);
+    const doc = this._acting();
+    const from = options.fromLayers ? [].concat(options.fromLayers) : [];
+    this._fake.record("document.createLayerGroup", { name: options.name, fromLayers: from.map((l) => l.id), documentID: this.id, actedOn: doc.id });
+    this._fake.change("New Group", doc);
+    const group = new FakeLayer(this._fake, doc, { name: options.name || "Group", kind: constants.LayerKind.GROUP });
+    if (!from.length) {
+      doc._insertAboveActive(group);
+      return group;
+    }
+    // Grouping layers: the group takes the place of the topmost of them, which keep their
+    // stacking order inside it.
+    const order = new Map(doc.walk().map(({ layer }, i) => [layer, i]));
+    const members = from.filter((l) => order.has(l)).sort((a, b) => order.get(a) - order.get(b));
+    if (members.length !== from.length) throw new Error("fromLayers: a layer is not in the document");
+    const top = members[0];
+    const siblings = doc._container(top.parent);
+    siblings.splice(siblings.indexOf(top), 0, group);
+    group.parent = top.parent;
+    for (const layer of members) {
+      doc._detach(layer);
+      group.layers.push(layer);
+      layer.parent = group;
+    }
+    doc.activeLayers = [group];
     return group;
   }
 
@@ -263,6 +314,7 @@ function createFakePhotoshop(options = {}) {
     calls: [],
     modalDepth: 0,
     busy: options.busy || 0, // executeAsModal calls to refuse as "another plug-in is modal"
+    misnest: options.misnest || 0, // placeInside moves that leave the layer beside the group
     nextId: () => (ids += 1),
     record(name, args) {
       fake.calls.push({ name, args, modal: fake.modalDepth > 0 });
@@ -274,16 +326,37 @@ function createFakePhotoshop(options = {}) {
     },
   };
 
+  let active = null;
   const app = {
     documents: [],
-    activeDocument: null,
+    get activeDocument() {
+      return active;
+    },
+    /** Switching documents is a change to Photoshop's state: it needs the modal scope. */
+    set activeDocument(doc) {
+      fake.record("app.activeDocument=", { id: doc && doc.id });
+      if (fake.modalDepth === 0) throw new Error("activeDocument: a change outside executeAsModal");
+      if (!app.documents.includes(doc)) throw new Error("activeDocument: the document is not open");
+      active = doc;
+    },
+    /** Test set-up (not an API): open a document; it becomes the active one. */
     createFakeDocument(opts) {
       const doc = new FakeDocument(fake, opts);
       app.documents.push(doc);
-      app.activeDocument = doc;
+      active = doc;
       return doc;
     },
+    /** Test set-up (not an API): the user brings another document to the front. */
+    userActivates(doc) {
+      active = doc;
+    },
+    /** Test set-up (not an API): the user closes a document. */
+    userCloses(doc) {
+      app.documents = app.documents.filter((d) => d !== doc);
+      if (active === doc) active = app.documents[app.documents.length - 1] || null;
+    },
   };
+  fake.app = app;
 
   const findDoc = (id) => (id === undefined || id < 0 ? app.activeDocument : app.documents.find((d) => d.id === id));
   const findLayer = (doc, id) => doc.walk().map((e) => e.layer).find((l) => l.id === id);
@@ -297,7 +370,10 @@ function createFakePhotoshop(options = {}) {
       const want = rect(opts.sourceBounds);
       const have = layer.isBackgroundLayer ? rect({ left: 0, top: 0, width: doc.width, height: doc.height }) : layer.boundsNoEffects;
       const got = intersect(want, have);
-      if (!got) return { imageData: undefined, sourceBounds: undefined, level: 0 };
+      if (!got) {
+        if (options.emptyRegion === "undefined") return { imageData: undefined, sourceBounds: undefined, level: 0 };
+        throw new Error("getPixels: the requested area has no pixel data");
+      }
       const components = layer.isBackgroundLayer ? 3 : 4;
       const sixteen = doc.bitsPerChannel === constants.BitsPerChannelType.SIXTEEN;
       const componentSize = opts.componentSize && opts.componentSize > 0 ? opts.componentSize : (sixteen ? 16 : 8);
@@ -360,10 +436,21 @@ function createFakePhotoshop(options = {}) {
         throw err;
       }
       const suspensions = new Map();
+      // What Photoshop does itself when a suspension is resumed (or the scope ends with it
+      // still open): commit as one step, or roll the document back.
+      const finish = (id, commit) => {
+        const doc = suspensions.get(id);
+        const state = doc.suspended;
+        doc.suspended = null;
+        suspensions.delete(id);
+        if (!commit) doc._restore(state.snapshot);
+        else if (state.changed) doc.history.push(state.name);
+      };
       const hostControl = {
         async suspendHistory({ documentID, name }) {
           fake.record("hostControl.suspendHistory", { documentID, name });
           const doc = findDoc(documentID);
+          if (!doc) throw new Error("suspendHistory: no such document");
           if (doc.suspended) throw new Error("history already suspended");
           const id = fake.nextId();
           doc.suspended = { id, name, snapshot: doc._snapshot(), changed: false };
@@ -374,20 +461,17 @@ function createFakePhotoshop(options = {}) {
           fake.record("hostControl.resumeHistory", { id, commit });
           const doc = suspensions.get(id);
           if (!doc || !doc.suspended || doc.suspended.id !== id) throw new Error("unknown suspension");
-          const state = doc.suspended;
-          doc.suspended = null;
-          suspensions.delete(id);
-          if (!commit) doc._restore(state.snapshot);
-          else if (state.changed) doc.history.push(state.name);
+          if (!commit && options.failRollback) throw new Error("resumeHistory: the rollback failed");
+          finish(id, commit);
         },
       };
       fake.modalDepth += 1;
       try {
         const value = await target({ isCancelled: false, hostControl, reportProgress() {} }, opts.descriptor);
-        for (const [id] of suspensions) await hostControl.resumeHistory(id, true);
+        for (const id of [...suspensions.keys()]) finish(id, true);
         return value;
       } catch (err) {
-        for (const [id] of suspensions) await hostControl.resumeHistory(id, false);
+        for (const id of [...suspensions.keys()]) finish(id, false);
         throw err;
       } finally {
         fake.modalDepth -= 1;
@@ -411,7 +495,9 @@ function createFakePhotoshop(options = {}) {
     },
   };
 
-  return { photoshop: { app, core, imaging, action, constants }, fake };
+  const photoshop = { app, core, action, constants };
+  if (options.imaging !== false) photoshop.imaging = imaging;
+  return { photoshop, fake };
 }
 
 module.exports = { createFakePhotoshop, constants, FakeImageData, SRGB };
