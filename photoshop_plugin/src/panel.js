@@ -10,12 +10,16 @@ const { ConnectionManager, STATUS } = require("./connection");
 const { TokenStore } = require("./pairing");
 const { GroupRegistry } = require("./registry");
 const { decomposeActiveLayer, RunControl } = require("./decompose");
+const { hostSupport } = require("./host");
+const { toArray } = require("./collection");
 
 const STATUS_TEXT = {
   [STATUS.CONNECTING]: "Connecting to LayerLift…",
   [STATUS.CONNECTED]: "Connected",
   [STATUS.NOT_RUNNING]: "LayerLift is not running — start the LayerLift app (or `layerlift serve`)",
   [STATUS.PAIRING_NEEDED]: "Pairing needed",
+  [STATUS.REFUSED]: "The LayerLift app refused this panel (see its log)",
+  [STATUS.CONNECTION_FAILED]: "LayerLift answered but the connection failed — retrying (see its log)",
 };
 
 const QUALITY = {
@@ -24,20 +28,36 @@ const QUALITY = {
   best: { resolution: 1024, steps: 50 },
 };
 
+/** A text field's text (sp-textfield documents `.value`). */
 function readValue(el, fallback = "") {
   if (!el) return fallback;
   if (el.value !== undefined && el.value !== null && el.value !== "") return String(el.value);
-  const items = el.querySelectorAll ? el.querySelectorAll("sp-menu-item") : [];
-  const index = el.selectedIndex;
-  if (Number.isInteger(index) && items[index]) return items[index].getAttribute("value");
+  return fallback;
+}
+
+/**
+ * The `value` attribute of a picker's selected menu item. Adobe documents only
+ * `selectedIndex` for the Spectrum dropdown; its `.value` may be the item's label text
+ * ("Fast (640 px, 20 steps)" instead of "fast"), so it is used only when it is one of the
+ * items' values. Before any choice, the item marked `selected` in the markup counts.
+ */
+function readPicker(picker, fallback) {
+  if (!picker) return fallback;
+  const items = picker.querySelectorAll ? toArray(picker.querySelectorAll("sp-menu-item")) : [];
+  const values = items.map((item) => item.getAttribute("value"));
+  const index = picker.selectedIndex;
+  if (Number.isInteger(index) && index >= 0 && index < items.length && values[index] !== null) return values[index];
+  if (picker.value !== undefined && picker.value !== null && values.includes(String(picker.value))) return String(picker.value);
+  const marked = items.findIndex((item) => item.hasAttribute && item.hasAttribute("selected"));
+  if (marked >= 0 && values[marked] !== null) return values[marked];
   return fallback;
 }
 
 /** The decompose parameters from the form; throws a LayerLift-style error for bad input. */
 function readParams(get) {
-  const layersValue = readValue(get("layers"), "auto");
+  const layersValue = readPicker(get("layers"), "auto");
   const layers = layersValue === "auto" ? null : Number.parseInt(layersValue, 10);
-  const options = { ...(QUALITY[readValue(get("quality"), "default")] || {}) };
+  const options = { ...(QUALITY[readPicker(get("quality"), "default")] || {}) };
   const stepsText = readValue(get("steps")).trim();
   if (stepsText) {
     const steps = Number(stepsText);
@@ -49,10 +69,10 @@ function readParams(get) {
   if (!Number.isInteger(seed) || seed < 0 || seed > 4294967295) throw Object.assign(new Error("the seed must be a whole number from 0 to 4294967295"), { code: "bad_request" });
   const caption = readValue(get("caption")).trim();
   if (caption) options.caption = caption;
-  return { backend: readValue(get("backend"), "auto"), layers, seed, options };
+  return { backend: readPicker(get("backend"), "auto"), layers, seed, options };
 }
 
-function createPanel({ document, photoshop, uxp, WebSocket, storage = null, port = DEFAULT_PORT }) {
+function createPanel({ document, photoshop, uxp, WebSocket, fetch = null, storage = null, port = DEFAULT_PORT, retryMs }) {
   const get = (id) => document.getElementById(id);
   const registry = new GroupRegistry(storage);
   let control = null;
@@ -90,6 +110,8 @@ function createPanel({ document, photoshop, uxp, WebSocket, storage = null, port
     WebSocket,
     url: `ws://127.0.0.1:${port}`,
     tokenStore: new TokenStore(uxp),
+    fetch,
+    retryMs,
     onStatus: (status, detail) => {
       get("status-dot").className = `dot ${status}`;
       get("status-text").textContent = STATUS_TEXT[status] || status;
@@ -140,8 +162,18 @@ function createPanel({ document, photoshop, uxp, WebSocket, storage = null, port
     }
   });
 
-  manager.ensure().catch(() => {}); // the status line says what happened
-  return { manager, registry, readParams: () => readParams(get) };
+  const support = hostSupport(photoshop);
+  if (support.ok) {
+    manager.ensure().catch(() => {}); // the status line says what happened
+  } else {
+    // Nothing here can work: say why once, and do not connect or offer Decompose.
+    get("status-dot").className = "dot unsupported";
+    get("status-text").textContent = "Photoshop 25 or newer is needed";
+    get("status-text").title = support.message;
+    get("decompose").setAttribute("disabled", "true");
+    showError({ message: support.message, code: support.code });
+  }
+  return { manager, registry, support, readParams: () => readParams(get) };
 }
 
-module.exports = { createPanel, readParams, QUALITY };
+module.exports = { createPanel, readParams, readPicker, QUALITY, STATUS_TEXT };
