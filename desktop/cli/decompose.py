@@ -128,7 +128,14 @@ def _finite_or_none(value: Any) -> float | None:
     return None
 
 
+# What the qwen backend reports about a job, copied into the summary when present.
+_QWEN_KEYS = ("caption", "caption_source", "caption_way", "caption_seconds", "caption_tokens",
+              "caption_truncated", "memory_mode", "memory_mode_reason", "planned_vram_gib",
+              "peak_vram_gib", "timings")
+
+
 def _summary(stack, files, output: str, seconds: float, warnings: list[str]) -> dict[str, Any]:
+    extra = {key: stack.meta[key] for key in _QWEN_KEYS if key in stack.meta}
     return {
         "output": str(output),
         "files": [str(path) for path in files],
@@ -144,6 +151,7 @@ def _summary(stack, files, output: str, seconds: float, warnings: list[str]) -> 
         "note": stack.meta.get("note"),
         "seconds": round(seconds, 3),
         "warnings": warnings,
+        **extra,
     }
 
 
@@ -196,6 +204,9 @@ def run(args: argparse.Namespace) -> int:
         quality = f", recomposition {psnr:.1f} dB" if psnr is not None else ""
         if summary["exact"]:
             quality = ", recomposition exact"
+        if summary.get("caption_source") == "model":
+            print(f"caption ({summary['caption_way']}, {summary['caption_seconds']:.1f} s; "
+                  f"reuse it with --caption): {summary['caption']}", file=sys.stderr)
         note = f" ({summary['note']})" if summary["note"] else ""
         print(
             f"Wrote {len(stack.layers)} layers to {output} "

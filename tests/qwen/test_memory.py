@@ -15,35 +15,67 @@ BNB = {"bitsandbytes"}
 ALL = {"bitsandbytes", "torchao"}
 
 
+def _machine(free_gib: float | None, libraries=frozenset(), ram_gib: float = 128,
+             name: str = "GPU X") -> memory.Machine:
+    free = None if free_gib is None else int(free_gib * GIB)
+    return memory.Machine("cuda", name, free, free, int(ram_gib * GIB), frozenset(libraries))
+
+
+# (free VRAM, libraries, layers, resolution) -> what `auto` picks for that job.
 @pytest.mark.parametrize(
-    ("free_gib", "libraries", "resolution", "expected"),
+    ("free_gib", "libraries", "layers", "resolution", "expected"),
     [
-        (79, set(), 640, "full"),
-        (62, set(), 1024, "full"),
-        (58, set(), 1024, "offload"),  # full needs ~61 GiB at 1024
-        (47, ALL, 640, "offload"),
-        (32, BNB, 640, "int8"),
-        (24, BNB, 640, "nf4"),  # int8 peaks at ~31 GiB while bitsandbytes loads
-        (24, ALL, 640, "torchao"),
-        (24, set(), 640, "lowvram"),  # quantized modes need their libraries
-        (20, BNB, 1024, "lowvram"),  # nf4 needs ~22 GiB at 1024
-        (16, BNB, 640, "lowvram"),
-        (8, ALL, 640, "lowvram"),
-        (2, ALL, 640, "lowvram"),  # nothing fits: the lowest, with a warning
+        (79, set(), 4, 640, "full"),
+        (79, set(), 4, 1024, "full"),  # 70.4 GiB at its peak
+        (79, set(), 10, 640, "full"),  # 69.9
+        (79, set(), 10, 1024, "offload"),  # full needs 95 GiB: the measured OOM on 80 GB
+        (64, set(), 4, 640, "full"),
+        (62, set(), 4, 640, "offload"),  # 60.2 GiB plus the margin does not fit
+        (62, set(), 4, 1024, "offload"),
+        (47, ALL, 4, 640, "offload"),
+        (32, BNB, 4, 640, "int8"),  # int8 peaks at ~29 GiB while bitsandbytes loads
+        (24, BNB, 4, 640, "nf4"),
+        (24, ALL, 4, 640, "torchao"),
+        (24, set(), 4, 640, "lowvram"),  # quantized modes need their libraries
+        (20, BNB, 4, 1024, "nf4"),
+        (20, set(), 4, 1024, "lowvram"),
+        (16, BNB, 4, 1024, None),  # the VAE's decode alone needs ~17 GiB at 1024 px (measured)
+        (16, BNB, 4, 640, "lowvram"),
+        (8, ALL, 4, 640, "lowvram"),  # 6.7 GiB planned, 6.4 measured
+        (8, ALL, 5, 640, None),
     ],
 )
-def test_auto_choice_from_free_vram(free_gib, libraries, resolution, expected):
-    mode, why = memory.choose_auto("cuda", int(free_gib * GIB), libraries, resolution, "GPU X")
-    assert mode == expected
+def test_auto_choice_per_job(free_gib, libraries, layers, resolution, expected):
+    job = memory.Job.of(layers, resolution)
+    mode, why = memory.choose_auto(job, _machine(free_gib, libraries))
+    assert mode == expected, why
     assert f"{free_gib:.1f} GiB free on GPU X" in why
-    if free_gib == 2:
-        assert "may run out of memory" in why
+    assert job.describe() in why
+
+
+def test_a_job_that_fits_no_mode_names_the_biggest_that_does():
+    machine = _machine(8, ALL)
+    mode, why = memory.choose_auto(memory.Job.of(10, 1024), machine)
+    assert mode is None and "no memory mode fits 10 layers at 1024 px" in why
+    best = memory.largest_job(machine, 1024)
+    assert (best.resolution, best.layers) == (640, 4)
+    assert [(j.layers, j.resolution) for j in memory.largest_jobs(machine, 1024)] == [
+        (1, 1024), (4, 640)]
+    text = memory.refusal(memory.Job.of(10, 1024), machine)
+    assert "'lowvram'" in text and "--layers 4 --resolution 640" in text
+    assert "1 layer at 1024 px (--layers 1 --resolution 1024)" in text
+    # RAM counts too: lowvram and offload hold the weights in RAM.
+    small_ram = _machine(24, set(), ram_gib=32)
+    assert memory.choose_auto(memory.Job.of(4, 640), small_ram)[0] is None
+    assert "RAM" in memory.judge("lowvram", memory.Job.of(4, 640), small_ram)[1]
+    assert memory.choose_auto(memory.Job.of(4, 640), _machine(24, BNB, ram_gib=32))[0] == "nf4"
 
 
 def test_auto_choice_off_cuda_and_without_a_figure():
-    assert memory.choose_auto("cpu", None, ALL)[0] == "full"
-    assert memory.choose_auto("mps", None, ALL)[0] == "full"
-    mode, why = memory.choose_auto("cuda", None, ALL)
+    job = memory.Job()
+    assert memory.choose_auto(job, memory.Machine("cpu"))[0] == "full"
+    assert memory.choose_auto(job, memory.Machine("mps"))[0] == "full"
+    mode, why = memory.choose_auto(job, _machine(None, ALL))
     assert mode == "offload" and "could not be measured" in why
 
 
@@ -58,11 +90,16 @@ def test_fallback_order():
     assert memory.next_lower("full", "cpu", ALL) is None
 
 
-def test_vram_estimates_fall_with_the_mode():
-    needs = [memory.vram_needed_gib(mode) for mode in memory.MODE_NAMES]
-    assert needs == sorted(needs, reverse=True)
-    assert all(memory.vram_needed_gib(m, 1024) > memory.vram_needed_gib(m, 640)
-               for m in memory.MODE_NAMES)
+def test_plans_fall_with_the_mode_and_grow_with_the_job():
+    job = memory.Job.of(4, 640)
+    lossless = [memory.plan(mode, job).vram_gib for mode in ("full", "offload", "lowvram")]
+    assert lossless == sorted(lossless, reverse=True)
+    for mode in memory.MODE_NAMES:
+        small = memory.plan(mode, memory.Job.of(2, 640)).run_vram_gib
+        assert memory.plan(mode, memory.Job.of(4, 640)).run_vram_gib > small
+        assert memory.plan(mode, memory.Job.of(4, 1024)).run_vram_gib > small
+        assert memory.plan(mode, job, act_ratio=2).run_vram_gib > memory.plan(mode,
+                                                                               job).run_vram_gib
 
 
 def test_check_mode_errors():
@@ -75,10 +112,13 @@ def test_check_mode_errors():
         memory.check_mode("tiny", "cuda", ALL)
 
 
-def test_oom_advice_names_the_next_mode():
-    advice = memory.oom_advice("full", "cuda", set(), 1024)
-    assert "--memory-mode offload" in advice and "--resolution 640" in advice
-    assert "lowest memory mode" in memory.oom_advice("lowvram", "cuda", ALL, 640)
+def test_oom_advice_names_what_the_plan_says_fits():
+    job = memory.Job.of(4, 1024)
+    advice = memory.oom_advice("full", job, _machine(60, set()))
+    assert "--memory-mode offload fits this job by the plan" in advice
+    assert "--resolution 640" in advice
+    advice = memory.oom_advice("lowvram", memory.Job.of(10, 640), _machine(8, ALL))
+    assert "lowest memory mode" in advice and "--layers 4 --resolution 640" in advice
 
 
 def test_out_of_memory_detection():
@@ -95,33 +135,63 @@ def test_out_of_memory_detection():
     assert not is_out_of_memory(ValueError("out of memory"))
 
 
-def _backend_after_oom(memory_mode: str) -> QwenBackend:
-    """A backend in the state a CUDA OOM in 'full' mode leaves it (no pipeline loaded here)."""
-    backend = QwenBackend(Settings(model="unused", memory_mode=memory_mode))
-    backend._device = DeviceInfo("cuda:0", "cuda", "bfloat16", "Test GPU", 10 * GIB, 24 * GIB)
-    backend._mode = "full"
-    return backend
+def _gpu(free_gib: float) -> DeviceInfo:
+    return DeviceInfo("cuda:0", "cuda", "bfloat16", "Test GPU", int(free_gib * GIB),
+                      int(80 * GIB))
 
 
-def test_oom_under_auto_steps_down_and_retries():
-    backend = _backend_after_oom("auto")
+def _backend(memory_mode: str, monkeypatch) -> QwenBackend:
+    """A backend with made-up machine figures (nothing is loaded: these test the planning)."""
+    monkeypatch.setattr("layerlift.inference.backends.qwen.devices.ram_bytes",
+                        lambda: 128 * GIB)
+    monkeypatch.setattr(memory, "installed_libraries", lambda: frozenset())
+    return QwenBackend(Settings(model="unused", memory_mode=memory_mode))
+
+
+def _out_of_memory_in(backend: QwenBackend, mode: str, info: DeviceInfo, job, events):
+    """The state a CUDA OOM in `mode` leaves, then the backend's handling of it."""
+    backend._device, backend._mode = info, mode
+    return backend._after_out_of_memory(RuntimeError("CUDA out of memory"), job, events.append)
+
+
+def test_auto_retries_the_job_lower_and_plans_the_next_job_afresh(monkeypatch):
+    backend = _backend("auto", monkeypatch)
+    info = _gpu(79)
+    big = memory.Job.of(10, 640)  # planned 69.9 GiB in full
+    small = memory.Job.of(2, 640)
+    assert backend._choose_mode(info, big)[0] == "full"
     events: list[Progress] = []
-    options = parse_options(DecomposeRequest(layers=2), backend.settings)
-    backend._after_out_of_memory(RuntimeError("CUDA out of memory"), options, events.append)
-    assert backend._auto_floor == "offload"
-    assert "retrying in 'offload'" in events[-1].message
-    # The next load under auto starts from the lower mode.
-    info = backend._device
-    assert backend._choose_mode(info, 640)[0] == "offload"
+    below = _out_of_memory_in(backend, "full", info, big, events)
+    assert below == "full"
+    assert "retrying this job in a lower mode" in events[-1].message
+    # This job retries below 'full'...
+    assert backend._choose_mode(info, big, below)[0] == "offload"
+    # ...the next jobs plan afresh: a small one gets 'full' again; the big one, now known to
+    # need more than 79 GiB there, does not.
+    assert backend._choose_mode(info, small)[0] == "full"
+    mode, why = backend._choose_mode(info, big)
+    assert mode == "offload" and "10 layers at 640 px" in why
+    assert backend._plan_ratio > 1
 
 
-def test_oom_with_a_chosen_mode_names_the_next_one():
-    backend = _backend_after_oom("full")
-    options = parse_options(DecomposeRequest(layers=2), backend.settings)
+def test_a_job_that_fits_no_mode_is_refused_before_loading(monkeypatch):
+    backend = _backend("auto", monkeypatch)
     with pytest.raises(OutOfMemory) as caught:
-        backend._after_out_of_memory(RuntimeError("CUDA out of memory"), options, print)
+        backend._choose_mode(_gpu(8), memory.Job.of(10, 1024))
+    assert "fits no memory mode" in caught.value.message
+    assert "--layers 4 --resolution 640" in caught.value.message
+    assert backend._pipe is None
+
+
+def test_oom_with_a_chosen_mode_names_the_mode_and_settings_that_fit(monkeypatch):
+    backend = _backend("full", monkeypatch)
+    with pytest.raises(OutOfMemory) as caught:
+        _out_of_memory_in(backend, "full", _gpu(60), memory.Job.of(4, 1024), [])
+    message = caught.value.message
     assert caught.value.code == "out_of_memory"
-    assert "Test GPU" in caught.value.message and "--memory-mode offload" in caught.value.message
+    assert "Test GPU" in message and "memory mode 'full'" in message
+    assert "4 layers at 1024 px" in message
+    assert "--memory-mode offload fits this job by the plan" in message
 
 
 def test_request_options_are_validated():

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 from layerlift.inference.backends.base import CancelToken, DecomposeRequest, Progress
+from layerlift.inference.backends.qwen import memory
 from layerlift.inference.backends.qwen.devices import DeviceInfo
 from layerlift.inference.backends.qwen.loading import ModelSource
 from layerlift.inference.backends.qwen.pipeline_call import StepReporter, call_kwargs, parse_options
@@ -65,13 +66,22 @@ def test_lossless_offloading_modes_give_the_layers_full_gives(
     mode: str, tiny_model_dir: Path, poster_small: np.ndarray, full_layers: list[np.ndarray]
 ):
     from diffusers.hooks.group_offloading import _is_group_offload_enabled
+    from layerlift.inference.backends.qwen.placement import placement_of
 
     pipe = _load(tiny_model_dir, mode)
+    placement = placement_of(pipe)
     if mode == "offload":
-        # One accelerate hook per component in the pipeline's offload sequence.
-        offloaded = pipe.model_cpu_offload_seq.split("->")
-        assert len(pipe._all_hooks) == len(offloaded)
+        # No accelerate hooks: the transformer and the text encoder sit in RAM copies that
+        # the placement onloads (and drops without copying back).
+        assert not getattr(pipe, "_all_hooks", None)
         assert not _is_group_offload_enabled(pipe.transformer)
+        assert placement.transformer.cpu and placement.text.cpu
+        placement.prepare(memory.Job.of(2, 640))
+        with placement.text_encoder("gpu"):
+            assert placement.text.on_device
+        assert not placement.text.on_device
+        placement.before_denoise()
+        assert placement.transformer.on_device
     else:
         for name in ("transformer", "text_encoder", "vae"):
             assert _is_group_offload_enabled(getattr(pipe, name)), name
@@ -136,3 +146,37 @@ def test_cancel_and_unload_with_offload_hooks(mode: str, tiny_model_dir: Path,
     backend.unload()
     assert backend._pipe is None
     assert transformer() is None, "unload left the weights referenced"
+
+
+def test_lowvram_places_the_text_encoder_without_stream_prefetching(tiny_model_dir: Path):
+    """Checked on the placed modules: leaf-level groups, none with a stream or a prefetcher.
+
+    The CPU has no streams, so here the transformer and the VAE have none either; which
+    components use one on CUDA is LOWVRAM_STREAMED (the gpu tests check the CUDA placement).
+    """
+    from diffusers.hooks.group_offloading import GroupOffloadingType
+    from layerlift.inference.backends.qwen.placement import (
+        LOWVRAM_STREAMED,
+        _group_hooks,
+        placement_of,
+        stream_prefetching,
+    )
+
+    assert LOWVRAM_STREAMED == {"transformer": True, "vae": True, "text_encoder": False}
+    pipe = _load(tiny_model_dir, "lowvram")
+    encoder = pipe.text_encoder
+    hooks = _group_hooks(encoder)
+    linears = [m for m in encoder.modules() if type(m).__name__ == "Linear"]
+    assert linears and len(hooks) >= len(linears)  # one group per leaf, at least
+    assert all(hook.config.offload_type == GroupOffloadingType.LEAF_LEVEL for hook in hooks)
+    assert all(hook.group.stream is None for hook in hooks)
+    assert not stream_prefetching(encoder)
+    # Captioning on the CPU (or onloaded whole) takes the hooks off and puts them back as
+    # they were: still no stream.
+    placement = placement_of(pipe)
+    for way in ("cpu", "onload"):
+        with placement.text_encoder(way):
+            assert not _group_hooks(encoder)
+        assert len(_group_hooks(encoder)) == len(hooks)
+        assert not stream_prefetching(encoder)
+    assert "no stream" in placement.describe()["text_encoder"]

@@ -73,13 +73,43 @@ def test_model_captions_when_no_caption_is_given(tiny_backend, first_run, poster
                                                    "true_cfg_scale": 1.0})
     events: list[Progress] = []
     stack = tiny_backend.decompose(poster_small, request, events.append)
-    assert stack.meta["caption_source"] == "model"
-    assert isinstance(stack.meta["caption"], str)
-    assert stack.meta["caption_language"] == "zh"
-    assert any(event.message == "captioning the picture" for event in events)
+    meta = stack.meta
+    assert meta["caption_source"] == "model"
+    assert isinstance(meta["caption"], str)
+    assert meta["caption_language"] == "zh"
+    # Captioning is its own stage, with the tokens generated so far.
+    captioning = [event for event in events if event.stage == "captioning"]
+    assert captioning[0].message == "Captioning the picture…"
+    assert all("Captioning the picture…" in event.message for event in captioning)
+    assert captioning[-1].message.endswith(f"{meta['caption_tokens']} token"
+                                           + ("" if meta["caption_tokens"] == 1 else "s"))
+    stages = [event.stage for event in events]
+    assert stages.index("captioning") < stages.index("running")
+    # Which way it took and how long, in the result (the CPU run captions on the CPU).
+    assert meta["caption_way"] == "cpu" and meta["caption_why"]
+    assert 0 < meta["caption_seconds"] <= meta["timings"]["total_s"]
+    assert meta["timings"]["caption_s"] == pytest.approx(meta["caption_seconds"], abs=0.01)
     assert len(stack.layers) == 1
     # Loaded once per session: the second run does not load again.
     assert all(event.stage != "loading" for event in events)
+
+
+def test_a_caption_is_capped_at_max_new_tokens(tiny_model_dir, poster_small):
+    """Random weights that never end a caption stop at the cap (diffusers would ask 512)."""
+    from layerlift.inference.backends.qwen import QwenBackend, memory
+    from layerlift.inference.settings import Settings
+
+    backend = QwenBackend(Settings(model=str(tiny_model_dir), device="cpu", steps=1))
+    backend.load()
+    backend._pipe.text_encoder.generation_config.eos_token_id = None  # never stops by itself
+    try:
+        stack = backend.decompose(poster_small[::2, ::2],
+                                  DecomposeRequest(layers=1, options={"true_cfg_scale": 1.0}))
+    finally:
+        backend.unload()
+    assert stack.meta["caption_tokens"] == memory.CAPTION_MAX_NEW_TOKENS
+    assert stack.meta["caption_truncated"] is True
+    assert stack.meta["caption"]
 
 
 def test_cancel_stops_within_one_step(tiny_backend, first_run, poster_small):
@@ -172,18 +202,26 @@ def _cli(*args: str, home: Path) -> subprocess.CompletedProcess:
 
 
 def test_cli_writes_a_psd_through_the_real_pipeline(tiny_model_dir, tmp_path):
+    import torch
     from layerlift.inference.formats import read_stack
 
     out = tmp_path / "poster.psd"
-    # The issue's command as written (no --device): with no GPU here it runs on the CPU and
-    # says so, rather than refusing.
+    # The issue's command as written (no --device): with no GPU it runs on the CPU and says
+    # so, rather than refusing; with one it runs there.
     result = _cli(str(REPO / "examples" / "poster.png"), "--backend", "qwen",
                   "--model", str(tiny_model_dir), "--steps", "1",
                   "-n", "2", "-o", str(out), "--json", home=tmp_path / "home")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["backend"] == "qwen"
-    assert "CPU" in (summary["note"] or "")
+    if torch.cuda.is_available() or (torch.backends.mps.is_available()):
+        assert "CPU" not in (summary["note"] or "")
+    else:
+        assert "CPU" in (summary["note"] or "")
+    # The model captioned the picture: the caption, the way and its time are reported.
+    assert summary["caption_source"] == "model" and isinstance(summary["caption"], str)
+    assert summary["caption_way"] in ("gpu", "onload", "4bit", "cpu")
+    assert summary["caption_seconds"] >= 0 and summary["memory_mode"]
     assert summary["canvas"] == {"width": 480, "height": 640}
     assert len(summary["layers"]) == 2
     stack = read_stack(out)

@@ -1,10 +1,14 @@
 """The `qwen` backend: Qwen-Image-Layered through diffusers, on the user's own GPU.
 
 The backend owns one loaded pipeline (minutes to load, tens of GB), reused across jobs until
-`unload()`. A decomposition is: validate the request, load if needed (its own progress
-stage), caption the picture unless the user gave a caption, denoise with per-step progress
-and cancel, then bring the layers back to full resolution and make them recomposite to the
-input. torch and diffusers are imported only here, inside methods.
+`unload()` or until a job needs another memory mode. A decomposition is: validate the
+request, plan its memory (memory.py: under `auto` the mode is picked per job from its layers
+and resolution, and a job that fits no mode is refused before anything loads), load if needed
+(its own progress stage), caption the picture unless the user gave a caption (its own stage,
+"captioning"), encode the caption, denoise with per-step progress and cancel, then bring the
+layers back to full resolution and make them recomposite to the input. An out-of-memory error
+under `auto` retries that job one mode lower; the next job plans afresh. torch and diffusers
+are imported only here, inside methods.
 """
 
 from __future__ import annotations
@@ -27,6 +31,11 @@ from layerlift.inference.backends.base import (
     ignore_progress,
 )
 from layerlift.inference.backends.qwen import devices, memory
+from layerlift.inference.backends.qwen.caption import (
+    CaptionResult,
+    FourBitEncoder,
+    PromptCache,
+)
 from layerlift.inference.backends.qwen.loading import (
     ModelSource,
     apply_offline_environment,
@@ -56,6 +65,9 @@ log = logging.getLogger(__name__)
 _REQUIRED_PACKAGES = ("torch", "diffusers", "transformers", "accelerate")
 # Fractions of the whole job given to each stage (progress never goes back).
 _LOADED_AT, _CAPTIONED_AT, _DENOISED_AT = 0.05, 0.10, 0.90
+# What an out-of-memory error may teach the plan: activations at most this many times the
+# fitted figures (a failure caused by another program must not shut the fast modes out).
+_MAX_PLAN_RATIO = 4.0
 
 
 def layer_names(count: int) -> list[str]:
@@ -96,18 +108,27 @@ class QwenBackend(Backend):
     name: ClassVar[str] = "qwen"
     label: ClassVar[str] = "Qwen-Image-Layered (GPU)"
     reported_meta: ClassVar[tuple[str, ...]] = (
-        "caption", "caption_source", "memory_mode", "device", "resolution", "steps")
+        "caption", "caption_source", "caption_way", "caption_seconds", "caption_tokens",
+        "caption_truncated", "memory_mode", "memory_mode_reason", "planned_vram_gib",
+        "peak_vram_gib", "device", "resolution", "steps", *(
+            f"{phase}_seconds" for phase in ("text", "denoise", "decode", "moves", "fixed",
+                                             "total")))
 
     def __init__(self, settings: Settings | None = None) -> None:
         super().__init__(settings)
         self._lock = threading.RLock()
         self._pipe: Any = None
         self._loaded_key: tuple[str, str, str] | None = None
+        self._source: ModelSource | None = None
         self._device: devices.DeviceInfo | None = None
         self._mode: str | None = None
         self._mode_why = ""
-        # After an out-of-memory error under `auto`, never start above this mode again.
-        self._auto_floor: str | None = None
+        # Learnt from out-of-memory errors: how much larger than planned the activations were
+        # (>= 1). A safety margin for later plans, never a mode: jobs that fit the corrected
+        # plan still get the fast modes.
+        self._plan_ratio = 1.0
+        self._prompts = PromptCache()
+        self._four_bit: FourBitEncoder | None = None
 
     # -- availability ------------------------------------------------------------------------
     @classmethod
@@ -152,30 +173,50 @@ class QwenBackend(Backend):
             return Availability(False, exc.message)
         return Availability(ok, "" if ok else why)
 
-    # -- loading -----------------------------------------------------------------------------
-    def _choose_mode(self, info: devices.DeviceInfo, resolution: int) -> tuple[str, str]:
-        libraries = memory.installed_libraries()
+    # -- planning ----------------------------------------------------------------------------
+    def _machine(self, info: devices.DeviceInfo) -> memory.Machine:
+        return memory.Machine(
+            kind=info.kind, name=info.name, free_vram_bytes=info.budget_bytes,
+            total_vram_bytes=info.total_bytes, ram_bytes=devices.ram_bytes(),
+            libraries=memory.installed_libraries(),
+        )
+
+    def _choose_mode(self, info: devices.DeviceInfo, job: memory.Job,
+                     below: str | None = None,
+                     picture: tuple[int, int] | None = None) -> tuple[str, str]:
+        """The memory mode for this job; raises OutOfMemory (before loading) if none fits."""
+        machine = self._machine(info)
         requested = self.settings.memory_mode or "auto"
         if requested != "auto":
-            memory.check_mode(requested, info.kind, libraries)
+            memory.check_mode(requested, info.kind, machine.libraries)
+            ok, verdict = memory.judge(requested, job, machine, self._plan_ratio)
+            if not ok and info.kind == "cuda":
+                log.warning("memory mode %r for %s: %s; it may run out of memory", requested,
+                            job.describe(), verdict)
             return requested, f"memory mode {requested!r} chosen by the user"
-        if self._auto_floor is not None:
-            return self._auto_floor, (
-                f"auto uses {self._auto_floor!r}: a higher mode ran out of memory earlier"
-            )
-        return memory.choose_auto(info.kind, info.free_bytes, libraries, resolution, info.name)
+        mode, why = memory.choose_auto(job, machine, self._plan_ratio, below)
+        if mode is not None:
+            return mode, why
+        if below is not None:
+            lower = memory.next_lower(below, info.kind, machine.libraries)
+            if lower is not None:
+                return lower, (f"auto retries in {lower!r}, one mode below {below!r}, although "
+                               f"the plan does not fit it either")
+        raise OutOfMemory(
+            "this job fits no memory mode here: "
+            + memory.refusal(job, machine, picture, self._plan_ratio)
+        )
 
-    def _ensure_loaded(self, resolution: int, progress: ProgressCallback) -> None:
+    # -- loading -----------------------------------------------------------------------------
+    def _ensure_loaded(self, info: devices.DeviceInfo, mode: str, why: str, job: memory.Job,
+                       progress: ProgressCallback) -> None:
         source: ModelSource = resolve_model(self.settings.model)
         check_model_files(source)
-        info = devices.probe(self.settings.device)
-        if self._pipe is not None and self._device is not None and self._mode is not None:
-            key = (str(source.folder), info.device, self._mode)
-            if key == self._loaded_key:
-                return
-        mode, why = self._choose_mode(info, resolution)
         key = (str(source.folder), info.device, mode)
         if self._pipe is not None and key == self._loaded_key:
+            if why != self._mode_why:
+                log.info("%s", why)
+                self._mode_why = why
             return
         self._release_pipeline()
         if info.warning:
@@ -187,9 +228,9 @@ class QwenBackend(Backend):
         from layerlift.inference.backends.qwen.placement import load_pipeline
 
         started = time.monotonic()
-        self._device, self._mode, self._mode_why = info, mode, why
+        self._device, self._mode, self._mode_why, self._source = info, mode, why, source
         try:
-            self._pipe = load_pipeline(source, info, mode, self.settings.offline)
+            self._pipe = load_pipeline(source, info, mode, self.settings.offline, job)
         except Exception as exc:
             if devices.is_out_of_memory(exc):
                 raise
@@ -205,7 +246,17 @@ class QwenBackend(Backend):
 
     def _release_pipeline(self) -> None:
         pipe, self._pipe, self._loaded_key = self._pipe, None, None
+        self._prompts.clear()
+        if self._four_bit is not None:
+            self._four_bit.release()
+            self._four_bit = None
         if pipe is not None:
+            placement = getattr(pipe, "_layerlift_placement", None)
+            if placement is not None:
+                placement.release()
+                placement.pipe = None
+                del placement
+                pipe._layerlift_placement = None
             _remove_hooks(pipe)
             # Drop the last reference before collecting: the components and their offload
             # hooks form cycles that only the collector frees, and emptying the CUDA cache
@@ -215,60 +266,120 @@ class QwenBackend(Backend):
 
     def load(self, progress: ProgressCallback = ignore_progress) -> None:
         with self._lock:
-            self._ensure_loaded(self.settings.resolution, progress)
+            job = memory.Job.of(memory.DEFAULT_LAYERS, self.settings.resolution)
+            info = devices.probe(self.settings.device)
+            mode, why = self._choose_mode(info, job)
+            self._ensure_loaded(info, mode, why, job, progress)
 
     def unload(self) -> None:
         with self._lock:
             self._release_pipeline()
 
     # -- the call ----------------------------------------------------------------------------
-    def _caption(self, picture: Any, options: CallOptions) -> str:
-        """Caption the picture exactly as the pipeline would, so the caption can be reported."""
-        import torch
-        from diffusers.pipelines.qwenimage.pipeline_qwenimage_layered import (
-            calculate_dimensions,
+    def _four_bit_encoder(self) -> FourBitEncoder:
+        if self._four_bit is None:
+            assert self._source is not None
+            self._four_bit = FourBitEncoder(self._source.folder, self.settings.offline)
+        return self._four_bit
+
+    def _free_gib(self) -> float | None:
+        info = self._device
+        budget = devices.live_budget(info) if info is not None else None
+        return None if budget is None else budget / memory.GIB
+
+    def _caption(self, picture: Any, options: CallOptions, progress: ProgressCallback,
+                 cancel: CancelToken) -> CaptionResult:
+        from layerlift.inference.backends.qwen import caption
+        from layerlift.inference.backends.qwen.placement import placement_of
+
+        info = self._device
+        kind = info.kind if info else "cpu"
+        way, why = memory.caption_way(self._mode or "full", kind, self._free_gib(),
+                                      memory.installed_libraries())
+        image = caption.prompt_image(self._pipe, picture, options.resolution)
+        return caption.caption_picture(
+            self._pipe, placement_of(self._pipe), image, options.use_en_prompt, way, why,
+            progress, cancel, four_bit=self._four_bit_encoder,
         )
 
-        pipe = self._pipe
-        width, height = calculate_dimensions(
-            options.resolution * options.resolution, picture.width / picture.height
-        )
-        prompt_image = pipe.image_processor.resize(picture, height, width)
-        with torch.no_grad():
-            return pipe.get_image_caption(
-                prompt_image, use_en_prompt=options.use_en_prompt, device=pipe._execution_device
-            )
+    def _encode_way(self) -> str:
+        """Where the prompt embeddings are computed: lowvram onloads the encoder if it fits."""
+        if self._mode != "lowvram" or self._device is None or self._device.kind != "cuda":
+            return "gpu"
+        way, _ = memory.caption_way("lowvram", "cuda", self._free_gib(), ())
+        return "onload" if way == "onload" else "streamed"
 
     def _run(
         self,
         pixels: np.ndarray,
         options: CallOptions,
+        job: memory.Job,
         progress: ProgressCallback,
         cancel: CancelToken,
-    ) -> tuple[list[np.ndarray], str, str]:
+    ) -> tuple[list[np.ndarray], CaptionResult, dict[str, Any]]:
         import torch
+        from layerlift.inference.backends.qwen.caption import encode_prompts
+        from layerlift.inference.backends.qwen.placement import placement_of
         from PIL import Image
 
+        pipe = self._pipe
+        placement = placement_of(pipe)
+        cuda = self._device is not None and self._device.kind == "cuda"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(placement.device)
+        started = time.perf_counter()
+        placement.prepare(job)
         picture = Image.fromarray(pixels, mode="RGBA")
         if options.caption:
-            caption, caption_source = options.caption, "user"
+            caption = CaptionResult(options.caption, "user", "user", "given with the job")
         else:
-            progress(Progress(JobState.RUNNING, _LOADED_AT, "captioning the picture"))
-            caption, caption_source = self._caption(picture, options).strip(), "model"
+            caption = self._caption(picture, options, progress, cancel)
             cancel.raise_if_cancelled()
+        progress(Progress(JobState.RUNNING, _CAPTIONED_AT, "encoding the caption"))
+        text_started = time.perf_counter()
+        negative = options.negative_prompt if options.true_cfg_scale > 1.0 else None
+        embeds = encode_prompts(pipe, placement, caption.text, negative, self._encode_way(),
+                                self._prompts)
+        text_s = time.perf_counter() - text_started
+        cancel.raise_if_cancelled()
+        placement.before_denoise()
         progress(Progress(JobState.RUNNING, _CAPTIONED_AT, "denoising", 0, options.steps))
-        reporter = StepReporter(options.steps, progress, cancel, _CAPTIONED_AT, _DENOISED_AT)
+        reporter = StepReporter(options.steps, progress, cancel, _CAPTIONED_AT, _DENOISED_AT,
+                                last_step=placement.after_last_step)
         generator = torch.Generator(device="cpu").manual_seed(options.seed)
-        # An empty caption would make the pipeline caption again: give it the same text.
-        prompt = caption or None
-        output = self._pipe(**call_kwargs(options, picture, prompt, generator, reporter))
+        # The embeddings replace the pipeline's own text encoding; the prompt text only has to
+        # be non-empty, or the pipeline would caption the picture again.
+        kwargs = call_kwargs(options, picture, caption.text or "(no caption)", generator,
+                             reporter)
+        kwargs.update(embeds, negative_prompt=None)
+        call_started = time.perf_counter()
+        output = pipe(**kwargs)
+        finished = time.perf_counter()
         if reporter.interrupted or cancel.cancelled:
             del output
             devices.release_memory(self._device.kind if self._device else "cpu")
             raise Cancelled(f"cancelled after denoising step {reporter.steps_done}/"
                             f"{options.steps}")
         layers = [np.asarray(image.convert("RGBA")) for image in output.images[0]]
-        return layers, caption, caption_source
+        loop_end = reporter.loop_ended_at or finished
+        timings = {
+            "caption_s": round(caption.seconds, 3),
+            "text_s": round(text_s, 3),
+            "moves_s": round(placement.moves_s, 3),
+            "denoise_s": round(loop_end - call_started, 3),
+            "decode_s": round(finished - loop_end, 3),
+            "total_s": round(finished - started, 3),
+        }
+        timings["fixed_s"] = round(timings["total_s"] - timings["caption_s"] - timings["text_s"]
+                                   - timings["denoise_s"] - timings["decode_s"], 3)
+        extra: dict[str, Any] = {"timings": timings, "placement": placement.describe()}
+        # The same figures one by one, for the job result (which carries scalars only).
+        extra.update({f"{key[:-2]}_seconds": value for key, value in timings.items()
+                      if key != "caption_s"})
+        if cuda:
+            extra["peak_vram_gib"] = round(
+                torch.cuda.max_memory_allocated(placement.device) / memory.GIB, 2)
+        return layers, caption, extra
 
     def _run_with_memory_fallback(
         self,
@@ -276,24 +387,29 @@ class QwenBackend(Backend):
         options: CallOptions,
         progress: ProgressCallback,
         cancel: CancelToken,
-    ) -> tuple[list[np.ndarray], str, str]:
+    ) -> tuple[list[np.ndarray], CaptionResult, dict[str, Any]]:
+        picture = (int(pixels.shape[1]), int(pixels.shape[0]))
+        job = memory.Job.of(options.layers, options.resolution, picture)
+        below: str | None = None
         while True:
+            info = devices.probe(self.settings.device)
+            mode, why = self._choose_mode(info, job, below, picture)
             try:
-                self._ensure_loaded(options.resolution, progress)
+                self._ensure_loaded(info, mode, why, job, progress)
                 cancel.raise_if_cancelled()
-                return self._run(pixels, options, progress, cancel)
+                return self._run(pixels, options, job, progress, cancel)
             except Exception as exc:
                 if not devices.is_out_of_memory(exc):
                     raise
                 _forget_frames(exc)
                 failure = exc
-            self._after_out_of_memory(failure, options, progress)
+            below = self._after_out_of_memory(failure, job, progress)
             del failure
 
-    def _after_out_of_memory(
-        self, exc: BaseException, options: CallOptions, progress: ProgressCallback
-    ) -> None:
-        """Free everything; under `auto` step down one mode (caller retries), else raise."""
+    def _after_out_of_memory(self, exc: BaseException, job: memory.Job,
+                             progress: ProgressCallback) -> str:
+        """Free everything; under `auto` return the failed mode (the caller retries this job
+        below it); with a chosen mode raise OutOfMemory naming what the plan says fits."""
         mode = self._mode or "full"
         info = self._device
         kind = info.kind if info else "cpu"
@@ -303,19 +419,32 @@ class QwenBackend(Backend):
             where = "the CPU run"
         else:
             where = f"{info.name} ({info.device})"
-        libraries = memory.installed_libraries()
         self._release_pipeline()
+        budget = info.budget_bytes if info is not None else None
+        planned = memory.plan(mode, job, kind, self._plan_ratio).vram_gib
+        if kind == "cuda" and budget is not None:
+            # The job needed more than the memory it had: its activations were at least that
+            # much larger than planned. Later plans scale their activations by as much.
+            learnt = memory.learn_ratio(mode, job, budget / memory.GIB, self._plan_ratio,
+                                        _MAX_PLAN_RATIO)
+            if learnt > self._plan_ratio:
+                log.info("the plan of %r was short for %s: activations now planned x%.2f",
+                         mode, job.describe(), learnt)
+                self._plan_ratio = learnt
+        libraries = memory.installed_libraries()
         if (self.settings.memory_mode or "auto") == "auto":
             lower = memory.next_lower(mode, kind, libraries)
             if lower is not None:
-                log.warning("out of memory in %r mode on %s; retrying in %r", mode, where, lower)
-                self._auto_floor = lower
+                log.warning("out of memory in %r mode on %s; retrying this job lower", mode,
+                            where)
                 progress(Progress(JobState.LOADING, 0.0, f"out of GPU memory in {mode!r} mode; "
-                                                  f"retrying in {lower!r}"))
-                return
+                                                  f"retrying this job in a lower mode"))
+                return mode
+        machine = self._machine(info) if info is not None else memory.Machine(kind)
         raise OutOfMemory(
-            f"{where} ran out of memory in memory mode {mode!r}: "
-            + memory.oom_advice(mode, kind, libraries, options.resolution)
+            f"{where} ran out of memory in memory mode {mode!r} ({job.describe()}, planned "
+            f"peak about {planned:.0f} GiB): "
+            + memory.oom_advice(mode, job, machine, self._plan_ratio)
         ) from exc
 
     # -- refinement --------------------------------------------------------------------------
@@ -324,8 +453,8 @@ class QwenBackend(Backend):
         pixels: np.ndarray,
         layers_low: list[np.ndarray],
         options: CallOptions,
-        caption: str,
-        caption_source: str,
+        caption: CaptionResult,
+        extra: dict[str, Any],
         progress: ProgressCallback,
     ) -> LayerStack:
         from layerlift.inference.refine import recomposite_exact
@@ -344,23 +473,28 @@ class QwenBackend(Backend):
         progress(Progress(JobState.REFINING, (_DENOISED_AT + 1.0) / 2, "making the stack exact"))
         stack, psnr_before, psnr_after = recomposite_exact(stack, pixels)
         info = self._device
+        job = memory.Job.of(options.layers, options.resolution,
+                            (int(pixels.shape[1]), int(pixels.shape[0])))
         stack.meta.update(
             backend=self.name,
             model=self.settings.model,
             psnr_model=psnr_model,
             psnr_before=psnr_before,
             psnr=psnr_after,
-            caption=caption,
-            caption_source=caption_source,
             caption_language=options.caption_language,
             memory_mode=self._mode,
             memory_mode_reason=self._mode_why,
+            planned_vram_gib=(round(memory.plan(self._mode or "full", job).vram_gib, 1)
+                              if info is not None and info.kind == "cuda" else None),
+            image_tokens=job.tokens,
             device=info.device if info else None,
             resolution=options.resolution,
             model_size=[int(low_w), int(low_h)],
             steps=options.steps,
             true_cfg_scale=options.true_cfg_scale,
             seed=options.seed,
+            **caption.meta(),
+            **extra,
         )
         if info is not None and info.warning:
             stack.meta["note"] = info.warning
@@ -386,8 +520,8 @@ class QwenBackend(Backend):
         cancel = cancel or CancelToken()
         cancel.raise_if_cancelled()
         with self._lock:
-            layers_low, caption, source = self._run_with_memory_fallback(
+            layers_low, caption, extra = self._run_with_memory_fallback(
                 pixels, options, progress, cancel
             )
         cancel.raise_if_cancelled()
-        return self._refine(pixels, layers_low, options, caption, source, progress)
+        return self._refine(pixels, layers_low, options, caption, extra, progress)

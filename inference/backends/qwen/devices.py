@@ -30,6 +30,14 @@ class DeviceInfo:
     free_bytes: int | None = None
     total_bytes: int | None = None
     warning: str | None = None
+    # GPU memory this process's allocator holds (our own weights and cache): usable by the
+    # next job, so it counts with the free memory when a job is planned.
+    reserved_bytes: int = 0
+
+    @property
+    def budget_bytes(self) -> int | None:
+        """The GPU memory a job of this process may use: free plus what we hold already."""
+        return None if self.free_bytes is None else self.free_bytes + self.reserved_bytes
 
 
 def _parse(setting: str | None) -> tuple[str, int | None]:
@@ -94,6 +102,7 @@ def probe(setting: str | None) -> DeviceInfo:
         return DeviceInfo(
             device=f"cuda:{index}", kind="cuda", dtype="bfloat16",
             name=torch.cuda.get_device_name(index), free_bytes=int(free), total_bytes=int(total),
+            reserved_bytes=int(torch.cuda.memory_reserved(index)),
         )
     if kind == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
@@ -102,6 +111,55 @@ def probe(setting: str | None) -> DeviceInfo:
         return DeviceInfo(device="mps", kind="mps", dtype="bfloat16", name="Apple GPU (MPS)",
                           total_bytes=total)
     return DeviceInfo(device="cpu", kind="cpu", dtype="float32", name="CPU", warning=CPU_WARNING)
+
+
+def live_budget(info: DeviceInfo) -> int | None:
+    """`budget_bytes` measured now (CUDA only): free memory plus this process's reserve."""
+    if info.kind != "cuda":
+        return None
+    import torch
+
+    index = torch.device(info.device).index or 0
+    free, _total = torch.cuda.mem_get_info(index)
+    return int(free) + int(torch.cuda.memory_reserved(index))
+
+
+def ram_bytes() -> int | None:
+    """Physical RAM of this machine, without psutil or torch (None where unknown)."""
+    import os
+    import sys
+
+    if sys.platform == "win32":
+        import ctypes
+
+        class _Status(ctypes.Structure):
+            _fields_ = [("length", ctypes.c_ulong), ("load", ctypes.c_ulong),
+                        ("total", ctypes.c_ulonglong), ("available", ctypes.c_ulonglong),
+                        ("page_total", ctypes.c_ulonglong), ("page_free", ctypes.c_ulonglong),
+                        ("virtual_total", ctypes.c_ulonglong),
+                        ("virtual_free", ctypes.c_ulonglong), ("extended", ctypes.c_ulonglong)]
+
+        status = _Status()
+        status.length = ctypes.sizeof(_Status)
+        if ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):  # type: ignore
+            return int(status.total)
+        return None
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def available_ram_bytes() -> int | None:
+    """RAM available to new allocations (Linux's MemAvailable), None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def torch_dtype(info: DeviceInfo) -> Any:

@@ -8,8 +8,8 @@ within one step.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from layerlift.inference.backends.base import (
     Progress,
     ProgressCallback,
 )
+from layerlift.inference.backends.qwen.memory import bucket_dims
 from layerlift.inference.errors import BadRequest
 from layerlift.inference.job_states import JobState
 from layerlift.inference.settings import Settings
@@ -116,6 +117,7 @@ class StepReporter:
         cancel: CancelToken | None,
         start: float,
         end: float,
+        last_step: Callable[[], None] | None = None,
     ) -> None:
         self.total = total
         self.progress = progress
@@ -124,6 +126,16 @@ class StepReporter:
         self.end = end
         self.steps_done = 0
         self.interrupted = False
+        # Called once when the denoising loop is over (its last step, or a cancel), before
+        # the VAE decodes: where a memory mode moves the transformer out of the way.
+        self.last_step = last_step
+        self.loop_ended_at: float | None = None
+
+    def _loop_over(self) -> None:
+        if self.loop_ended_at is None:
+            self.loop_ended_at = time.perf_counter()
+            if self.last_step is not None:
+                self.last_step()
 
     def __call__(self, pipe: Any, step: int, timestep: Any, callback_kwargs: dict) -> dict:
         self.steps_done = step + 1
@@ -133,6 +145,8 @@ class StepReporter:
         if self.cancel is not None and self.cancel.cancelled:
             pipe._interrupt = True
             self.interrupted = True
+        if self.interrupted or self.steps_done >= self.total:
+            self._loop_over()
         return {}
 
 
@@ -168,10 +182,7 @@ def bucket_size(width: int, height: int, resolution: int) -> tuple[int, int]:
     Same rule as diffusers' `calculate_dimensions`; checked up front because a very thin
     picture would round one side to zero deep inside the pipeline.
     """
-    ratio = width / height
-    bucket_w = math.sqrt(resolution * resolution * ratio)
-    bucket_h = bucket_w / ratio
-    size = (int(round(bucket_w / 32) * 32), int(round(bucket_h / 32) * 32))
+    size = bucket_dims(width, height, resolution)
     if min(size) < MIN_BUCKET_SIDE:
         raise BadRequest(
             f"a {width}x{height} picture is too thin for the model: at {resolution} px its "
