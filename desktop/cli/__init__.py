@@ -19,7 +19,7 @@ from layerlift.inference import __version__
 
 # Subcommand modules under desktop.cli, in the order `--help` lists them.
 COMMANDS: tuple[str, ...] = ("decompose", "serve", "token", "pair", "install_gimp_plugin", "tray",
-                              "build_ccx")
+                              "build_ccx", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:
