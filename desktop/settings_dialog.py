@@ -3,7 +3,9 @@
 It edits a copy of `Settings`; the app saves it (config folder, platformdirs) and applies
 it: a new port restarts the server, a new model or memory mode unloads the loaded one. The
 VRAM figure comes from `nvidia-smi` on a background thread, never from torch: importing
-torch takes seconds and gigabytes, and only the Qwen backend may pay for that.
+torch takes seconds and gigabytes, and only the Qwen backend may pay for that. The memory
+plan below it is `layerlift doctor`'s for the current settings (4 layers at the settings'
+resolution): each mode's peak VRAM and RAM, whether it fits here, and what `auto` picks.
 """
 
 from __future__ import annotations
@@ -38,9 +40,9 @@ from PySide6.QtWidgets import (
 
 DEVICES = ("auto", "cuda", "cuda:0", "cuda:1", "mps", "cpu")
 MEMORY_HELP = {
-    "auto": "picked from the free VRAM when the model loads",
+    "auto": "picked per job from its layers, resolution and the free VRAM",
     "full": "everything on the GPU (fastest, needs the most VRAM)",
-    "offload": "components move to the GPU in turn",
+    "offload": "transformer kept on the GPU, text encoder from pinned RAM",
     "lowvram": "layer-by-layer offload (slowest, least VRAM)",
     "int8": "8-bit weights (bitsandbytes)",
     "nf4": "4-bit weights (bitsandbytes)",
@@ -91,8 +93,22 @@ def parse_nvidia_smi(text: str) -> list[str]:
     return lines
 
 
+def plan_text(settings: Settings, layers: int = 4) -> str:
+    """`layerlift doctor`'s memory plan for these settings, one line per mode."""
+    from layerlift.inference.backends.qwen.doctor import plan_lines, report
+
+    try:
+        result = report(layers=layers, resolution=settings.resolution, model=settings.model,
+                        device=settings.device)
+    except Exception as exc:  # a bad device setting must not break the dialog
+        return f"no plan: {exc}"
+    head = f"For {layers} layers at {settings.resolution} px (layerlift doctor):"
+    return "\n".join([head, *plan_lines(result)])
+
+
 class SettingsDialog(QDialog):
     vram_detected = Signal(str)
+    plan_ready = Signal(str)
 
     def __init__(self, settings: Settings, parent: QWidget | None = None,
                  detect: bool = True) -> None:
@@ -125,6 +141,9 @@ class SettingsDialog(QDialog):
         self.vram_label = QLabel("detecting…" if detect else "")
         self.vram_label.setWordWrap(True)
         form.addRow("GPU memory:", self.vram_label)
+        self.plan_label = QLabel("planning…" if detect else "")
+        self.plan_label.setWordWrap(True)
+        form.addRow("Memory plan:", self.plan_label)
 
         self.offline_check = QCheckBox("never contact a model hub (local files only)")
         self.offline_check.setChecked(settings.offline)
@@ -161,6 +180,7 @@ class SettingsDialog(QDialog):
         layout.addWidget(buttons)
 
         self.vram_detected.connect(self.vram_label.setText)
+        self.plan_ready.connect(self.plan_label.setText)
         if detect:
             threading.Thread(target=self._detect, name="layerlift-vram", daemon=True).start()
 
@@ -168,6 +188,9 @@ class SettingsDialog(QDialog):
         text = detect_vram()
         with contextlib.suppress(RuntimeError):  # the dialog was closed and deleted meanwhile
             self.vram_detected.emit(text)
+        plan = plan_text(self._original)
+        with contextlib.suppress(RuntimeError):
+            self.plan_ready.emit(plan)
 
     def _browse_model(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "The Qwen-Image-Layered model folder")

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QMainWindow,
     QMessageBox,
     QProgressBar,
@@ -117,6 +118,13 @@ class MainWindow(QMainWindow):
 
         for name in backend_names():
             self.backend_combo.addItem(name, name)
+        # Qwen only: what the picture shows. Empty, the model captions the picture itself (on a
+        # small GPU that can take a while); its caption comes back here, ready to reuse.
+        self.caption_edit = QLineEdit()
+        self.caption_edit.setPlaceholderText("caption (empty: the model describes the picture)")
+        self.caption_edit.setToolTip("Qwen backend: describe the picture, or leave it empty "
+                                     "and the model captions it")
+        self.caption_edit.setClearButtonEnabled(True)
         self.decompose_button = QPushButton("Decompose")
         self.decompose_button.clicked.connect(self.decompose)
         self.cancel_button = QPushButton("Cancel")
@@ -179,8 +187,13 @@ class MainWindow(QMainWindow):
         outer.setStretchFactor(0, 4)
         outer.setStretchFactor(1, 1)
 
+        caption_row = QHBoxLayout()
+        caption_row.addWidget(QLabel("Caption:"))
+        caption_row.addWidget(self.caption_edit, 1)
+
         main = QVBoxLayout()
         main.addLayout(top)
+        main.addLayout(caption_row)
         main.addWidget(outer, 1)
         main.addWidget(self.status_label)
         central = QWidget()
@@ -242,6 +255,8 @@ class MainWindow(QMainWindow):
         return True
 
     def set_document(self, source: np.ndarray, name: str, stack: LayerStack | None) -> None:
+        if source is not self.source:
+            self.caption_edit.clear()  # a caption describes one picture
         self.source, self.source_name = source, name
         self.setWindowTitle(f"LayerLift: {name}")
         self._set_stack(stack)
@@ -273,9 +288,13 @@ class MainWindow(QMainWindow):
         self._redraw_preview()
 
     # -- jobs --------------------------------------------------------------------------------
-    def _request(self) -> DecomposeRequest:
+    def _request(self, purpose: Purpose | None = None) -> DecomposeRequest:
         count = self.layers_spin.value()
-        return DecomposeRequest(layers=count or None)
+        options = {}
+        caption = self.caption_edit.text().strip()
+        if caption and not isinstance(purpose, SplitLayer):  # it describes the whole picture
+            options["caption"] = caption
+        return DecomposeRequest(layers=count or None, options=options)
 
     @property
     def current_job(self) -> str | None:
@@ -316,7 +335,7 @@ class MainWindow(QMainWindow):
         self.progress.setValue(0)
         self.set_status(f"{words}…")
         self._update_buttons()
-        self.host.submit(tag, image, self._request(), self.backend_combo.currentData())
+        self.host.submit(tag, image, self._request(purpose), self.backend_combo.currentData())
 
     def _on_submitted(self, tag: str, job: JobSnapshot) -> None:
         purpose = self.jobs.accepted(tag, job.id)
@@ -387,7 +406,16 @@ class MainWindow(QMainWindow):
         if landing.error is not None:
             self.show_error(*landing.error)
             return
-        self.set_status(landing.status)
+        status = landing.status
+        details = job.result.details if job.result is not None else {}
+        if (isinstance(purpose, WholePicture) and landing.stack is not None
+                and details.get("caption_source") == "model" and details.get("caption")):
+            # The model's caption, ready to reuse (and to edit) for the next run.
+            self.caption_edit.setText(str(details["caption"]))
+            status += (f"; the model's caption ({details.get('caption_way')}, "
+                       f"{float(details.get('caption_seconds') or 0):.1f} s) is in the caption "
+                       "field")
+        self.set_status(status)
         if landing.stack is None:
             return
         self._set_stack(landing.stack)

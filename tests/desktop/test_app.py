@@ -84,6 +84,23 @@ def test_settings_dialog_round_trip(qtbot):
     assert dialog.result_settings().model is None
 
 
+def test_settings_dialog_shows_the_memory_plan_of_the_current_settings(qtbot):
+    from layerlift.desktop.settings_dialog import plan_text
+
+    settings = Settings(resolution=1024)
+    text = plan_text(settings)
+    assert text.startswith("For 4 layers at 1024 px")
+    lines = text.splitlines()
+    # One line per mode with its planned peak (full at 1024 px: ~70 GiB), then auto.
+    assert lines[1].startswith("full: 70.") and "GiB VRAM" in lines[1]
+    assert any(line.startswith("lowvram: 16.9 GiB VRAM") for line in lines)
+    assert lines[-1].startswith("auto: ")
+    dialog = SettingsDialog(settings, detect=True)
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: dialog.plan_label.text().startswith("For 4 layers"), timeout=10_000)
+    assert "lowvram:" in dialog.plan_label.text()
+
+
 def test_vram_detection_is_a_sentence_and_never_imports_torch():
     code = ("import sys; from desktop.settings_dialog import detect_vram; "
             "print(detect_vram()); print('torch' in sys.modules)")

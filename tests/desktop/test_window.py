@@ -206,3 +206,17 @@ def test_unavailable_backend_is_explained_and_logged(qtbot, window):
         for handler in ours:
             root.removeHandler(handler)
             handler.close()
+
+
+def test_the_caption_field_goes_with_the_picture(window):
+    window.open_path(LOGO)
+    assert window._request().options == {}  # empty: the model captions the picture
+    window.caption_edit.setText("  a red logo on white  ")
+    assert window._request().options == {"caption": "a red logo on white"}
+    # It describes the whole picture: a layer split again goes without it.
+    from layerlift.desktop.document_jobs import SplitLayer
+
+    assert window._request(SplitLayer(0, None)).options == {}
+    # Another picture, another caption.
+    window.open_path(LOGO)
+    assert window.caption_edit.text() == ""
