@@ -255,13 +255,17 @@ def caption_picture(
         if four_bit is None:
             raise RuntimeError("the 4-bit caption way needs the model folder")
         holder = four_bit()
+        moving = time.perf_counter()
         try:
             encoder = holder.on(placement.device)
+            placement.moves_s += time.perf_counter() - moving  # loading it counts as moving
             text, tokens, truncated = generate_caption(
                 pipe, encoder, image, use_en_prompt, placement.device, progress, cancel,
                 max_new_tokens, budget_s)
         finally:
+            moving = time.perf_counter()
             holder.park()
+            placement.moves_s += time.perf_counter() - moving
     else:
         with placement.text_encoder(way) as device:
             on_cpu = device.type == "cpu"
