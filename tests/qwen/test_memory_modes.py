@@ -180,3 +180,27 @@ def test_lowvram_places_the_text_encoder_without_stream_prefetching(tiny_model_d
         assert len(_group_hooks(encoder)) == len(hooks)
         assert not stream_prefetching(encoder)
     assert "no stream" in placement.describe()["text_encoder"]
+
+
+@pytest.mark.parametrize(("budget_gib", "for_text", "for_decode"),
+                         [(79.0, True, True), (50.0, False, True), (30.0, False, False)])
+def test_offload_keeps_the_transformer_resident_where_the_plan_fits(
+    budget_gib, for_text, for_decode, tiny_model_dir: Path, monkeypatch
+):
+    """Made-up free VRAM; the placed modules show where the transformer is in each phase."""
+    from layerlift.inference.backends.qwen import placement as placement_module
+
+    monkeypatch.setattr(placement_module, "live_budget", lambda info: int(budget_gib * memory.GIB))
+    pipe = _load(tiny_model_dir, "offload")
+    placement = placement_module.placement_of(pipe)
+    placement.prepare(memory.Job.of(4, 640))
+    placement.before_denoise()  # resident from an earlier job
+    with placement.text_encoder("gpu"):
+        assert placement.text.on_device
+        assert placement.transformer.on_device is for_text
+    assert not placement.text.on_device
+    placement.before_denoise()
+    assert placement.transformer.on_device
+    placement.after_last_step()
+    assert placement.transformer.on_device is for_decode
+    placement.release()
