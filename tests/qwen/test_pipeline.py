@@ -180,6 +180,11 @@ def test_job_runner_runs_and_cancels_the_real_pipeline(tiny_settings, poster_sma
         # The job result reports recomposition before and after refinement.
         assert record.result.quality_before.psnr is not None
         assert record.result.quality.exact or record.result.quality.psnr >= 40
+        # What the backend reports to the user: the caption, how it was made, the phases.
+        details = record.result.details
+        assert details["caption"] == CAPTION and details["caption_way"] == "user"
+        assert details["memory_mode"] == "full" and details["fixed_seconds"] >= 0
+        assert details["total_seconds"] >= details["denoise_seconds"] > 0
         assert runner.read_result(done.id).width == small.shape[1]
 
         request = DecomposeRequest(layers=1, options={"caption": CAPTION, "steps": 3})
