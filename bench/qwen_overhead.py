@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             model = str(save_tiny_pipeline(Path(tmp) / "tiny"))
         backend = QwenBackend(Settings(model=model, device=args.device, steps=args.steps))
         started = time.perf_counter()
-        backend._ensure_loaded(640, lambda _: None)
+        backend.load()
         load_s = time.perf_counter() - started
         request = DecomposeRequest(layers=args.layers, seed=0,
                                    options={"caption": CAPTION, "steps": args.steps})
