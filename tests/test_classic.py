@@ -348,3 +348,36 @@ def test_large_pictures_are_analysed_reduced_and_still_recomposite_exactly():
     red = next(c for c in stack.canvases() if (c[400, 300, :3] == (200, 30, 40)).all()
                and c[400, 300, 3] == 255)
     assert red[650, 600, 3] == 255  # completed under the blue square
+
+
+def test_outline_and_shadow_belong_to_their_text():
+    """A line of text with an outline and a drop shadow is one layer, as a layer style is."""
+    from scipy import ndimage
+
+    h, w = 80, 220
+
+    def glyphs_at(y, x):
+        hit = np.zeros(y.shape, bool)
+        for k in range(12):
+            x0 = 14 + 16 * k
+            if k % 2:
+                r = np.hypot(y - 36.0, x - (x0 + 6.0))
+                hit |= (r <= 6.0) & (r >= 3.5)
+            else:
+                hit |= (y >= 29.0) & (y < 43.0) & (x >= x0 + 4.0) & (x < x0 + 8.0)
+        return hit
+
+    glyphs = _coverage(h, w, glyphs_at)
+    outline = ndimage.maximum_filter(glyphs, size=3)
+    shadow = ndimage.gaussian_filter(np.roll(outline, (3, 3), axis=(0, 1)), 1.0) * 0.6
+    rgb = _over(_gradient(h, w), (15, 15, 15), shadow)
+    rgb = _over(_over(rgb, (240, 240, 80), outline), (200, 30, 120), glyphs)
+    image = _to_rgba(rgb)
+    stack = ClassicBackend().decompose(image, DecomposeRequest())
+    assert psnr(image, stack.composite()) >= 50.0
+    layer = _layer_covering(stack, glyphs > 0.9)
+    assert (layer[..., 3][glyphs > 0.9] > 200).mean() >= 0.95
+    ring = (outline > 0.9) & (glyphs < 0.1)
+    assert (layer[..., 3][ring] > 128).mean() >= 0.9
+    dark = (shadow > 0.3) & (outline < 0.1)
+    assert (layer[..., 3][dark] > 0).mean() >= 0.5

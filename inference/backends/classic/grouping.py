@@ -11,7 +11,10 @@ left alone:
 5. photos (see `photo`): rectangles of rich content, with what lies on them kept apart;
 6. seen through: a small piece of a shape's colour two steps from it (between letters) is it;
 7. translucency (see `translucency`): pieces of one see-through shape are one layer;
-8. specks: tiny leftovers join the unit they share most boundary with.
+8. specks: tiny leftovers join the unit they share most boundary with;
+9. styles: a text's outline, drop shadow and stray pieces (hugging its glyphs, inside its
+   box) join the text, and an opaque shape's drop shadow joins the shape, as layer styles
+   are part of their layer in an editor.
 
 What remains is one shape per unit.
 """
@@ -26,6 +29,8 @@ from layerlift.inference.backends.classic.facts import Box, UnitFacts
 from layerlift.inference.backends.classic.photo import find_photos
 from layerlift.inference.backends.classic.text import (
     TEXT_MIN_GLYPHS,
+    box_of,
+    colour_of,
     drop_blends,
     drop_gaps,
     find_text,
@@ -44,6 +49,15 @@ HOLE_TOLERANCE = 10.0
 TINT_MIN_AREA = 0.001  # of the picture: smaller pieces are not worth a translucency guess
 SPECK_SHARE = 0.0004  # of the picture
 SPECK_MIN = 12
+STYLE_REACH = 0.35  # of a text's height: how far its outline and shadow reach beyond it
+STYLE_INSIDE = 0.75  # share of a style piece's box inside the text's grown box
+STYLE_MAX_AREA = 3.0  # an outline or shadow is at most this many times its text's area
+SHADOW_REACH = 0.3  # of a shape's larger side: how far its drop shadow reaches beyond it
+SHADOW_MAX_AREA = 0.6  # of the shape's area
+SHADOW_INK = 16.0  # levels: the colour a shadow darkens towards
+SHADOW_MIN_SPAN = 24.0  # levels: a background darker than this shows no shadow
+SHADOW_ALPHA = (0.15, 0.85)  # opacity of a shadow as measured on a piece
+SHADOW_SPREAD = 0.1  # most the per-channel opacities of one shadow piece may differ
 
 
 @dataclass
@@ -212,6 +226,15 @@ def form_elements(
     leftovers = [u for u in present if u not in protected and uf.find(u) == u]
     min_area = max(SPECK_MIN, int(SPECK_SHARE * h * w))
     _absorb_specks(facts, uf, leftovers, min_area)
+    skip = set(photo_roots) | {bg_root}
+    text_roots = _attach_styles(facts, uf, present, text_roots, skip)
+    tints = {uf.find(root): tint for root, tint in tints.items()
+             if uf.find(root) not in text_roots}
+    shapes = {
+        uf.find(u) for u in present
+        if uf.find(u) not in skip | text_roots | set(tints) and facts.is_flat(uf.find(u))
+    }
+    _attach_shadows(facts, uf, present, shapes, skip | text_roots | set(tints), background)
 
     members: dict[int, list[int]] = {}
     for unit in present:
@@ -233,6 +256,150 @@ def form_elements(
         else:
             elements.append(Element("shape", units, tint=tints.get(root)))
     return elements, background_index
+
+
+def _root_groups(
+    uf: UnionFind, present: list[int], skip: set[int]
+) -> dict[int, list[int]]:
+    groups: dict[int, list[int]] = {}
+    for unit in present:
+        root = uf.find(unit)
+        if root not in skip:
+            groups.setdefault(root, []).append(unit)
+    return groups
+
+
+def _touching(facts: UnitFacts, uf: UnionFind, units: list[int]) -> dict[int, int]:
+    """Boundary length shared with each other root, by root."""
+    mine = set(units)
+    touching: dict[int, int] = {}
+    for unit in units:
+        for other, length in facts.neighbours.get(unit, {}).items():
+            if other not in mine:
+                root = uf.find(other)
+                touching[root] = touching.get(root, 0) + length
+    return touching
+
+
+def _within(inner: Box, outer: Box, reach: float) -> bool:
+    return (inner[0] >= outer[0] - reach and inner[2] <= outer[2] + reach
+            and inner[1] >= outer[1] - reach and inner[3] <= outer[3] + reach)
+
+
+def _share_within(inner: Box, outer: Box, reach: float) -> float:
+    """Share of box `inner` inside box `outer` grown by `reach` on every side."""
+    top, left = max(inner[0], outer[0] - reach), max(inner[1], outer[1] - reach)
+    bottom, right = min(inner[2], outer[2] + reach), min(inner[3], outer[3] + reach)
+    size = max(1, (inner[2] - inner[0]) * (inner[3] - inner[1]))
+    return max(0.0, bottom - top) * max(0.0, right - left) / size
+
+
+def _union_box(a: Box, b: Box) -> Box:
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
+def _attach_styles(
+    facts: UnitFacts,
+    uf: UnionFind,
+    present: list[int],
+    text_roots: set[int],
+    skip: set[int],
+) -> set[int]:
+    """Join a text's outline, drop shadow and stray pieces to it; returns the text roots.
+
+    An outline or a shadow is a layer style, part of its text's layer in an editor. In the
+    picture it shows as pieces of another colour hugging the glyphs: they touch the glyphs
+    and lie (STYLE_INSIDE of their box at least) within the text's box grown by STYLE_REACH
+    of its height. A shape the text lies
+    on, or beside, reaches beyond that box. Texts are taken largest first, so a line's
+    fill absorbs its outline (which may have formed a text of its own) and not the reverse.
+    `skip`: roots that are never joined (the background, photos).
+    """
+    groups = _root_groups(uf, present, skip)
+    text_roots = {uf.find(r) for r in text_roots} & set(groups)
+    boxes = {root: box_of(facts, units) for root, units in groups.items()}
+    area = {root: int(facts.area[units].sum()) for root, units in groups.items()}
+    for text in sorted(text_roots, key=lambda r: (-area[r], r)):
+        if uf.find(text) != text:
+            continue
+        changed = True
+        while changed:  # what joins grows the box, which may then hold more
+            changed = False
+            reach = STYLE_REACH * (boxes[text][2] - boxes[text][0])
+            touching = _touching(facts, uf, groups[text])
+            for other in sorted(touching, key=lambda r: (-touching[r], r)):
+                if other not in groups or other == text or uf.find(other) != other:
+                    continue
+                if _share_within(boxes[other], boxes[text], reach) < STYLE_INSIDE:
+                    continue
+                if area[other] > STYLE_MAX_AREA * area[text]:
+                    continue
+                uf.join(text, other)
+                groups[text] += groups.pop(other)
+                area[text] += area.pop(other)
+                boxes[text] = _union_box(boxes[text], boxes.pop(other))
+                text_roots.discard(other)
+                changed = True
+    return {uf.find(r) for r in text_roots}
+
+
+def _darkened(colour: np.ndarray, under: np.ndarray) -> bool:
+    """Is `colour` the background colour `under` seen through a dark shadow?
+
+    A shadow is near-black (SHADOW_INK) at some opacity a over the background, so every
+    channel is darkened by about the same a. A blend with a coloured shape, or JPEG ringing,
+    darkens the channels unequally.
+    """
+    span = under - SHADOW_INK
+    if span.min() <= SHADOW_MIN_SPAN:
+        return False
+    a = (under - colour) / span
+    return bool(a.min() >= SHADOW_ALPHA[0] and a.max() <= SHADOW_ALPHA[1]
+                and a.max() - a.min() <= SHADOW_SPREAD)
+
+
+def _attach_shadows(
+    facts: UnitFacts,
+    uf: UnionFind,
+    present: list[int],
+    owners: set[int],
+    skip: set[int],
+    background: int | None,
+) -> None:
+    """Join an opaque shape's drop shadow to it, as a layer style.
+
+    A drop shadow shows as soft dark pieces on one side of the shape: they touch it, lie
+    within its box grown by SHADOW_REACH of its larger side, are smaller than it and are the
+    background around them darkened evenly (see `_darkened`). Text, photos and the other
+    shapes are never taken.
+    """
+    if background is None:
+        return
+    groups = _root_groups(uf, present, skip)
+    owners = {uf.find(r) for r in owners} & set(groups)
+    boxes = {root: box_of(facts, units) for root, units in groups.items()}
+    area = {root: int(facts.area[units].sum()) for root, units in groups.items()}
+    for shape in sorted(owners, key=lambda r: (-area[r], r)):
+        if uf.find(shape) != shape:
+            continue
+        box = boxes[shape]
+        reach = SHADOW_REACH * max(box[2] - box[0], box[3] - box[1])
+        touching = _touching(facts, uf, groups[shape])
+        for other in sorted(touching, key=lambda r: (-touching[r], r)):
+            if other not in groups or other in owners or uf.find(other) != other:
+                continue
+            if area[other] > SHADOW_MAX_AREA * area[shape]:
+                continue
+            if not _within(boxes[other], box, reach):
+                continue
+            under = facts.local_colour(background, boxes[other])
+            if under is None:
+                continue
+            if not _darkened(colour_of(facts, groups[other]), under):
+                continue
+            uf.join(shape, other)
+            groups[shape] += groups.pop(other)
+            area[shape] += area.pop(other)
 
 
 def _find_tints(

@@ -8,8 +8,9 @@ differs strongly from the composite.
 A cluster on the line of a text layer is first tried with that layer's colour (thin strokes
 never reach full coverage, so their own strongest pixel is a washed-out colour); if unmixing
 against the composite explains it, it joins that layer. Otherwise its colour is estimated from
-its strongest pixels, and clusters of one colour close together become a layer on top (text
-when there are several).
+its strongest pixels; a cluster inside a text layer's glyph box is still that text's (a piece
+of its outline or shadow, or a glyph the regions missed), and the others of one colour close
+together become a layer on top (text when there are several).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from layerlift.inference.backends.classic.alpha import unmix
 from layerlift.inference.backends.classic.build import BuiltLayer, Canvas
 from layerlift.inference.backends.classic.count import merge
+from layerlift.inference.backends.classic.grouping import STYLE_REACH
 from layerlift.inference.backends.classic.text import group_text
 from scipy import ndimage
 
@@ -47,6 +49,30 @@ def _on_line(box: Box, host: Box) -> bool:
     overlap = min(box[2], host[2]) - max(box[0], host[0])
     gap = max(0, max(box[1], host[1]) - min(box[3], host[3]))
     return overlap >= 0.5 * min(height, box[2] - box[0]) and gap <= HOST_REACH * height
+
+
+def _opaque_box(layer: BuiltLayer) -> Box | None:
+    """Canvas box of a layer's mostly opaque pixels (its glyphs, not its padded box)."""
+    ys, xs = np.nonzero(layer.rgba[..., 3] >= 128)
+    if not ys.size:
+        return None
+    top, left = layer.box[0], layer.box[1]
+    return (top + int(ys.min()), left + int(xs.min()),
+            top + int(ys.max()) + 1, left + int(xs.max()) + 1)
+
+
+def _inside_host(box: Box, hosts: list[tuple[int, Box, None]]) -> int | None:
+    """The text layer whose glyphs' box (grown by STYLE_REACH of its height) holds `box`.
+
+    A cluster of another colour inside a text's box is part of its style (an outline, a
+    shadow) or of a glyph the regions missed; a layer of its own would cover the text's.
+    """
+    for index, (top, left, bottom, right), _ in hosts:
+        reach = STYLE_REACH * (bottom - top)
+        if (box[0] >= top - reach and box[2] <= bottom + reach
+                and box[1] >= left - reach and box[3] <= right + reach):
+            return index
+    return None
 
 
 def _cluster(
@@ -104,6 +130,8 @@ def find_details(
     labels, _ = ndimage.label(ndimage.binary_dilation(strong, square), square)
     hosts = [(i, layer.box, layer.colour) for i, layer in enumerate(layers)
              if layer.colour is not None]
+    glyph_boxes = [(i, _opaque_box(layers[i]), None) for i, _, _ in hosts]
+    glyph_boxes = [item for item in glyph_boxes if item[1] is not None]
     found = []
     for number, sl in enumerate(ndimage.find_objects(labels), start=1):
         if sl is None:
@@ -114,6 +142,8 @@ def find_details(
             continue
         result = _cluster(image, canvas, box, mask, hosts)
         if result is not None:
+            if result[0] is None:
+                result = (_inside_host(box, glyph_boxes), *result[1:])
             found.append((box, *result))
     if not found:
         return []
