@@ -92,9 +92,10 @@ def find_text(
     colours = np.array([colour_of(facts, p) for p in glyphs])
     groups = []
     for group in group_text(boxes, colours, 1):
-        heights = boxes[group, 2] - boxes[group, 0]
         # Letters of a line are of a size; a far taller piece is a shape the text crosses.
-        typical = float(np.median(heights))
+        # The line's height is the span most pieces share (thin letters break into arcs
+        # and dots, whose own heights say little about the line's).
+        typical = float(np.percentile(boxes[group, 2], 90) - np.percentile(boxes[group, 0], 10))
         kept = [i for i in group if boxes[i, 2] - boxes[i, 0] <= GLYPH_SIZE_RATIO * typical]
         groups.append([u for i in kept for u in glyphs[i]])
     lines = _join_lines(facts, groups)
@@ -204,17 +205,27 @@ def drop_gaps(facts: UnitFacts, groups: list[list[int]]) -> list[list[int]]:
 
     A shape behind a word shows through the gaps between its letters as small pieces of one
     colour in a row, just like glyphs; but those pieces border the letters of the word, not
-    the things around them.
+    the things around them. Two texts that border each other (a fill and its outline) must
+    not both go: the one that borders the other most goes first, and the other is judged
+    against what remains.
     """
     owner = {unit: index for index, group in enumerate(groups) for unit in group}
-    kept = []
-    for index, group in enumerate(groups):
+    alive = set(range(len(groups)))
+
+    def share(index: int) -> float:
         total = other = 0
-        for unit in group:
+        for unit in groups[index]:
             for neighbour, length in facts.neighbours.get(unit, {}).items():
                 total += length
-                if owner.get(neighbour, index) != index:
+                theirs = owner.get(neighbour, index)
+                if theirs != index and theirs in alive:
                     other += length
-        if not total or other < GAP_SHARE * total:
-            kept.append(group)
-    return kept
+        return other / total if total else 0.0
+
+    while alive:
+        shares = {index: share(index) for index in alive}
+        worst = max(sorted(alive), key=lambda i: shares[i])
+        if shares[worst] < GAP_SHARE:
+            break
+        alive.discard(worst)
+    return [group for index, group in enumerate(groups) if index in alive]
