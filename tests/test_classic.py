@@ -381,3 +381,22 @@ def test_outline_and_shadow_belong_to_their_text():
     assert (layer[..., 3][ring] > 128).mean() >= 0.9
     dark = (shadow > 0.3) & (outline < 0.1)
     assert (layer[..., 3][dark] > 0).mean() >= 0.5
+
+
+def test_objects_come_off_a_textured_background():
+    """Wood-like stripes are all background: the card and the text are layers of their own."""
+    h, w = 120, 160
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    t = (0.5 + 0.5 * np.sin(ys * 0.45 + 2.0 * np.sin(xs * 0.05)))[..., None] ** 2
+    wood = (200.0, 150.0, 100.0) * (1 - t) + np.array((120.0, 80.0, 50.0)) * t
+    card = _coverage(h, w, lambda y, x: (y >= 20.0) & (y < 60.0) & (x >= 30.0) & (x < 90.0))
+    text = _glyph_row(h, w, 85, 20, 10)
+    image = _to_rgba(_over(_over(wood, (40, 60, 200), card), (240, 240, 240), text))
+    stack = ClassicBackend().decompose(image, DecomposeRequest())
+    assert psnr(image, stack.composite()) >= 50.0
+    assert len(stack.layers) <= 4
+    for mask in (card, text):
+        layer = _layer_covering(stack, mask > 0.9)
+        solid = layer[..., 3] > 128
+        assert (solid & (mask > 0.9)).sum() >= 0.9 * (mask > 0.9).sum()
+        assert (solid & (mask < 0.1)).sum() <= 0.1 * (mask > 0.9).sum()

@@ -126,7 +126,7 @@ class ClassicBackend(Backend):
         sums = accumulate(units.labels, rgb, units.count)
         facts = unit_facts(units, sums, rgb, raw)
         elements, background = form_elements(units.own, facts, units.count)
-        emap = element_map(units.own, elements, units.count, background)
+        emap = element_map(units.own, elements, units.count, background, facts)
         defined = units.labels > 0
         del units
         stages.done("elements")

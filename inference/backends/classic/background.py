@@ -11,9 +11,19 @@ from __future__ import annotations
 
 import numpy as np
 from layerlift.inference.backends.classic.facts import UnitFacts
+from scipy import ndimage
 
 # Max colour difference (levels) for a piece to count as more background.
 MATCH_TOLERANCE = 8.0
+# Textured backgrounds (wood, marble, grain, a landscape): no unit owns this share of the
+# border, and it takes TEXTURE_UNITS units or more to cover TEXTURE_COVER of it.
+TEXTURE_BORDER = 0.6
+TEXTURE_UNITS, TEXTURE_COVER = 3, 0.8
+BAND = 0.03  # of the short side: the border band whose colours sample the texture
+BIN = 8  # levels per colour bin of the texture's palette
+MIN_BIN_SHARE = 0.0005  # a bin holds at least this share of the band's pixels to count
+TEXTURE_MEMBER = 0.8  # share of a unit's pixels in the palette for it to be texture
+TEXTURE_PIECE_MEMBER = 0.6  # the same for a texture piece (see textured_members)
 
 
 def pick_background(own: np.ndarray, facts: UnitFacts) -> int | None:
@@ -43,3 +53,49 @@ def matching_pieces(background: int, facts: UnitFacts, candidates: list[int]) ->
         and (unit in touching or facts.border[unit] > 0)
         and facts.colour_near(unit, background, MATCH_TOLERANCE)
     ]
+
+
+def textured_members(own: np.ndarray, facts: UnitFacts, background: int | None) -> list[int]:
+    """Units that are more of a textured background, or [] when the background is not one.
+
+    Sets `facts.texture_pixels` to the pixels of the texture's palette when it is one.
+
+    A texture shows on the border as many units, none of them owning most of it. Its
+    palette is read from a band along the border (objects seldom fill the border); a unit
+    whose pixels are nearly all of that palette (give or take one bin) is texture. Objects
+    are drawn in colours that stand out from the background, or they would not be seen.
+    """
+    if background is None:
+        return []
+    counts = np.sort(facts.border[1:])[::-1]
+    total = counts.sum()
+    if not total or counts[0] >= TEXTURE_BORDER * total:
+        return []
+    if np.searchsorted(np.cumsum(counts), TEXTURE_COVER * total) + 1 < TEXTURE_UNITS:
+        return []
+    picture = facts.rgb if facts.raw is None else facts.raw
+    h, w = own.shape
+    band = max(2, int(BAND * min(h, w)))
+    ring = np.zeros((h, w), bool)
+    ring[:band], ring[-band:], ring[:, :band], ring[:, -band:] = True, True, True, True
+    ring &= own >= 0
+    bins = 256 // BIN
+    index = _bin_index(picture, bins)
+    palette = np.bincount(index[ring], minlength=bins**3).reshape(bins, bins, bins)
+    palette = palette >= max(1, MIN_BIN_SHARE * ring.sum())
+    palette = ndimage.binary_dilation(palette, np.ones((3, 3, 3), bool)).ravel()
+    facts.texture_pixels = palette[index]
+    labels = facts.labels
+    defined = labels > 0
+    inside = np.bincount(labels[defined], palette[index[defined]], minlength=len(facts.area))
+    size = np.bincount(labels[defined], minlength=len(facts.area))
+    share = inside / np.maximum(size, 1)
+    # Texture pieces (dense edge pixels) also hold the anti-aliased rims of what lies on the
+    # texture, so less of them need be in its palette.
+    needed = np.where(facts.texture, TEXTURE_PIECE_MEMBER, TEXTURE_MEMBER)
+    return [int(u) for u in np.flatnonzero((share >= needed) & (size > 0)) if u != background]
+
+
+def _bin_index(picture: np.ndarray, bins: int) -> np.ndarray:
+    q = (picture // (256 // bins)).astype(np.int32)
+    return (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]

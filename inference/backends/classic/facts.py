@@ -40,6 +40,8 @@ class UnitFacts:
     own: np.ndarray
     rgb: np.ndarray
     raw: np.ndarray | None = None  # the picture itself when `rgb` is a smoothed copy
+    # Pixels in the palette of a textured background (None: the background is not textured).
+    texture_pixels: np.ndarray | None = None
 
     def is_flat(self, unit: int) -> bool:
         return bool(self.rms0[unit] <= FLAT_RMS and not self.complex[unit])

@@ -24,7 +24,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from layerlift.inference.backends.classic.background import matching_pieces, pick_background
+from layerlift.inference.backends.classic.background import (
+    matching_pieces,
+    pick_background,
+    textured_members,
+)
 from layerlift.inference.backends.classic.facts import Box, UnitFacts
 from layerlift.inference.backends.classic.photo import find_photos
 from layerlift.inference.backends.classic.text import (
@@ -43,12 +47,14 @@ from layerlift.inference.backends.classic.translucency import (
     same_tint,
 )
 from layerlift.inference.backends.classic.unionfind import UnionFind
+from scipy import ndimage
 
 HOLE_WRAP = 0.9  # share of a hole's boundary its wrapper must own
 HOLE_TOLERANCE = 10.0
 TINT_MIN_AREA = 0.001  # of the picture: smaller pieces are not worth a translucency guess
 SPECK_SHARE = 0.0004  # of the picture
 SPECK_MIN = 12
+TEXTURE_EDGE = 1  # px around an object's defining pixels that stay its own on a texture
 STYLE_REACH = 0.35  # of a text's height: how far its outline and shadow reach beyond it
 STYLE_INSIDE = 0.75  # share of a style piece's box inside the text's grown box
 STYLE_MAX_AREA = 3.0  # an outline or shadow is at most this many times its text's area
@@ -178,6 +184,8 @@ def form_elements(
     present = [u for u in range(1, count + 1) if facts.area[u] > 0]
     uf = UnionFind(count + 1)
     background = pick_background(own, facts)
+    for unit in textured_members(own, facts, background):
+        uf.join(background, unit)
 
     _absorb_holes(facts, uf, [u for u in present if u != background], background)
     if background is not None:
@@ -441,12 +449,19 @@ def _find_tints(
 
 
 def element_map(
-    own: np.ndarray, elements: list[Element], count: int, background: int | None
+    own: np.ndarray,
+    elements: list[Element],
+    count: int,
+    background: int | None,
+    facts: UnitFacts | None = None,
 ) -> np.ndarray:
     """Element index per pixel (-1 for transparent input).
 
     A photo also claims the background's pixels inside its rectangle (its hard edge is often
-    a line of pixels nearer to the background's regions than to the photo's).
+    a line of pixels nearer to the background's regions than to the photo's). On a textured
+    background (`facts.texture_pixels`), an undefined pixel of the texture's palette more
+    than TEXTURE_EDGE px from the defining pixels of the object whose territory holds it is
+    texture showing between its pieces, not that object.
     """
     lut = np.full(count + 2, -1, np.int32)
     for index, element in enumerate(elements):
@@ -461,4 +476,10 @@ def element_map(
         if background is not None:
             claim |= crop == background
         crop[claim] = index
+    if facts is not None and facts.texture_pixels is not None and background is not None:
+        photos = [i for i, e in enumerate(elements) if e.kind == "photo"]
+        objects = (emap >= 0) & (emap != background) & ~np.isin(emap, photos)
+        defined = facts.labels > 0
+        near = ndimage.binary_dilation(defined & objects, iterations=TEXTURE_EDGE)
+        emap[objects & ~near & facts.texture_pixels] = background
     return emap
