@@ -331,9 +331,9 @@ def _attach_styles(
         if uf.find(text) != text:
             continue
         changed = True
-        while changed:  # what joins grows the box, which may then hold more
+        reach = STYLE_REACH * (boxes[text][2] - boxes[text][0])
+        while changed:  # what joins grows the box along the line, which may then hold more
             changed = False
-            reach = STYLE_REACH * (boxes[text][2] - boxes[text][0])
             touching = _touching(facts, uf, groups[text])
             for other in sorted(touching, key=lambda r: (-touching[r], r)):
                 if other not in groups or other == text or uf.find(other) != other:
@@ -345,7 +345,10 @@ def _attach_styles(
                 uf.join(text, other)
                 groups[text] += groups.pop(other)
                 area[text] += area.pop(other)
-                boxes[text] = _union_box(boxes[text], boxes.pop(other))
+                # The line may grow along itself (a last glyph that formed no region), not
+                # across: what joins must not let a column of pieces climb off the line.
+                grown = _union_box(boxes[text], boxes.pop(other))
+                boxes[text] = (boxes[text][0], grown[1], boxes[text][2], grown[3])
                 text_roots.discard(other)
                 changed = True
     return {uf.find(r) for r in text_roots}
