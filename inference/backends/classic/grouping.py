@@ -14,7 +14,9 @@ left alone:
 8. specks: tiny leftovers join the unit they share most boundary with;
 9. styles: a text's outline, drop shadow and stray pieces (hugging its glyphs, inside its
    box) join the text, and an opaque shape's drop shadow joins the shape, as layer styles
-   are part of their layer in an editor.
+   are part of their layer in an editor;
+10. rims: a thin band of pieces along an object's edge (JPEG ringing, a blurred export)
+   joins the object.
 
 What remains is one shape per unit.
 """
@@ -54,6 +56,8 @@ HOLE_TOLERANCE = 10.0
 TINT_MIN_AREA = 0.001  # of the picture: smaller pieces are not worth a translucency guess
 SPECK_SHARE = 0.0004  # of the picture
 SPECK_MIN = 12
+RIM_WIDTH = 4.0  # px: see _absorb_rims
+RIM_REACH = 3  # px
 TEXTURE_EDGE = 1  # px around an object's defining pixels that stay its own on a texture
 STYLE_REACH = 0.35  # of a text's height: how far its outline and shadow reach beyond it
 STYLE_INSIDE = 0.75  # share of a style piece's box inside the text's grown box
@@ -243,6 +247,7 @@ def form_elements(
         if uf.find(u) not in skip | text_roots | set(tints) and facts.is_flat(uf.find(u))
     }
     _attach_shadows(facts, uf, present, shapes, skip | text_roots | set(tints), background)
+    _absorb_rims(facts, uf, present, skip | text_roots)
 
     members: dict[int, list[int]] = {}
     for unit in present:
@@ -411,6 +416,37 @@ def _attach_shadows(
             uf.join(shape, other)
             groups[shape] += groups.pop(other)
             area[shape] += area.pop(other)
+
+
+def _absorb_rims(
+    facts: UnitFacts, uf: UnionFind, present: list[int], skip: set[int]
+) -> None:
+    """Join a thin rim of pieces along an object's edge to the object.
+
+    JPEG ringing and chroma subsampling, or a blurred export, leave a band a pixel or two
+    wide around every object, in colours between the object's and its neighbour's, that
+    forms pieces of its own. Such a band is thin (its area is at most RIM_WIDTH times its
+    box's half perimeter), touches the object and lies within its box grown by RIM_REACH.
+    """
+    groups = _root_groups(uf, present, skip)
+    boxes = {root: box_of(facts, units) for root, units in groups.items()}
+    area = {root: int(facts.area[units].sum()) for root, units in groups.items()}
+    for rim in sorted(groups, key=lambda r: (area[r], r)):
+        top, left, bottom, right = boxes[rim]
+        if area[rim] > RIM_WIDTH * ((bottom - top) + (right - left)):
+            continue
+        touching = _touching(facts, uf, groups[rim])
+        hosts = [
+            r for r in touching
+            if r in groups and r != rim and uf.find(r) == r and area[r] > area[rim]
+            and _within(boxes[rim], boxes[r], RIM_REACH)
+        ]
+        if not hosts:
+            continue
+        host = max(hosts, key=lambda r: (touching[r], r))
+        uf.join(host, rim)
+        groups[host] += groups.pop(rim)
+        area[host] += area.pop(rim)
 
 
 def _find_tints(
