@@ -66,6 +66,7 @@ SHADOW_REACH = 0.3  # of a shape's larger side: how far its drop shadow reaches 
 SHADOW_MAX_AREA = 0.6  # of the shape's area
 SHADOW_INK = 16.0  # levels: the colour a shadow darkens towards
 SHADOW_MIN_SPAN = 24.0  # levels: a background darker than this shows no shadow
+SHADOW_SLACK = 6.0  # levels a channel too dark to measure may still rise (noise)
 SHADOW_ALPHA = (0.15, 0.85)  # opacity of a shadow as measured on a piece
 SHADOW_SPREAD = 0.1  # most the per-channel opacities of one shadow piece may differ
 
@@ -244,7 +245,7 @@ def form_elements(
              if uf.find(root) not in text_roots}
     shapes = {
         uf.find(u) for u in present
-        if uf.find(u) not in skip | text_roots | set(tints) and facts.is_flat(uf.find(u))
+        if uf.find(u) not in skip | text_roots | set(tints) and not facts.complex[uf.find(u)]
     }
     _attach_shadows(facts, uf, present, shapes, skip | text_roots | set(tints), background)
     _absorb_rims(facts, uf, present, skip | text_roots)
@@ -364,12 +365,14 @@ def _darkened(colour: np.ndarray, under: np.ndarray) -> bool:
 
     A shadow is near-black (SHADOW_INK) at some opacity a over the background, so every
     channel is darkened by about the same a. A blend with a coloured shape, or JPEG ringing,
-    darkens the channels unequally.
+    darkens the channels unequally. A channel too dark to darken (a deep red's green)
+    measures nothing; it must merely not get lighter, and two channels must measure.
     """
     span = under - SHADOW_INK
-    if span.min() <= SHADOW_MIN_SPAN:
+    usable = span > SHADOW_MIN_SPAN
+    if usable.sum() < 2 or (colour[~usable] > under[~usable] + SHADOW_SLACK).any():
         return False
-    a = (under - colour) / span
+    a = (under[usable] - colour[usable]) / span[usable]
     return bool(a.min() >= SHADOW_ALPHA[0] and a.max() <= SHADOW_ALPHA[1]
                 and a.max() - a.min() <= SHADOW_SPREAD)
 
@@ -386,8 +389,9 @@ def _attach_shadows(
 
     A drop shadow shows as soft dark pieces on one side of the shape: they touch it, lie
     within its box grown by SHADOW_REACH of its larger side, are smaller than it and are the
-    background around them darkened evenly (see `_darkened`). Text, photos and the other
-    shapes are never taken.
+    background around them darkened evenly (see `_darkened`). Text and photos are never
+    taken; shapes are visited largest first, so a shadow that formed a shape of its own
+    joins its caster.
     """
     if background is None:
         return
@@ -402,7 +406,7 @@ def _attach_shadows(
         reach = SHADOW_REACH * max(box[2] - box[0], box[3] - box[1])
         touching = _touching(facts, uf, groups[shape])
         for other in sorted(touching, key=lambda r: (-touching[r], r)):
-            if other not in groups or other in owners or uf.find(other) != other:
+            if other not in groups or uf.find(other) != other:
                 continue
             if area[other] > SHADOW_MAX_AREA * area[shape]:
                 continue
