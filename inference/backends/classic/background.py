@@ -22,6 +22,7 @@ TEXTURE_UNITS, TEXTURE_COVER = 3, 0.8
 BAND = 0.03  # of the short side: the border band whose colours sample the texture
 BIN = 8  # levels per colour bin of the texture's palette
 MIN_BIN_SHARE = 0.0005  # a bin holds at least this share of the band's pixels to count
+TEXTURE_SIDES = 3  # ... on at least this many of the picture's four sides
 TEXTURE_MEMBER = 0.8  # share of a unit's pixels in the palette for it to be texture
 TEXTURE_PIECE_MEMBER = 0.6  # the same for a texture piece (see textured_members)
 
@@ -61,7 +62,8 @@ def textured_members(own: np.ndarray, facts: UnitFacts, background: int | None) 
     Sets `facts.texture_pixels` to the pixels of the texture's palette when it is one.
 
     A texture shows on the border as many units, none of them owning most of it. Its
-    palette is read from a band along the border (objects seldom fill the border); a unit
+    palette is read from a band along the border, from the colours found on three sides
+    or more (objects seldom run along the border); a unit
     whose pixels are nearly all of that palette (give or take one bin) is texture. Objects
     are drawn in colours that stand out from the background, or they would not be seen.
     """
@@ -76,13 +78,17 @@ def textured_members(own: np.ndarray, facts: UnitFacts, background: int | None) 
     picture = facts.rgb if facts.raw is None else facts.raw
     h, w = own.shape
     band = max(2, int(BAND * min(h, w)))
-    ring = np.zeros((h, w), bool)
-    ring[:band], ring[-band:], ring[:, :band], ring[:, -band:] = True, True, True, True
-    ring &= own >= 0
     bins = 256 // BIN
     index = _bin_index(picture, bins)
-    palette = np.bincount(index[ring], minlength=bins**3).reshape(bins, bins, bins)
-    palette = palette >= max(1, MIN_BIN_SHARE * ring.sum())
+    valid = own >= 0
+    sides = np.zeros(bins**3, np.int32)
+    for side in (np.s_[:band], np.s_[-band:], np.s_[:, :band], np.s_[:, -band:]):
+        found = index[side][valid[side]]
+        counts = np.bincount(found, minlength=bins**3)
+        sides += counts >= max(1, MIN_BIN_SHARE * 4 * found.size)
+    # A colour of the texture shows along most sides; an object touching the border, on
+    # one or two.
+    palette = (sides >= TEXTURE_SIDES).reshape(bins, bins, bins)
     palette = ndimage.binary_dilation(palette, np.ones((3, 3, 3), bool)).ravel()
     facts.texture_pixels = palette[index]
     labels = facts.labels
