@@ -37,7 +37,7 @@ def app_process(proc: subprocess.Popen, timeout: float = 10.0) -> psutil.Process
 
 def wait_until_ready(proc: subprocess.Popen, home: Path, timeout: float = 60.0) -> float:
     """`time.time()` of the tray's first answer to `ping`; raises if it exits or hangs."""
-    from layerlift.desktop.app import ping_running
+    from layerlift.desktop.gui.app import ping_running
 
     deadline = time.monotonic() + timeout
     config = home / "config"

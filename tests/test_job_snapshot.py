@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from layerlift.desktop.document_jobs import DocumentJobs, SplitLayer, WholePicture, land
+from layerlift.desktop.gui.document_jobs import DocumentJobs, SplitLayer, WholePicture, land
 from layerlift.inference.job_snapshot import (
     JobError,
     JobParams,

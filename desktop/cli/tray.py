@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
         print("error: the tray app needs PySide6: pip install 'layerlift[desktop]' "
               "(`layerlift --help` lists the commands that work without it)", file=sys.stderr)
         return EXIT_FAILURE
-    from layerlift.desktop.app import AppOptions
-    from layerlift.desktop.app import run as run_app
+    from layerlift.desktop.gui.app import AppOptions
+    from layerlift.desktop.gui.app import run as run_app
 
     options = AppOptions(
         open=getattr(args, "open", None),

@@ -76,7 +76,7 @@ def settings() -> Settings:
 
 @pytest.fixture
 def make_host(settings, qapp):
-    from layerlift.desktop.server_host import ServerHost
+    from layerlift.desktop.gui.server_host import ServerHost
 
     hosts = []
 
@@ -102,7 +102,7 @@ def host(make_host):
 
 @pytest.fixture
 def make_window(qtbot):
-    from layerlift.desktop.window import MainWindow
+    from layerlift.desktop.gui.window import MainWindow
 
     def make(host):
         window = MainWindow(host)

@@ -15,8 +15,8 @@ import pytest
 from layerlift.bridge.auth import redeem_pairing_code
 from layerlift.bridge.client import BridgeClient
 from layerlift.desktop import autostart
-from layerlift.desktop.app import AppOptions, LayerLiftApp, ping_running
-from layerlift.desktop.settings_dialog import SettingsDialog, detect_vram, parse_nvidia_smi
+from layerlift.desktop.gui.app import AppOptions, LayerLiftApp, ping_running
+from layerlift.desktop.gui.settings_dialog import SettingsDialog, detect_vram, parse_nvidia_smi
 from layerlift.inference.settings import Settings
 from PySide6.QtWidgets import QMessageBox
 
@@ -85,7 +85,7 @@ def test_settings_dialog_round_trip(qtbot):
 
 
 def test_settings_dialog_shows_the_memory_plan_of_the_current_settings(qtbot):
-    from layerlift.desktop.settings_dialog import plan_text
+    from layerlift.desktop.gui.settings_dialog import plan_text
 
     settings = Settings(resolution=1024)
     text = plan_text(settings)
@@ -102,7 +102,7 @@ def test_settings_dialog_shows_the_memory_plan_of_the_current_settings(qtbot):
 
 
 def test_vram_detection_is_a_sentence_and_never_imports_torch():
-    code = ("import sys; from desktop.settings_dialog import detect_vram; "
+    code = ("import sys; from layerlift.desktop.gui.settings_dialog import detect_vram; "
             "print(detect_vram()); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                          text=True, timeout=60, check=True).stdout.splitlines()

@@ -7,8 +7,16 @@ import threading
 import numpy as np
 import pytest
 from layerlift.bridge.client import decompose_remote
-from layerlift.desktop.app import AppOptions, LayerLiftApp
-from layerlift.desktop.tray import ERROR, IDLE, LOADING, WORKING, TrayState, TrayStatus, state_icon
+from layerlift.desktop.gui.app import AppOptions, LayerLiftApp
+from layerlift.desktop.gui.tray import (
+    ERROR,
+    IDLE,
+    LOADING,
+    WORKING,
+    TrayState,
+    TrayStatus,
+    state_icon,
+)
 from layerlift.inference.backends.base import Backend, DecomposeRequest
 from layerlift.inference.errors import OutOfMemory
 from layerlift.inference.formats import read_image

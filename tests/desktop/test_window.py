@@ -185,7 +185,7 @@ def test_dropping_a_file_opens_it(window):
 
 
 def test_unavailable_backend_is_explained_and_logged(qtbot, window):
-    from layerlift.desktop.logging_setup import setup_logging
+    from layerlift.desktop.gui.logging_setup import setup_logging
 
     log_file = setup_logging()
     root = logging.getLogger()
@@ -214,7 +214,7 @@ def test_the_caption_field_goes_with_the_picture(window):
     window.caption_edit.setText("  a red logo on white  ")
     assert window._request().options == {"caption": "a red logo on white"}
     # It describes the whole picture: a layer split again goes without it.
-    from layerlift.desktop.document_jobs import SplitLayer
+    from layerlift.desktop.gui.document_jobs import SplitLayer
 
     assert window._request(SplitLayer(0, None)).options == {}
     # Another picture, another caption.

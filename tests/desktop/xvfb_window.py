@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from layerlift.desktop.app import AppOptions, LayerLiftApp
+from layerlift.desktop.gui.app import AppOptions, LayerLiftApp
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication

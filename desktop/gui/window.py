@@ -12,11 +12,17 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from layerlift.desktop.checkerboard import checkered_pixmap
-from layerlift.desktop.document_jobs import DocumentJobs, Purpose, SplitLayer, WholePicture, land
-from layerlift.desktop.history import HistoryList, SourceNames
-from layerlift.desktop.layer_list import LayerList
-from layerlift.desktop.server_host import ServerHost
+from layerlift.desktop.gui.checkerboard import checkered_pixmap
+from layerlift.desktop.gui.document_jobs import (
+    DocumentJobs,
+    Purpose,
+    SplitLayer,
+    WholePicture,
+    land,
+)
+from layerlift.desktop.gui.history import HistoryList, SourceNames
+from layerlift.desktop.gui.layer_list import LayerList
+from layerlift.desktop.gui.server_host import ServerHost
 from layerlift.inference.backends.base import DecomposeRequest
 from layerlift.inference.errors import LayerLiftError
 from layerlift.inference.job_snapshot import JobSnapshot

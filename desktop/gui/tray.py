@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from layerlift.desktop.server_host import ModelState
+from layerlift.desktop.gui.server_host import ModelState
 from layerlift.inference.job_snapshot import JobSnapshot
 from layerlift.inference.job_states import JobState
 from PySide6.QtCore import QObject, QRectF, Qt, Signal

@@ -7,7 +7,7 @@ first) through `index_of_row`.
 
 from __future__ import annotations
 
-from layerlift.desktop.checkerboard import checkered_pixmap
+from layerlift.desktop.gui.checkerboard import checkered_pixmap
 from layerlift.inference.layers import LayerStack
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon

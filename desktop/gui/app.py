@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from layerlift.desktop.logging_setup import install_excepthooks, setup_logging
-from layerlift.desktop.server_host import ServerHost
-from layerlift.desktop.tray import Tray
+from layerlift.desktop.gui.logging_setup import install_excepthooks, setup_logging
+from layerlift.desktop.gui.server_host import ServerHost
+from layerlift.desktop.gui.tray import Tray
 from layerlift.inference import paths
 from layerlift.inference.job_snapshot import JobSnapshot
 from layerlift.inference.settings import Settings
@@ -195,7 +195,7 @@ class LayerLiftApp(QObject):
     @property
     def window(self) -> Any:
         if self._window is None:
-            from layerlift.desktop.window import MainWindow
+            from layerlift.desktop.gui.window import MainWindow
 
             self._window = MainWindow(self.host)
             self._window.finished_while_hidden.connect(
@@ -264,7 +264,7 @@ class LayerLiftApp(QObject):
         return QDesktopServices.openUrl(QUrl.fromLocalFile(str(paths.jobs_dir())))
 
     def open_settings(self) -> Any:
-        from layerlift.desktop.settings_dialog import SettingsDialog
+        from layerlift.desktop.gui.settings_dialog import SettingsDialog
 
         dialog = SettingsDialog(self.host.settings)
         dialog.accepted.connect(lambda: self.apply_settings_dialog(dialog))
