@@ -11,8 +11,6 @@ resolution): each mode's peak VRAM and RAM, whether it fits here, and what `auto
 from __future__ import annotations
 
 import contextlib
-import shutil
-import subprocess
 import sys
 import threading
 from dataclasses import replace
@@ -62,35 +60,15 @@ def detect_vram(timeout: float = 5.0) -> str:
                     lines.append(f"cuda:{index} {torch.cuda.get_device_name(index)}: "
                                  f"{total / 2**30:.1f} GiB ({free / 2**30:.1f} GiB free)")
                 return "; ".join(lines)
-    tool = shutil.which("nvidia-smi")
-    if tool is None:
-        if sys.platform == "darwin":
-            return "Apple GPU: memory is shared with the system"
-        return "no NVIDIA GPU detected (nvidia-smi not found)"
-    try:
-        out = subprocess.run(
-            [tool, "--query-gpu=index,name,memory.total,memory.free",
-             "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=timeout, check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"GPU memory could not be read ({type(exc).__name__})"
-    return "; ".join(parse_nvidia_smi(out)) or "no NVIDIA GPU detected"
+    from layerlift.inference.backends.qwen.doctor import nvidia_gpus
 
-
-def parse_nvidia_smi(text: str) -> list[str]:
-    """`index, name, total MiB, free MiB` CSV rows -> one phrase per GPU (odd rows skipped)."""
-    lines = []
-    for row in text.strip().splitlines():
-        parts = [p.strip() for p in row.split(",")]
-        if len(parts) < 4:
-            continue
-        # A GPU name may itself hold a comma: the numbers are the last two fields.
-        index, name, total, free = parts[0], ", ".join(parts[1:-2]), parts[-2], parts[-1]
-        if total.isdigit() and free.isdigit():
-            lines.append(f"cuda:{index} {name}: {int(total) / 1024:.1f} GiB "
-                         f"({int(free) / 1024:.1f} GiB free)")
-    return lines
+    gpus, note = nvidia_gpus(timeout)
+    if not gpus and sys.platform == "darwin":
+        return "Apple GPU: memory is shared with the system"
+    if not gpus:
+        return f"no NVIDIA GPU detected ({note})"
+    return "; ".join(f"cuda:{gpu['index']} {gpu['name']}: {gpu['total_bytes'] / 2**30:.1f} GiB "
+                     f"({gpu['free_bytes'] / 2**30:.1f} GiB free)" for gpu in gpus)
 
 
 def plan_text(settings: Settings, layers: int = 4) -> str:

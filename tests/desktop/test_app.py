@@ -16,7 +16,8 @@ from layerlift.bridge.auth import redeem_pairing_code
 from layerlift.bridge.client import BridgeClient
 from layerlift.desktop import autostart
 from layerlift.desktop.gui.app import AppOptions, LayerLiftApp, ping_running
-from layerlift.desktop.gui.settings_dialog import SettingsDialog, detect_vram, parse_nvidia_smi
+from layerlift.desktop.gui.settings_dialog import SettingsDialog, detect_vram
+from layerlift.inference.backends.qwen.doctor import parse_nvidia_smi
 from layerlift.inference.settings import Settings
 from PySide6.QtWidgets import QMessageBox
 
@@ -112,10 +113,14 @@ def test_vram_detection_is_a_sentence_and_never_imports_torch():
 
 
 def test_nvidia_smi_output_becomes_a_vram_figure():
-    text = ("0, NVIDIA H100 80GB HBM3, 81559, 80995\n"
-            "1, NVIDIA GeForce RTX 4090, 24564, [N/A]\n"
+    text = ("0, NVIDIA H100 80GB HBM3, 580.65, 81559, 80995\n"
+            "1, NVIDIA GeForce RTX 4090, 580.65, 24564, [N/A]\n"
+            "2, NVIDIA RTX 6000, Ada Generation, 580.65, 49140, 48000\n"
             "garbage\n")
-    assert parse_nvidia_smi(text) == ["cuda:0 NVIDIA H100 80GB HBM3: 79.6 GiB (79.1 GiB free)"]
+    gpus = parse_nvidia_smi(text)
+    assert [(g["index"], g["name"]) for g in gpus] == [
+        (0, "NVIDIA H100 80GB HBM3"), (2, "NVIDIA RTX 6000, Ada Generation")]
+    assert gpus[0]["total_bytes"] == 81559 * 2**20 and gpus[0]["free_bytes"] == 80995 * 2**20
     assert parse_nvidia_smi("") == []
 
 

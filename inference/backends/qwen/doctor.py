@@ -71,8 +71,15 @@ def nvidia_gpus(timeout: float = 1.5) -> tuple[list[dict[str, Any]], str]:
         ).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         return [], f"nvidia-smi failed ({type(exc).__name__})"
-    gpus = []
-    for row in out.strip().splitlines():
+    gpus = parse_nvidia_smi(out)
+    return gpus, "" if gpus else "nvidia-smi lists no GPU"
+
+
+def parse_nvidia_smi(text: str) -> list[dict[str, Any]]:
+    """`index, name, driver, total MiB, free MiB` CSV rows -> one dict per GPU. A name may
+    itself hold commas (the numbers are the last fields); rows that do not parse are skipped."""
+    gpus: list[dict[str, Any]] = []
+    for row in text.strip().splitlines():
         parts = [part.strip() for part in row.split(",")]
         if len(parts) < 5 or not (parts[-1].isdigit() and parts[-2].isdigit()):
             continue
@@ -83,7 +90,7 @@ def nvidia_gpus(timeout: float = 1.5) -> tuple[list[dict[str, Any]], str]:
             "total_bytes": int(parts[-2]) * 2**20,
             "free_bytes": int(parts[-1]) * 2**20,
         })
-    return gpus, "" if gpus else "nvidia-smi lists no GPU"
+    return gpus
 
 
 def _device(setting: str | None, torch: dict[str, Any]) -> dict[str, Any]:
