@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from layerlift.bridge.wsclient import OP_BINARY, frame_header
+from layerlift.bridge.wire import OP_BINARY, frame_header
 from websockets.asyncio.server import ServerConnection
 from websockets.protocol import OPEN
 

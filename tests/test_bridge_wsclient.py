@@ -14,9 +14,10 @@ import socket
 
 import numpy as np
 import pytest
-from layerlift.bridge import fastsend, protocol, wsclient
+from layerlift.bridge import fastsend, protocol, wire, wsclient
 from layerlift.bridge.client import BridgeClient
 from layerlift.bridge.limits import Limits
+from layerlift.inference.layers import Layer
 from websockets.asyncio.server import serve
 
 from tests.bridge_fixtures import TOKEN, picture, running_server
@@ -62,6 +63,46 @@ def test_client_reassembles_fragments_and_answers_pings():
     assert got[2] == "fragmented tëxt"
     assert bytes(got[3]) == big[:1000]
     assert code == 1000
+
+
+@pytest.mark.parametrize("split", [10, wire.HEADER_SIZE, 1000, 70_000])
+def test_client_takes_a_fragmented_layer_whole(split):
+    """The server sends big layers in fragments; the first one's LLF1 header sizes the buffer."""
+    pixels = np.random.default_rng(3).integers(0, 256, (300, 500, 4), np.uint8)
+    frame = bytes(protocol.layer_frame("0123456789abcdef", 1, Layer("l", pixels),
+                                       wire.ENCODING_RGBA8))
+    png_like = wire.FrameHeader(wire.KIND_LAYER, wire.ENCODING_PNG, 0, "ab", 9, 9).pack()
+    png_like += bytes(range(256)) * 600  # the size is not in a PNG frame's header
+
+    async def handler(ws):
+        for message in (frame, png_like):
+            await ws.send([message[:split], *(message[i: i + 65536]
+                                              for i in range(split, len(message), 65536))])
+        await ws.recv()
+
+    async def scenario():
+        peer = await _peer(handler)
+        port = peer.sockets[0].getsockname()[1]
+        client = await wsclient.connect(f"ws://127.0.0.1:{port}/")
+        got = [await client.recv() for _ in range(2)]
+        await client.send("bye")
+        await client.close()
+        peer.close()
+        await peer.wait_closed()
+        return got
+
+    layer, other = run(scenario())
+    header, payload = protocol.parse_frame(layer)
+    assert header.index == 1 and not layer.readonly
+    np.testing.assert_array_equal(protocol.decode_pixels(header, payload, copy=False), pixels)
+    assert bytes(other) == png_like
+
+
+def test_numpy_mask_is_wire_mask():
+    key = b"\x9a\x01\xff\x10"
+    for size in (0, 1, 7, 8, 9, 4099):
+        data = np.random.default_rng(size).integers(0, 256, size, np.uint8).tobytes()
+        assert bytes(wsclient.mask_payload(data, key)) == wire.mask(data, key)
 
 
 @pytest.mark.parametrize(("frame", "code"), [
