@@ -41,6 +41,7 @@ from layerlift.bridge.wire import (
 )
 
 SCRATCH_SIZE = 256 * 1024  # what one recv reads while no payload has a buffer of its own
+MAX_SERVER_HEAD = 10  # the longest header of an (unmasked) server frame
 BIG_BUFFER = 1024 * 1024  # from this size on, a message buffer is a numpy array
 MAX_QUEUE = 16  # messages received but not yet read before reading pauses
 CLOSE_TIMEOUT = 5.0
@@ -132,6 +133,10 @@ class _Protocol(asyncio.BufferedProtocol):
             return self.target
         if self.start == self.end:
             self.start = self.end = 0
+            if self.message is not None:
+                # Between two fragments of a message: read just the next frame's header, so
+                # its payload goes straight into the message too, not through this buffer.
+                return memoryview(self.scratch)[:MAX_SERVER_HEAD]
         elif len(self.scratch) - self.end < 4096:
             pending = self.end - self.start
             self.scratch[:pending] = self.scratch[self.start: self.end]
