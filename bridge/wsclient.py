@@ -41,7 +41,7 @@ from layerlift.bridge.wire import (
 )
 
 SCRATCH_SIZE = 256 * 1024  # what one recv reads while no payload has a buffer of its own
-MAX_SERVER_HEAD = 10  # the longest header of an (unmasked) server frame
+MAX_SERVER_HEAD = 10  # the longest header of an (unmasked) server frame: what a read may run on
 BIG_BUFFER = 1024 * 1024  # from this size on, a message buffer is a numpy array
 MAX_QUEUE = 16  # messages received but not yet read before reading pauses
 CLOSE_TIMEOUT = 5.0
@@ -73,21 +73,26 @@ def mask_payload(payload: bytes | bytearray | memoryview, key: bytes) -> memoryv
 
 
 class _Message:
-    """A data message being received, fragment after fragment."""
+    """A data message being received, fragment after fragment.
+
+    Its buffer keeps MAX_SERVER_HEAD bytes to spare after the payload received so far: a read
+    that ends a fragment may run on into the next frame's header (see `_Protocol.lookahead`).
+    """
 
     def __init__(self, opcode: int, size: int) -> None:
         self.opcode = opcode
         self.length = 0
-        self.buffer = allocate(size)
+        self.buffer = allocate(size + MAX_SERVER_HEAD)
 
     def reserve(self, extra: int) -> memoryview:
-        """Room for `extra` more bytes; a fragmented message may outgrow its first guess."""
+        """Room for `extra` more bytes and the spare; a fragmented message may outgrow its
+        first guess."""
         needed = self.length + extra
-        if needed > len(self.buffer):
-            bigger = allocate(max(needed, 2 * len(self.buffer)))
+        if needed + MAX_SERVER_HEAD > len(self.buffer):
+            bigger = allocate(max(needed, 2 * len(self.buffer)) + MAX_SERVER_HEAD)
             bigger[: self.length] = self.buffer[: self.length]
             self.buffer = bigger
-        return self.buffer[self.length: needed]
+        return self.buffer[self.length: needed + MAX_SERVER_HEAD]
 
     def result(self) -> str | memoryview:
         data = self.buffer[: self.length]
@@ -111,8 +116,10 @@ class _Protocol(asyncio.BufferedProtocol):
         self.end = 0
         self.handshaken = False
         self.message: _Message | None = None
-        # While a payload is read in place: where it goes, and whether its frame ends a message.
+        # While a payload is read in place: where it goes (its rest, then the spare), how much
+        # of it is still payload, and whether its frame ends a message.
         self.target: memoryview | None = None
+        self.target_left = 0
         self.target_fin = False
         self.messages: collections.deque[str | memoryview] = collections.deque()
         self.waiter: asyncio.Future[None] | None = None
@@ -147,11 +154,19 @@ class _Protocol(asyncio.BufferedProtocol):
         try:
             if self.target is not None:
                 assert self.message is not None
-                self.message.length += nbytes
+                payload = min(nbytes, self.target_left)
+                self.message.length += payload
+                self.target_left -= payload
                 self.target = self.target[nbytes:]
-                if len(self.target):
+                if self.target_left:
                     return
+                # The payload is complete. A few bytes more that ran on belong to the next
+                # frame: they go to the scratch buffer (empty while a target is read).
                 self.target = None
+                extra = nbytes - payload
+                start = self.message.length
+                self.scratch[:extra] = self.message.buffer[start: start + extra]
+                self.start, self.end = 0, extra
                 if self.target_fin:
                     self._deliver()
             else:
@@ -233,7 +248,10 @@ class _Protocol(asyncio.BufferedProtocol):
         self.start += here
         self.message.length += here
         if here < head.length:
-            self.target, self.target_fin = room[here:], head.fin
+            # Read the rest in place, and the next frame's header with its last bytes: one read
+            # per fragment, not two.
+            self.target, self.target_left = room[here:], head.length - here
+            self.target_fin = head.fin
             return False
         if head.fin:
             self._deliver()
