@@ -53,12 +53,11 @@ MAX_LOGGED_ORIGINS = 32
 # 7% of a raw socket's throughput); 1 MiB fragments keep them in the CPU's cache. RFC 6455
 # lets any message be fragmented; every client reassembles them.
 FRAGMENT = 1024 * 1024
-# Flow control (high, low water marks of the transport's buffer): pause above 64 KiB and go on
-# only once the buffer is empty, so each fragment is offered to the kernel whole instead of
-# being copied into the buffer behind the last one (the kernel's own socket buffer, megabytes
-# on loopback, keeps the connection busy meanwhile). Larger marks measured no faster and
-# cost the copies.
-WRITE_LIMIT = (64 * 1024, 0)
+# Flow control (high, low water marks of the transport's buffer): a few fragments queued keep
+# the socket busy while the loop serialises the next. Measured with the server in a process of
+# its own, 512 MiB of layers: 260 ms of server CPU and the best throughput, against 330-400 ms
+# for (64 KiB, 0), which pauses after every fragment.
+WRITE_LIMIT = (4 * 1024 * 1024, 1024 * 1024)
 
 
 @dataclass(frozen=True)
