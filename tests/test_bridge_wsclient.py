@@ -68,17 +68,24 @@ def test_client_reassembles_fragments_and_answers_pings():
 
 @pytest.mark.parametrize("split", [10, wire.HEADER_SIZE, 1000, 70_000])
 def test_client_takes_a_fragmented_layer_whole(split):
-    """The server sends big layers in fragments; the first one's LLF1 header sizes the buffer."""
+    """The server sends big layers in fragments; the first one's LLF1 header sizes the buffer,
+    and a ping between two fragments is answered without disturbing the message."""
     pixels = np.random.default_rng(3).integers(0, 256, (300, 500, 4), np.uint8)
     frame = bytes(protocol.layer_frame("0123456789abcdef", 1, Layer("l", pixels),
                                        wire.ENCODING_RGBA8))
     png_like = wire.FrameHeader(wire.KIND_LAYER, wire.ENCODING_PNG, 0, "ab", 9, 9).pack()
     png_like += bytes(range(256)) * 600  # the size is not in a PNG frame's header
 
+    async def pieces(ws, message):
+        yield message[:split]
+        for number, start in enumerate(range(split, len(message), 65536)):
+            if number == 2:
+                await ws.ping()  # a control frame inside the message
+            yield message[start: start + 65536]
+
     async def handler(ws):
         for message in (frame, png_like):
-            await ws.send([message[:split], *(message[i: i + 65536]
-                                              for i in range(split, len(message), 65536))])
+            await ws.send(pieces(ws, message))
         await ws.recv()
 
     async def scenario():
