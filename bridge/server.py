@@ -11,8 +11,11 @@ until it does the connection may only send tiny messages.
 
 Only the public API of `websockets` is used. Its one size limit (`max_size`) is set to the
 largest message an authenticated client may send (a picture); the smaller limits (before
-authentication, for JSON text) are checked here on each message received. Big layers go out
-as a fragmented message (`send` of an iterable), see `fragments`.
+authentication, for JSON text) are checked here on each message received. The price: a
+stranger's first message is refused (close 1009) only once it has arrived, so before that the
+library may have buffered up to `Limits.max_message_bytes` for it, where a per-connection
+limit refused it by its header (websockets has no public way to change `max_size` on an open
+connection). Big layers go out as a fragmented message (`send` of an iterable): `fragments`.
 """
 
 from __future__ import annotations

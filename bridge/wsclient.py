@@ -2,9 +2,11 @@
 
 Why not `websockets.asyncio.client`: its receive path copies every message several times
 after the kernel's (asyncio reads into a new bytes object, which goes into the library's
-stream buffer, out of it as a slice, and into the joined message), which made a 512 MiB
-result arrive at a quarter of what the socket carries (measured: 274 MiB/s against 1108 MiB/s
-for a raw loopback socket, best of 5, receiving the server's 1 MiB fragments).
+stream buffer, out of it as a slice, and into the joined message), so a 512 MiB result
+arrives at a fraction of what the socket carries. bench/bridge.py has it as its "websockets
+client" row: in three runs on a shared 2-core machine (best of 5 each), it took 313-638 MiB/s
+(19-22% of a raw loopback socket, 0.8-1.35 s of CPU) where this connection took
+803-1786 MiB/s (48-62%, 0.35-0.71 s of CPU) from the same server in the same runs.
 
 This connection is an `asyncio.BufferedProtocol`: small frames (JSON, control frames) are
 parsed from a scratch buffer, and once a data frame's header is known its payload is read by
