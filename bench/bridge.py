@@ -1,20 +1,23 @@
 """Transfer throughput of a finished result: our binary frames vs base64 JSON vs a raw socket.
 
-An 8-layer 4096x4096 RGBA stack (512 MiB) goes from server to client three ways, in one run:
+An 8-layer 4096x4096 RGBA stack (512 MiB) goes from server to client four ways, in one run:
 
 - binary: the real `BridgeServer` sending a finished job to the real `BridgeClient.fetch`
   (JSON header + one 32-byte-header binary message per layer, decoded into numpy arrays).
   Only the disk read is left out (the runner hands over the stack from memory), so the
   figure is the protocol's, not the PNG decoder's;
+- websockets client: the same server and fetch, received by `websockets.asyncio.client`
+  instead of the Python client's own connection (`bridge.wsclient`): the figure behind
+  wsclient's reason to exist;
 - base64: what the Photoshop peers do, one JSON message per layer with the pixels in a
   base64 string, over the same websockets settings, decoded into numpy arrays;
 - raw: the same bytes through a plain loopback TCP socket (sendall / recv_into), the ceiling;
   and, for the explanation, the same raw socket receiving into fresh arrays.
 
-In all three the sending side runs in a thread of its own (its own event loop), as the
+In all of them the sending side runs in a thread of its own (its own event loop), as the
 server does in its own process, so sending and receiving overlap as they do for real.
-Raw and binary run `--repeat` times, interleaved; the best run is the figure (on a shared
-machine it is the least disturbed one), the median and the CPU time are printed beside it.
+Raw and both binary clients run `--repeat` times, interleaved; the best run is the figure (on
+a shared machine it is the least disturbed one), the median and the CPU time beside it.
 `--disk` adds what reading a finished result from its job folder costs (PNG files, as the
 job store keeps them, against raw RGBA8 files), which comes before the transfer in a real fetch.
 
@@ -39,6 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from layerlift.bridge import protocol, wire
 from layerlift.bridge.client import BridgeClient
 from layerlift.bridge.server import BridgeServer, ServerConfig
 from layerlift.inference.backends.base import DecomposeRequest
@@ -132,6 +136,36 @@ def bench_binary(stack: LayerStack) -> tuple[float, float]:
             side.close()
     assert len(received.layers) == len(stack.layers)
     assert np.array_equal(received.layers[-1].pixels, stack.layers[-1].pixels)
+    return seconds
+
+
+async def _fetch_websockets(url: str, job_id: str,
+                            count: int) -> tuple[tuple[float, float], list[np.ndarray]]:
+    async with connect(url, max_size=None, compression=None) as ws:
+        await ws.send(wire.dumps(wire.hello(TOKEN, "bench")))
+        assert json.loads(await ws.recv())["type"] == "welcome"
+        with Clock() as clock:
+            await ws.send(wire.dumps({"type": "fetch", "job_id": job_id}))
+            while json.loads(await ws.recv())["type"] != "result":
+                pass
+            layers = []
+            for _ in range(count):
+                header, payload = protocol.parse_frame(await ws.recv())
+                layers.append(protocol.decode_pixels(header, payload, copy=False))
+        return clock.result, layers
+
+
+def bench_websockets_client(stack: LayerStack) -> tuple[float, float]:
+    side = LoopThread()
+    with tempfile.TemporaryDirectory() as folder:
+        server, job_id = side.call(_start_binary_server(stack, Path(folder)))
+        try:
+            seconds, layers = asyncio.run(_fetch_websockets(server.url, job_id,
+                                                            len(stack.layers)))
+        finally:
+            side.call(server.stop())
+            side.close()
+    assert np.array_equal(layers[-1], stack.layers[-1].pixels)
     return seconds
 
 
@@ -276,11 +310,13 @@ def main() -> int:
           "least disturbed), CPU = median process CPU time, both ends together")
     runs: dict[str, list[tuple[float, float]]] = {"raw socket (ceiling)": [],
                                                   "binary protocol": [],
-                                                  "raw into fresh arrays": []}
+                                                  "raw into fresh arrays": [],
+                                                  "websockets client": []}
     for _ in range(args.repeat):  # interleaved, so that load from elsewhere hits all alike
         runs["raw socket (ceiling)"].append(bench_raw(stack))
         runs["binary protocol"].append(bench_binary(stack))
         runs["raw into fresh arrays"].append(bench_raw(stack, fresh=True))
+        runs["websockets client"].append(bench_websockets_client(stack))
     runs["base64 JSON (peers)"] = [bench_base64(stack)]
     raw = total / min(wall for wall, _ in runs["raw socket (ceiling)"])
     print(f"{'':22s} {'best':>13s} {'of raw':>7s} {'median':>14s} {'CPU':>8s}")

@@ -6,7 +6,8 @@ connection is subscribed to) go to a queue per job, so several jobs can be in fl
 connection. A `result` is always followed by its layer frames, which the reader collects into a
 `LayerStack` before handing the result on. The socket is `bridge.wsclient`, which reads each
 layer frame straight into its own buffer: layer pixels are views of that buffer, with no copy
-after the kernel's (that is what lets a 512 MiB result arrive at socket speed).
+after the kernel's (that is what lets a 512 MiB result arrive at socket speed). The messages
+themselves are built by `bridge.wire`, as the GIMP plug-in builds them.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import secrets
 from typing import Any
 
 import numpy as np
-from layerlift.bridge import auth, protocol
-from layerlift.bridge.wsclient import ConnectionClosed, HandshakeFailed, WebSocketClient, connect
+from layerlift.bridge import auth, protocol, wire
+from layerlift.bridge.wire import ConnectionClosed, HandshakeFailed
+from layerlift.bridge.wsclient import WebSocketClient, connect
 from layerlift.inference.backends.base import DecomposeRequest, Progress, ProgressCallback
 from layerlift.inference.errors import (
     BackendUnavailable,
@@ -146,9 +148,7 @@ class BridgeClient:
         except (OSError, TimeoutError) as exc:
             raise ServerNotRunning(f"no LayerLift server at {self.url} ({exc}); start one "
                                    "with `layerlift serve`") from None
-        await self.ws.send(protocol.dumps({"type": "hello", "protocol": protocol.PROTOCOL_VERSION,
-                                           "token": self.token,
-                                           "client": {"name": self.client_name}}))
+        await self.ws.send(wire.dumps(wire.hello(self.token, self.client_name)))
         try:
             first = await asyncio.wait_for(self.ws.recv(), self.open_timeout)
         except ConnectionClosed as exc:
@@ -269,7 +269,7 @@ class BridgeClient:
         self._pending[request_id] = future
         try:
             if not raw:
-                await self.ws.send(protocol.dumps(message))
+                await self.ws.send(wire.dumps(message))
             for frame in extra:
                 await self.ws.send(frame)
             answer = await asyncio.wait_for(future, timeout)
@@ -294,20 +294,17 @@ class BridgeClient:
         if isinstance(image, (bytes, bytearray)):
             frame = protocol.image_frame(request_id, png=bytes(image))
             header, payload = protocol.parse_frame(frame)
-            spec = {"encoding": "png", "width": header.width, "height": header.height,
-                    "bytes": len(payload)}
+            width, height, size, encoding = header.width, header.height, len(payload), "png"
         else:
             pixels = np.ascontiguousarray(image, np.uint8)
             if pixels.ndim != 3 or pixels.shape[2] != 4:
                 raise BadRequest(f"the image must be (h, w, 4) uint8, got {pixels.shape}")
             frame = protocol.image_frame(request_id, pixels=pixels)
-            spec = {"encoding": "rgba8", "width": pixels.shape[1], "height": pixels.shape[0],
-                    "bytes": pixels.size}
-        message = {"type": "decompose", "request_id": request_id, "backend": backend,
-                   "layers": layers, "seed": seed, "options": options or {}, "image": spec,
-                   "result_encoding": result_encoding}
-        if cancel_on_disconnect:
-            message["cancel_on_disconnect"] = True
+            height, width, size, encoding = pixels.shape[0], pixels.shape[1], pixels.size, "rgba8"
+        message = wire.decompose(request_id, width=width, height=height, size=size,
+                                 encoding=encoding, backend=backend, layers=layers, seed=seed,
+                                 options=options, result_encoding=result_encoding,
+                                 cancel_on_disconnect=cancel_on_disconnect)
         await self.request(message)  # "ready": the server will take the picture
         answer = await self.request({"request_id": request_id}, frame, raw=True)
         job = JobSnapshot.from_json(answer["job"])

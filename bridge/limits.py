@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-HEADER_SIZE = 32  # bytes of the binary frame header (see bridge.protocol)
+from layerlift.bridge.wire import HEADER_SIZE
 
 
 @dataclass(frozen=True)

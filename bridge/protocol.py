@@ -1,4 +1,4 @@
-"""The wire format of docs/protocol.md: JSON control messages and binary pixel frames.
+"""The bridge protocol as the server checks it: JSON control messages and binary pixel frames.
 
 Everything a client sends is checked here before the server acts on it, so the server's
 handlers only ever see well-typed values. Structure errors (not JSON, unknown type, a field of
@@ -6,7 +6,10 @@ the wrong type) are `ProtocolError`; values out of range are `BadRequest`. Both 
 connection open: one bad message never costs a client its session.
 
 Pixels never travel as base64: a binary message is a 32-byte little-endian header (which job,
-which layer, which encoding, the size) followed by raw RGBA8 rows or a PNG file.
+which layer, which encoding, the size) followed by raw RGBA8 rows or a PNG file. The header,
+the kinds, the encodings and the id rule are defined once, in `bridge.wire` (standard library
+only, shipped into the GIMP plug-in); this module adds what needs numpy, Pillow and LayerLift's
+errors: typed requests, pixels and limits.
 """
 
 from __future__ import annotations
@@ -14,33 +17,35 @@ from __future__ import annotations
 import io
 import json
 import re
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from layerlift.bridge.limits import HEADER_SIZE, Limits
+from layerlift.bridge import wire
+from layerlift.bridge.limits import Limits
+from layerlift.bridge.wire import (
+    ENCODING_PNG,
+    ENCODING_RGBA8,
+    ENCODINGS,
+    HEADER_SIZE,
+    IDENT_RE,
+    KIND_IMAGE,
+    KIND_LAYER,
+    PROTOCOL_VERSION,
+    FrameHeader,
+    WireError,
+    unpack_header,
+)
 from layerlift.inference.backends.base import MAX_LAYERS, DecomposeRequest
 from layerlift.inference.errors import BadRequest, CorruptImage, ImageTooLarge, LayerLiftError
 from layerlift.inference.layers import Layer
 
-PROTOCOL_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+SUPPORTED_VERSIONS = (PROTOCOL_VERSION,)
+# What the server writes, under the names it uses (`protocol.dumps`); defined in bridge.wire.
+dumps = wire.dumps
+ENCODING_NAMES = wire.ENCODING_NAMES
 
-MAGIC = b"LLF1"
-HEADER = struct.Struct("<4sBBH16sII")
-assert HEADER.size == HEADER_SIZE
-
-KIND_IMAGE = 1  # client -> server: the picture of a `decompose`
-KIND_LAYER = 2  # server -> client: one layer of a `result`
-
-ENCODING_RGBA8 = 0
-ENCODING_PNG = 1
-ENCODINGS = {"rgba8": ENCODING_RGBA8, "png": ENCODING_PNG}
-ENCODING_NAMES = {value: name for name, value in ENCODINGS.items()}
-
-_IDENT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,16}$")
 _JOB_ID_RE = re.compile(r"^[0-9a-f]{16}$")
 _BACKEND_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MAX_STRING = 2000
@@ -133,7 +138,7 @@ def _field(data: Mapping[str, Any], name: str, kinds: type | tuple[type, ...],
 
 def _ident(data: Mapping[str, Any], name: str) -> str:
     value = _field(data, name, str)
-    if not _IDENT_RE.fullmatch(value):
+    if not IDENT_RE.fullmatch(value):
         raise ProtocolError(f"{name} must be 1-16 characters of A-Z a-z 0-9 _ . -")
     return value
 
@@ -190,7 +195,7 @@ def request_id_of(text: str | bytes, max_bytes: int) -> str | None:
     except (ValueError, RecursionError):
         return None
     value = data.get("request_id") if isinstance(data, dict) else None
-    return value if isinstance(value, str) and _IDENT_RE.fullmatch(value) else None
+    return value if isinstance(value, str) and IDENT_RE.fullmatch(value) else None
 
 
 def parse_text(text: str | bytes, max_bytes: int) -> Message:
@@ -323,40 +328,13 @@ def check_image_spec(spec: ImageSpec, limits: Limits) -> None:
 
 
 # -- binary frames --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class FrameHeader:
-    kind: int
-    encoding: int
-    index: int
-    ident: str
-    width: int
-    height: int
-
-    def pack(self) -> bytes:
-        return HEADER.pack(MAGIC, self.kind, self.encoding, self.index,
-                           self.ident.encode("ascii"), self.width, self.height)
-
-
 def parse_frame(data: bytes | bytearray | memoryview) -> tuple[FrameHeader, memoryview]:
     """Split a binary message into its header and payload (a view: no copy)."""
     view = memoryview(data)
-    if len(view) < HEADER_SIZE:
-        raise ProtocolError(f"binary message of {len(view)} bytes is shorter than the header")
-    magic, kind, encoding, index, ident, width, height = HEADER.unpack_from(view, 0)
-    if magic != MAGIC:
-        raise ProtocolError("binary message does not start with the LLF1 magic")
-    if kind not in (KIND_IMAGE, KIND_LAYER):
-        raise ProtocolError(f"unknown binary frame kind {kind}")
-    if encoding not in ENCODING_NAMES:
-        raise ProtocolError(f"unknown pixel encoding {encoding}")
-    text = ident.rstrip(b"\0")
     try:
-        decoded = text.decode("ascii")
-    except UnicodeDecodeError:
-        raise ProtocolError("the frame's id is not ASCII") from None
-    if not _IDENT_RE.fullmatch(decoded):
-        raise ProtocolError("the frame's id is not a valid request or job id")
-    header = FrameHeader(kind, encoding, index, decoded, width, height)
+        header = unpack_header(view)
+    except WireError as exc:
+        raise ProtocolError(str(exc)) from None
     return header, view[HEADER_SIZE:]
 
 
@@ -380,8 +358,7 @@ def image_frame(request_id: str, pixels: np.ndarray | None = None,
 def _with_pixels(header: FrameHeader, pixels: np.ndarray) -> bytes | bytearray:
     """Header plus raw rows in one buffer, with a single copy of the pixels."""
     buffer = bytearray(HEADER_SIZE + pixels.size)
-    HEADER.pack_into(buffer, 0, MAGIC, header.kind, header.encoding, header.index,
-                     header.ident.encode("ascii"), header.width, header.height)
+    buffer[:HEADER_SIZE] = header.pack()
     if pixels.size:
         target = np.frombuffer(buffer, np.uint8, pixels.size, HEADER_SIZE)
         target.reshape(pixels.shape)[...] = pixels
@@ -462,7 +439,3 @@ def error_message(exc: LayerLiftError | str, message: str | None = None,
     body = {"type": "error", "code": code, "message": text}
     body.update({key: value for key, value in context.items() if value is not None})
     return body
-
-
-def dumps(message: Mapping[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"), allow_nan=False)

@@ -3,7 +3,8 @@
 GIMP 3 loads a Python plug-in from `<GIMP config>/3.0/plug-ins/<name>/<name>.py`, and only if
 that file is executable. The source is the plug-in this installation carries
 (`plugin_sources.gimp_plugin_dir`: the checkout's gimp_plugin/layerlift/, or the same files
-as package data of a wheel or the desktop bundle).
+as package data of a wheel or the desktop bundle), plus the modules it shares with LayerLift
+(`plugin_sources.gimp_shared_modules`: `ll_wire.py`, `ll_job_states.py`), byte for byte.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 
 from layerlift.desktop.plugin_sources import GIMP_PLUGIN_NAME as PLUGIN_NAME
-from layerlift.desktop.plugin_sources import gimp_plugin_dir
+from layerlift.desktop.plugin_sources import gimp_plugin_dir, gimp_shared_modules
 
 GIMP_SERIES = "3.0"
 
@@ -44,10 +45,16 @@ def plugin_files(source: Path) -> list[Path]:
 
 
 def install(target: Path, source: Path | None = None, dry_run: bool = False) -> list[Path]:
-    """Copy the plug-in's modules to `target` (replacing an older copy); return the files."""
+    """Copy the plug-in's modules and the shared ones to `target` (replacing an older copy);
+    return the files."""
     source = source or gimp_plugin_dir()
     files = plugin_files(source)
-    written = [target / path.name for path in files]
+    shared = gimp_shared_modules()
+    clash = sorted(set(shared) & {path.name for path in files})
+    if clash:
+        raise FileExistsError(f"{source} has its own {', '.join(clash)}; those come from "
+                              "LayerLift's shared modules")
+    written = sorted([target / path.name for path in files] + [target / name for name in shared])
     if dry_run:
         return written
     staging = target.with_name(target.name + ".installing")
@@ -55,6 +62,8 @@ def install(target: Path, source: Path | None = None, dry_run: bool = False) -> 
     staging.mkdir(parents=True)
     for path in files:
         shutil.copy2(path, staging / path.name)
+    for name, module in shared.items():
+        (staging / name).write_bytes(module.read_bytes())
     main = staging / f"{PLUGIN_NAME}.py"
     main.chmod(main.stat().st_mode | 0o755)
     if target.exists():

@@ -29,7 +29,8 @@ OWN_MODULES = frozenset({"layerlift"})
 # PyInstaller's own run-time pieces (bootloader, boot modules, run-time hooks).
 PYINSTALLER_MODULES = frozenset({"_pyi_rth_utils", "pyimod01_archive", "pyimod02_importers",
                                  "pyimod03_ctypes", "pyiboot01_bootstrap"})
-OWN_DATA = ("layerlift/gimp_plugin/", "layerlift/photoshop_plugin/", "licenses/")
+OWN_DATA = ("layerlift/gimp_plugin/", "layerlift/photoshop_plugin/", "licenses/",
+            "layerlift/bridge/wire.py", "layerlift/inference/job_states.py")
 
 PYTHON = ("Python", "PSF-2.0")
 PYINSTALLER = ("PyInstaller bootloader", "GPL-2.0-or-later WITH Bootloader-exception")

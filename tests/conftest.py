@@ -13,8 +13,9 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 GIMP3_HARNESS = REPO / "tests" / "gimp" / "harness"
 
-# The marker checks (gpu, corpus): tests/markers.py.
-pytest_plugins = ("tests.markers",)
+# The marker checks (gpu, corpus): tests/markers.py. `plugin`: the GIMP plug-in installed by
+# LayerLift's installer, its modules imported (tests/installed_plugin.py).
+pytest_plugins = ("tests.markers", "tests.installed_plugin")
 
 
 @pytest.fixture(autouse=True)

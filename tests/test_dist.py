@@ -222,8 +222,12 @@ def test_install_gimp_plugin_from_the_bundle(exe: Path, layerlift_home: Path,
     installed = tmp_path / "plug-ins" / "layerlift"
     source = REPO / "gimp_plugin" / "layerlift"
     names = sorted(p.name for p in source.glob("*.py"))
-    assert sorted(p.name for p in installed.iterdir()) == names
+    # The modules the plug-in shares with LayerLift come from the bundle's data files.
+    shared = {"ll_wire.py": REPO / "bridge" / "wire.py",
+              "ll_job_states.py": REPO / "inference" / "job_states.py"}
+    assert sorted(p.name for p in installed.iterdir()) == sorted([*names, *shared])
     assert all(filecmp.cmp(source / n, installed / n, shallow=False) for n in names)
+    assert all(filecmp.cmp(path, installed / n, shallow=False) for n, path in shared.items())
     assert (installed / "layerlift.py").stat().st_mode & stat.S_IXUSR
     assert "_internal" in proc.stdout  # it copied the bundle's own copy, not the checkout's
 

@@ -1,24 +1,20 @@
 """The GIMP plug-in's protocol client (standard library only) against the real bridge server.
 
-The same conversation the plug-in has inside GIMP, from the host's Python: token, picture as
-fragmented binary frames, progress, result frames, and every failure a GIMP user can meet.
+The same conversation the plug-in has inside GIMP, from the host's Python, with the plug-in as
+LayerLift's installer lays it out (the `plugin` fixture): token, picture as fragmented binary
+frames, progress, result frames (big layers arrive fragmented), and every failure a GIMP user
+can meet.
 """
 
 from __future__ import annotations
 
 import socket
-import sys
 
 import numpy as np
 import pytest
 from layerlift.bridge.limits import Limits
 
 from tests.bridge_fixtures import REAL_BACKEND, TOKEN, ServerThread, picture, real_provider
-from tests.conftest import REPO
-
-sys.path.insert(0, str(REPO / "gimp_plugin" / "layerlift"))
-import ll_bridge
-import ll_websocket
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +23,12 @@ def server():
         yield running.server
 
 
-def _session(server, **kwargs) -> ll_bridge.BridgeSession:
-    return ll_bridge.BridgeSession(port=server.port, token=kwargs.pop("token", TOKEN), **kwargs)
+def _session(plugin, server, **kwargs):
+    return plugin.ll_bridge.BridgeSession(port=server.port, token=kwargs.pop("token", TOKEN),
+                                          **kwargs)
 
 
-def _composite(result: ll_bridge.Result) -> np.ndarray:
+def _composite(result) -> np.ndarray:
     from layerlift.inference.layers import Layer, LayerStack
 
     layers = [Layer(item.name, np.frombuffer(item.pixels, np.uint8).reshape(
@@ -40,10 +37,10 @@ def _composite(result: ll_bridge.Result) -> np.ndarray:
     return LayerStack(result.width, result.height, layers).composite()
 
 
-def test_decompose_with_progress_and_exact_result(server):
+def test_decompose_with_progress_and_exact_result(plugin, server):
     image = picture(96, 64, seed=3)
     events = []
-    with _session(server) as session:
+    with _session(plugin, server) as session:
         assert REAL_BACKEND in [b["name"] for b in session.capabilities.get("backends", [])]
         result = session.decompose(image.tobytes(), 96, 64, layers=3, backend=REAL_BACKEND,
                                    progress=lambda f, t: events.append((f, t)))
@@ -56,73 +53,77 @@ def test_decompose_with_progress_and_exact_result(server):
     assert psnr(image, _composite(result)) >= 50
 
 
-def test_large_picture_travels_as_fragmented_frames(server):
+def test_large_picture_travels_as_fragmented_frames(plugin, server):
     rng = np.random.default_rng(0)
     image = np.repeat(np.repeat(rng.integers(0, 255, (64, 64, 4), dtype=np.uint8), 32, 0), 32, 1)
     image[..., 3] = 255  # 2048 x 2048: 16 MiB, sent as four 4 MiB frames
-    with _session(server) as session:
+    with _session(plugin, server) as session:
         assert session.ws.fragment_size < image.nbytes
         result = session.decompose(image.tobytes(), 2048, 2048, layers=2, backend=REAL_BACKEND)
     assert (result.width, result.height) == (2048, 2048)
-    assert sum(len(layer.pixels) for layer in result.layers) > 0
+    # The server sends layers over 1 MiB in fragments; the plug-in gets them whole.
+    assert max(len(layer.pixels) for layer in result.layers) > 1024 * 1024
+    composite = _composite(result)
+    assert composite.shape == image.shape and np.abs(
+        composite.astype(int) - image).mean() < 8
 
 
-def test_ping_pong_mid_session(server):
-    with _session(server) as session:
+def test_ping_pong_mid_session(plugin, server):
+    with _session(plugin, server) as session:
         session.ws.ping(b"gimp")
         session._send({"type": "ping", "id": "p1"})
         reply = session._recv_json(timeout=10)
         assert reply == {"type": "pong", "id": "p1"}
 
 
-def test_wrong_token_is_refused_with_a_sentence(server):
-    with pytest.raises(ll_bridge.BridgeError) as exc:
-        _session(server, token="wrong").open()
+def test_wrong_token_is_refused_with_a_sentence(plugin, server):
+    with pytest.raises(plugin.ll_bridge.BridgeError) as exc:
+        _session(plugin, server, token="wrong").open()
     assert exc.value.code == "unauthorized"
     assert "token" in exc.value.message
 
 
-def test_server_closes_and_client_reports_it(server):
-    session = _session(server).open()
+def test_server_closes_and_client_reports_it(plugin, server):
+    session = _session(plugin, server).open()
     try:
         session.ws.send_binary(b"not a frame")  # the server answers with an error, stays up
         reply = session._recv(timeout=10)
         assert "protocol_error" in reply
         session.ws.close(1000, "bye")
-        with pytest.raises(ll_websocket.ConnectionClosed):
+        with pytest.raises(plugin.ll_websocket.ConnectionClosed):
             session.ws.send_text("{}")
     finally:
         session.close()
 
 
-def test_nothing_listening_says_start_the_app():
+def test_nothing_listening_says_start_the_app(plugin):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with pytest.raises(ll_bridge.BridgeError) as exc:
-        ll_bridge.BridgeSession(port=port, token="x").open()
+    with pytest.raises(plugin.ll_bridge.BridgeError) as exc:
+        plugin.ll_bridge.BridgeSession(port=port, token="x").open()
     assert exc.value.code == "not_running"
     assert "layerlift serve" in exc.value.message
 
 
-def test_missing_token_file_says_start_the_app(layerlift_home):
-    with pytest.raises(ll_bridge.BridgeError) as exc:
-        ll_bridge.read_token()
+def test_missing_token_file_says_start_the_app(plugin, layerlift_home):
+    with pytest.raises(plugin.ll_bridge.BridgeError) as exc:
+        plugin.ll_bridge.read_token()
     assert exc.value.code == "no_token"
     assert str(layerlift_home) in exc.value.message
 
 
-def test_oversize_picture_gets_a_clear_error(monkeypatch):
+def test_oversize_picture_gets_a_clear_error(plugin, monkeypatch):
     small = Limits(max_image_pixels=10_000)
     with ServerThread(provider=real_provider(), limits=small) as running, \
-            _session(running.server) as session:
+            _session(plugin, running.server) as session:
         image = picture(200, 100)
-        with pytest.raises(ll_bridge.BridgeError) as exc:
+        with pytest.raises(plugin.ll_bridge.BridgeError) as exc:
             session.decompose(image.tobytes(), 200, 100, layers=2, backend=REAL_BACKEND)
     assert exc.value.code == "image_too_large"
 
 
-def test_killed_plugin_cancels_its_job():
+def test_killed_plugin_cancels_its_job(plugin):
     """GIMP's Cancel kills the plug-in: the dropped socket alone must cancel the job."""
     import threading
 
@@ -130,13 +131,13 @@ def test_killed_plugin_cancels_its_job():
 
     GatedBackend.reset()
     with ServerThread(provider=split_provider()) as running:
-        session = _session(running.server).open()
+        session = _session(plugin, running.server).open()
         errors: list = []
 
         def run() -> None:
             try:
                 session.decompose(picture(40, 30).tobytes(), 40, 30, layers=2, backend="gated")
-            except ll_bridge.BridgeError as exc:
+            except plugin.ll_bridge.BridgeError as exc:
                 errors.append(exc)
 
         worker = threading.Thread(target=run, daemon=True)

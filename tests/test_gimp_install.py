@@ -6,9 +6,16 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 from layerlift.desktop.cli import main
-from layerlift.desktop.gimp_install import gimp_config_dir
+from layerlift.desktop.gimp_install import gimp_config_dir, install
 from layerlift.desktop.plugin_sources import gimp_plugin_dir
+
+from tests.conftest import REPO
+
+# What the plug-in runs of LayerLift's own code: one copy in the repository, installed as is.
+SHARED = {"ll_wire.py": REPO / "bridge" / "wire.py",
+          "ll_job_states.py": REPO / "inference" / "job_states.py"}
 
 
 def test_install_copies_an_executable_plugin(tmp_path, capsys):
@@ -18,9 +25,23 @@ def test_install_copies_an_executable_plugin(tmp_path, capsys):
     main_file = target / "layerlift.py"
     assert main_file.is_file() and os.access(main_file, os.X_OK)
     shipped = sorted(p.name for p in gimp_plugin_dir().glob("*.py"))
-    assert sorted(p.name for p in target.glob("*.py")) == shipped
+    assert sorted(p.name for p in target.glob("*.py")) == sorted([*shipped, *SHARED])
     assert {"ll_bridge.py", "ll_websocket.py", "ll_paths.py", "ll_plan.py"} <= set(shipped)
+    for name, source in SHARED.items():
+        assert name not in shipped  # the repository's plug-in folder has no copy of its own
+        assert (target / name).read_bytes() == source.read_bytes()
     assert str(target) in capsys.readouterr().out
+
+
+def test_a_plugin_folder_with_its_own_copy_is_refused(tmp_path):
+    source = tmp_path / "source"
+    source.mkdir()
+    for path in gimp_plugin_dir().glob("*.py"):
+        (source / path.name).write_bytes(path.read_bytes())
+    (source / "ll_wire.py").write_text("# a stale copy\n")
+    with pytest.raises(FileExistsError, match=r"ll_wire\.py"):
+        install(tmp_path / "target", source)
+    assert not (tmp_path / "target").exists()
 
 
 def test_reinstall_replaces_an_old_copy(tmp_path):
@@ -37,7 +58,9 @@ def test_dry_run_writes_nothing(tmp_path, capsys):
     gimp_dir = tmp_path / "gimp"
     assert main(["install-gimp-plugin", "--dry-run", "--gimp-dir", str(gimp_dir)]) == 0
     assert not gimp_dir.exists()
-    assert "would copy" in capsys.readouterr().out
+    files = install(gimp_dir / "plug-ins" / "layerlift", dry_run=True)
+    assert set(SHARED) <= {path.name for path in files}
+    assert f"would copy {len(files)} files" in capsys.readouterr().out
 
 
 def test_default_folder_follows_gimp_rules(monkeypatch, tmp_path):

@@ -1,4 +1,4 @@
-"""The plug-in finds the token where the app writes it (same folder rules as platformdirs)."""
+"""The installed plug-in finds the token where the app writes it (platformdirs' folder rules)."""
 
 from __future__ import annotations
 
@@ -7,20 +7,15 @@ import sys
 import pytest
 from layerlift.inference import paths
 
-from tests.conftest import REPO
 
-sys.path.insert(0, str(REPO / "gimp_plugin" / "layerlift"))
-import ll_paths
-
-
-def test_layerlift_home_override_matches(layerlift_home):
-    assert ll_paths.config_dir() == paths.config_dir()
-    assert ll_paths.token_path().parent == paths.config_dir()
+def test_layerlift_home_override_matches(plugin, layerlift_home):
+    assert plugin.ll_paths.config_dir() == paths.config_dir()
+    assert plugin.ll_paths.token_path().parent == paths.config_dir()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux folder rules")
 @pytest.mark.parametrize("xdg", [None, "", "/tmp/xdg-config-test"])
-def test_linux_rules_match_platformdirs(monkeypatch, tmp_path, xdg):
+def test_linux_rules_match_platformdirs(plugin, monkeypatch, tmp_path, xdg):
     monkeypatch.delenv("LAYERLIFT_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     if xdg is None:
@@ -30,16 +25,17 @@ def test_linux_rules_match_platformdirs(monkeypatch, tmp_path, xdg):
     import platformdirs
 
     expected = platformdirs.user_config_dir(paths.APP_NAME, appauthor=False)
-    assert str(ll_paths.config_dir()) == expected
+    assert str(plugin.ll_paths.config_dir()) == expected
 
 
-def test_windows_and_macos_rules():
+def test_windows_and_macos_rules(plugin):
     env = {"LOCALAPPDATA": r"C:\Users\ana\AppData\Local"}
-    assert str(ll_paths.config_dir("win32", env)).endswith("LayerLift")
-    assert "AppData" in str(ll_paths.config_dir("win32", env))
-    assert str(ll_paths.config_dir("darwin", {})).endswith("Library/Application Support/LayerLift")
+    assert str(plugin.ll_paths.config_dir("win32", env)).endswith("LayerLift")
+    assert "AppData" in str(plugin.ll_paths.config_dir("win32", env))
+    darwin = plugin.ll_paths.config_dir("darwin", {})
+    assert str(darwin).endswith("Library/Application Support/LayerLift")
 
 
-def test_names_match_the_app():
-    assert ll_paths.APP_NAME == paths.APP_NAME
-    assert ll_paths.TOKEN_FILE == paths.TOKEN_FILE
+def test_names_match_the_app(plugin):
+    assert plugin.ll_paths.APP_NAME == paths.APP_NAME
+    assert plugin.ll_paths.TOKEN_FILE == paths.TOKEN_FILE

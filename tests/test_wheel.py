@@ -91,8 +91,11 @@ def test_plugin_commands_from_the_wheel_match_the_checkout(fresh_env: Path,
     installed = tmp_path / "gimp" / "plug-ins" / "layerlift"
     source = REPO / "gimp_plugin" / "layerlift"
     names = sorted(p.name for p in source.glob("*.py"))
-    assert sorted(p.name for p in installed.iterdir()) == names
+    shared = {"ll_wire.py": REPO / "bridge" / "wire.py",
+              "ll_job_states.py": REPO / "inference" / "job_states.py"}
+    assert sorted(p.name for p in installed.iterdir()) == sorted([*names, *shared])
     assert all(filecmp.cmp(source / n, installed / n, shallow=False) for n in names)
+    assert all(filecmp.cmp(path, installed / n, shallow=False) for n, path in shared.items())
     assert str(fresh_env) in gimp.stdout  # copied from the installed package data
 
     ccx = subprocess.run([str(layerlift), "build-ccx", "-o", str(tmp_path / "p.ccx")],

@@ -4,26 +4,26 @@ This is the plug-in's whole conversation with the app: authenticate with the tok
 app's config folder, send the picture as one raw RGBA8 binary message, relay progress, and
 collect the result layers. Every failure becomes a BridgeError whose message a GIMP user can
 act on (start the app, pair again, pick a smaller selection), never a traceback.
+
+The messages and the LLF1 header come from `ll_wire`, the job states from `ll_job_states`:
+LayerLift's own `bridge/wire.py` and `inference/job_states.py`, copied in unchanged by
+`layerlift install-gimp-plugin`, so the plug-in and the app cannot disagree about them.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import ll_paths
 import ll_websocket
+import ll_wire
+from ll_job_states import UNSUCCESSFUL, JobState
 
-PROTOCOL_VERSION = 1
 DEFAULT_PORT = 47811
-MAGIC = b"LLF1"
-FRAME_HEADER = struct.Struct("<4sBBH16sII")
-KIND_IMAGE, KIND_LAYER = 1, 2
-ENCODING_RGBA8 = 0
 START_HINT = "Start the LayerLift app (or run `layerlift serve` in a terminal), then try again."
 
 
@@ -89,16 +89,19 @@ def read_port() -> int:
     return DEFAULT_PORT
 
 
+STAGE_LABELS = {JobState.LOADING: "Loading the model", JobState.RUNNING: "Decomposing",
+                JobState.REFINING: "Refining layers", JobState.WRITING: "Saving the result",
+                JobState.DONE: "Done"}
+
+
 def _stage_text(job: dict) -> str:
-    state = job.get("state", "")
+    state = str(job.get("state", ""))
     progress = job.get("progress") or {}
-    if state == "queued":
+    if state == JobState.QUEUED:
         position = job.get("position")
         return f"Waiting in the queue (position {position})" if position else "Queued"
     step, total = progress.get("step"), progress.get("total")
-    label = {"loading": "Loading the model", "running": "Decomposing",
-             "refining": "Refining layers", "writing": "Saving the result",
-             "done": "Done"}.get(state, state.capitalize())
+    label = STAGE_LABELS.get(state, state.capitalize())
     if step is not None and total:
         return f"{label} ({step}/{total})"
     message = progress.get("message")
@@ -130,15 +133,14 @@ class BridgeSession:
         except TimeoutError:
             raise BridgeError("timeout", f"The LayerLift server on port {self.port} did not "
                                          "answer in time.") from None
-        except ll_websocket.HandshakeError as exc:
+        except ll_websocket.HandshakeFailed as exc:
             raise BridgeError("refused", f"The server on port {self.port} refused the "
                                          f"connection ({exc.status}). Is it LayerLift?") from None
         except (OSError, ll_websocket.WebSocketError) as exc:
             raise BridgeError("connection_failed", f"Cannot reach LayerLift on port "
                                                    f"{self.port}: {exc}") from None
         self.ws.sock.settimeout(60.0)
-        self._send({"type": "hello", "protocol": PROTOCOL_VERSION, "token": token,
-                    "client": {"name": "gimp"}})
+        self._send(ll_wire.hello(token, "gimp"))
         welcome = self._recv_json(timeout=self.connect_timeout + 10)
         if welcome.get("type") != "welcome":
             raise BridgeError("protocol_error", f"unexpected answer to hello: {welcome}")
@@ -160,7 +162,7 @@ class BridgeSession:
     def _send(self, message: dict) -> None:
         assert self.ws is not None
         try:
-            self.ws.send_text(json.dumps(message, separators=(",", ":")))
+            self.ws.send_text(ll_wire.dumps(message))
         except ll_websocket.WebSocketError as exc:
             raise BridgeError("connection_lost", f"The connection to LayerLift was lost: "
                                                  f"{exc}") from None
@@ -204,26 +206,19 @@ class BridgeSession:
         if len(pixels) != width * height * 4:
             raise ValueError("pixels must be raw RGBA8 rows")
         request_id = "gimp" + os.urandom(6).hex()
-        self._send({
-            "type": "decompose", "request_id": request_id, "backend": backend,
-            "layers": layers, "seed": seed, "options": options or {},
-            "image": {"encoding": "rgba8", "width": width, "height": height,
-                      "bytes": len(pixels)},
-            "result_encoding": "rgba8",
-            # GIMP's Cancel ends this process without a word to the server: let the dropped
-            # connection itself cancel the job, so the GPU is not kept busy for nobody.
-            "cancel_on_disconnect": True,
-        })
+        # GIMP's Cancel ends this process without a word to the server: let the dropped
+        # connection itself cancel the job, so the GPU is not kept busy for nobody.
+        self._send(ll_wire.decompose(request_id, width=width, height=height, size=len(pixels),
+                                     backend=backend, layers=layers, seed=seed, options=options,
+                                     cancel_on_disconnect=True))
         # The server checks the announced size first and says `ready` (or refuses without
         # costing a 100 MB upload); only then do the pixels go.
         ready = self._recv_json(timeout=60)
         if ready.get("type") != "ready" or ready.get("request_id") != request_id:
             raise BridgeError("protocol_error", f"expected ready, got {ready.get('type')}")
-        header = FRAME_HEADER.pack(MAGIC, KIND_IMAGE, ENCODING_RGBA8, 0,
-                                   request_id.encode("ascii"), width, height)
         assert self.ws is not None
         try:
-            self.ws.send_binary(header + pixels)
+            self.ws.send_binary(ll_wire.image_header(request_id, width, height) + pixels)
         except ll_websocket.WebSocketError as exc:
             raise BridgeError("connection_lost", f"Sending the picture failed: {exc}") from None
         job_id = None
@@ -243,7 +238,7 @@ class BridgeSession:
                 job_id = job.get("id")
             elif kind == "progress" and job.get("id") == job_id:
                 state = job.get("state")
-                if state in ("failed", "cancelled"):
+                if state in UNSUCCESSFUL:
                     error = job.get("error") or {}
                     raise BridgeError(error.get("code", state),
                                       error.get("message", f"the job was {state}"))
@@ -259,15 +254,20 @@ class BridgeSession:
                         int(canvas.get("height", 0)), job=message.get("job") or {})
         for entry in message.get("layers", []):
             raw = self._recv(timeout=120)
-            if not isinstance(raw, bytes) or len(raw) < FRAME_HEADER.size:
+            if not isinstance(raw, bytes):
                 raise BridgeError("protocol_error", "expected a layer's pixels")
-            magic, kind, encoding, index, _ident, width, height = FRAME_HEADER.unpack_from(raw)
-            if magic != MAGIC or kind != KIND_LAYER or encoding != ENCODING_RGBA8:
+            try:
+                header = ll_wire.unpack_header(raw)
+            except ll_wire.WireError as exc:
+                raise BridgeError("protocol_error", f"a layer frame is broken: {exc}") from None
+            if header.kind != ll_wire.KIND_LAYER or header.encoding != ll_wire.ENCODING_RGBA8:
                 raise BridgeError("protocol_error", "a layer frame has a bad header")
-            if index != entry["index"] or (width, height) != (entry["width"], entry["height"]):
+            width, height = header.width, header.height
+            if header.index != entry["index"] or (width, height) != (entry["width"],
+                                                                    entry["height"]):
                 raise BridgeError("protocol_error", "a layer frame does not match the result")
-            payload = raw[FRAME_HEADER.size:]
-            if len(payload) != width * height * 4:
+            payload = raw[ll_wire.HEADER_SIZE:]
+            if len(payload) != header.raw_size:
                 raise BridgeError("protocol_error", "a layer frame has the wrong size")
             result.layers.append(ResultLayer(
                 name=entry["name"], x=int(entry["x"]), y=int(entry["y"]), width=width,
