@@ -106,8 +106,16 @@ def _fake_hf_cache(root: Path, model: Path, repo_id: str) -> Path:
     return snapshot
 
 
+def _use_hub_cache(monkeypatch, folder: Path) -> None:
+    """huggingface_hub reads HF_HUB_CACHE once, at import: point both at `folder`."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(folder))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(folder))
+
+
 def test_repo_id_resolves_to_the_hf_cache_snapshot(tiny_model_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    _use_hub_cache(monkeypatch, tmp_path / "hub")
     snapshot = _fake_hf_cache(tmp_path / "hub", tiny_model_dir, "Qwen/Qwen-Image-Layered")
     source = resolve_model("Qwen/Qwen-Image-Layered")
     assert source.folder == snapshot
@@ -124,7 +132,7 @@ def test_repo_id_resolves_to_the_hf_cache_snapshot(tiny_model_dir, tmp_path, mon
 
 
 def test_repo_id_not_in_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    _use_hub_cache(monkeypatch, tmp_path / "empty-hub")
     with pytest.raises(ModelFilesMissing, match="not in the Hugging Face cache"):
         resolve_model("Qwen/Qwen-Image-Layered")
 

@@ -56,33 +56,30 @@ def apply_offline_environment(offline: bool) -> None:
 
 
 def hf_cache_dir() -> Path:
-    """The hub cache folder, with huggingface_hub's precedence, without importing it."""
-    for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if os.environ.get(variable):
-            return Path(os.environ[variable]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "huggingface" / "hub"
+    """The hub cache folder huggingface_hub uses (its own precedence of HF_HUB_CACHE, HF_HOME…)."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
 
 
 def cached_snapshot(repo_id: str, revision: str = "main") -> Path | None:
-    """The snapshot folder of `repo_id` in the HF cache, or None when it was never fetched."""
-    repo_dir = hf_cache_dir() / ("models--" + repo_id.replace("/", "--"))
-    snapshots = repo_dir / "snapshots"
-    ref = repo_dir / "refs" / revision
-    if ref.is_file():
-        commit = ref.read_text(encoding="utf-8").strip()
-        if (snapshots / commit).is_dir():
-            return snapshots / commit
-    if re.fullmatch(r"[0-9a-f]{40}", revision) and (snapshots / revision).is_dir():
-        return snapshots / revision
-    if snapshots.is_dir():
-        candidates = [p for p in snapshots.iterdir() if p.is_dir()]
-        if candidates:
-            return max(candidates, key=lambda p: p.stat().st_mtime)
-    return None
+    """The snapshot folder of `repo_id` in the HF cache, or None when it was never fetched.
+
+    huggingface_hub resolves the revision (refs/main or a commit) without the network; it is
+    imported only here, when the setting names a repo id rather than a folder.
+    """
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError as exc:
+        raise ModelFilesMissing(
+            f"{repo_id} names a Hugging Face repo, but huggingface_hub is not installed: "
+            "pip install 'layerlift[qwen]', or pass the model's folder") from exc
+    try:
+        folder = snapshot_download(repo_id, revision=revision, local_files_only=True)
+    except LocalEntryNotFoundError:
+        return None
+    return Path(folder)
 
 
 def resolve_model(model: str | None) -> ModelSource:

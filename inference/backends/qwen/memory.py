@@ -128,7 +128,9 @@ def installed_libraries() -> frozenset[str]:
 def bucket_dims(width: int, height: int, resolution: int) -> tuple[int, int]:
     """(width, height) the pipeline works at: area resolution², aspect kept, 32 px steps.
 
-    Same rule as diffusers' `calculate_dimensions` (pipeline_call.bucket_size checks it).
+    diffusers' `calculate_dimensions` is the rule; it is restated here because the memory
+    plan (`layerlift doctor`, the settings dialog) must answer without importing diffusers,
+    whose import alone takes seconds. tests/qwen/test_memory.py checks the two agree.
     """
     ratio = width / height
     bucket_w = math.sqrt(resolution * resolution * ratio)
