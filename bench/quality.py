@@ -294,7 +294,7 @@ def format_table(summary: dict[str, Any], header: str) -> str:
 
 
 def format_overview(summaries: list[dict[str, Any]]) -> str:
-    """One line per tier: the numbers issue 17 judges a backend by, beside the floor's."""
+    """One line per tier: soft IoU and RGB L1 at 0 and 5 merges, beside the floor's."""
     head = (f"{'tier':<12}{'IoU@0':>8}{'IoU@5':>8}{'L1@0':>8}{'floor':>8}{'floor@5':>8}"
             f"{'fL1@0':>8}{'margin':>8}{'s/MP':>8}{'RSS MB':>8}")
     lines = [head]

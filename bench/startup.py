@@ -8,7 +8,7 @@ and on a free port, and measures:
 - idle RSS: the process's resident memory a couple of seconds later, with the bridge
   listening and no model loaded; torch must not be imported at all.
 
-Targets (issue 6): ready under 1.5 s, idle RSS under 200 MB.
+Targets: ready under 1.5 s, idle RSS under 200 MB.
 
     .venv/bin/python bench/startup.py [--runs 5] [--idle 2.0] [--json]
 """

@@ -14,8 +14,8 @@ The first four tiers are clean vector-like designs, from easy to hard:
 - ``photo``: a design with a procedurally textured photo insert (a fake landscape) as one layer.
 - ``translucent``: shapes at 30-80 % opacity with soft shadows and glows under them.
 
-The next four are closer to real pictures (issue 17), and were added without changing a byte
-of the first four:
+The next four are closer to real pictures (JPEG artefacts, textures, styled text), added
+without changing a byte of the first four:
 
 - ``typography``: two or three text layers in several fonts, sizes and weights (a title, a
   tagline, sometimes a two- or three-line paragraph), some with an outline and some with a drop

@@ -3,8 +3,8 @@
  * Which groups in which open documents LayerLift made, so that decomposing a layer inside
  * one replaces that layer in place instead of nesting a new group.
  *
- * Photoshop layers carry no plug-in metadata through the DOM API, and the issue asks for the
- * group to be named after its source layer, so the panel remembers group ids itself (in
+ * Photoshop layers carry no plug-in metadata through the DOM API, and the group is named
+ * after its source layer (what a user looks for in the Layers panel), so the panel remembers group ids itself (in
  * localStorage when given one). Photoshop's document ids last only while the document is
  * open: after reopening a file, a layer of an old group is decomposed into a new group.
  */

@@ -136,7 +136,8 @@ class QwenBackend(Backend):
         """Model configured and complete, libraries importable, and the device asked for.
 
         With `device` auto and no GPU, a run the user asked for by name goes to the CPU with
-        a warning (the issue allows it); `auto_availability` keeps `--backend auto` off it.
+        a warning (slow, but what was asked for); `auto_availability` keeps `--backend auto`
+        off it.
         """
         import importlib.util
 
