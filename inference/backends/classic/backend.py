@@ -37,6 +37,7 @@ from layerlift.inference.backends.base import (
     ignore_progress,
 )
 from layerlift.inference.backends.classic.build import BuiltLayer, build_layers
+from layerlift.inference.backends.classic.colour_fit import accumulate
 from layerlift.inference.backends.classic.count import (
     element_names,
     fit_count,
@@ -48,7 +49,6 @@ from layerlift.inference.backends.classic.count import (
 from layerlift.inference.backends.classic.denoise import is_noisy, smooth
 from layerlift.inference.backends.classic.facts import unit_facts
 from layerlift.inference.backends.classic.grouping import element_map, form_elements
-from layerlift.inference.backends.classic.models import accumulate
 from layerlift.inference.backends.classic.ordering import z_order
 from layerlift.inference.backends.classic.regions import find_units
 from layerlift.inference.backends.classic.residual import find_details

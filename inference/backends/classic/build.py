@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from layerlift.inference.backends.classic.alpha import unmix
+from layerlift.inference.backends.classic.colour_fit import fit
 from layerlift.inference.backends.classic.completion import push_pull
 from layerlift.inference.backends.classic.facts import Box, UnitFacts
 from layerlift.inference.backends.classic.grouping import Element
-from layerlift.inference.backends.classic.models import fit
 from layerlift.inference.backends.classic.ordering import Extent, territory_boxes
 from layerlift.inference.backends.classic.shapes import box_completion, ellipse_completion
 from scipy import ndimage

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from layerlift.inference.backends.classic.models import UnitSums, fit_rows
+from layerlift.inference.backends.classic.colour_fit import UnitSums, fit_rows
 from layerlift.inference.backends.classic.regions import Units, adjacency
 from scipy import ndimage
 
