@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from layerlift.inference import compose
 
 
 def as_rgba8(pixels: np.ndarray) -> np.ndarray:
@@ -92,22 +93,35 @@ class Layer:
             ]
         return canvas
 
+    def alpha_bounds(self) -> tuple[int, int, int, int] | None:
+        """(left, top, right, bottom) of the non-zero alpha, in the layer's own pixels.
+
+        Rows are found first and columns only within them, and a canvas-sized layer is read
+        once per axis: at 4096 px this is the whole cost of trimming.
+        """
+        alpha = self.pixels[..., 3]
+        rows = np.flatnonzero(alpha.any(axis=1))
+        if rows.size == 0:
+            return None
+        top, bottom = int(rows[0]), int(rows[-1]) + 1
+        cols = np.flatnonzero(alpha[top:bottom].any(axis=0))
+        return int(cols[0]), top, int(cols[-1]) + 1, bottom
+
     def trimmed(self) -> Layer:
         """The same layer cropped to the bounding box of its non-zero alpha.
 
         A fully transparent layer becomes 0x0 at its old offset: it keeps its name and place
-        in the stack (the backend decided it exists) but carries no pixels.
+        in the stack (the backend decided it exists) but carries no pixels. A layer that is
+        already tight keeps its very pixels (no copy: writers and the job store trim again);
+        otherwise the kept part is copied once, since layers keep C-contiguous pixels.
         """
-        alpha = self.pixels[..., 3]
-        rows = np.flatnonzero(alpha.any(axis=1))
-        cols = np.flatnonzero(alpha.any(axis=0))
-        if rows.size == 0:
-            return replace(self, pixels=np.zeros((0, 0, 4), np.uint8))
-        top, bottom = int(rows[0]), int(rows[-1]) + 1
-        left, right = int(cols[0]), int(cols[-1]) + 1
+        bounds = self.alpha_bounds()
+        if bounds is None:
+            return replace(self, pixels=np.zeros((0, 0, 4), np.uint8), meta=dict(self.meta))
+        left, top, right, bottom = bounds
         return replace(
             self,
-            pixels=self.pixels[top:bottom, left:right].copy(),
+            pixels=self.pixels[top:bottom, left:right],
             x=self.x + left,
             y=self.y + top,
             meta=dict(self.meta),
@@ -151,28 +165,24 @@ class LayerStack:
             if layer.visible or not visible_only
         ]
 
+    def placed(self, visible_only: bool = True) -> list[tuple[np.ndarray, int, int]]:
+        """(pixels, x, y) of the layers that composite, bottom first."""
+        return [
+            (layer.pixels, layer.x, layer.y)
+            for layer in self.layers
+            if (layer.visible or not visible_only) and layer.width and layer.height
+        ]
+
     def composite_float(self, visible_only: bool = True) -> np.ndarray:
-        """Float (h, w, 4) composite of the stack over transparency, without rounding."""
-        out = np.zeros((self.height, self.width, 4), np.float32)
-        for layer in self.layers:
-            if visible_only and not layer.visible:
-                continue
-            if layer.width == 0 or layer.height == 0:
-                continue
-            left, top = max(layer.x, 0), max(layer.y, 0)
-            right = min(layer.x + layer.width, self.width)
-            bottom = min(layer.y + layer.height, self.height)
-            if right <= left or bottom <= top:
-                continue
-            src = to_float(
-                layer.pixels[top - layer.y : bottom - layer.y, left - layer.x : right - layer.x]
-            )
-            out[top:bottom, left:right] = composite_over(out[top:bottom, left:right], src)
-        return out
+        """Float (h, w, 4) straight-alpha composite over transparency, without rounding."""
+        return compose.composite_float(self.placed(visible_only), self.width, self.height)
 
     def composite(self, visible_only: bool = True) -> np.ndarray:
-        """The stack flattened to one (h, w, 4) uint8 image, as an editor would show it."""
-        return to_uint8(self.composite_float(visible_only))
+        """The stack flattened to one (h, w, 4) uint8 image, as an editor would show it.
+
+        Computed premultiplied, in strips (`inference.compose`), never as a float canvas.
+        """
+        return compose.composite8(self.placed(visible_only), self.width, self.height)
 
     def trimmed(self) -> LayerStack:
         layers = [layer.trimmed() for layer in self.layers]
@@ -225,12 +235,14 @@ def psnr(reference: np.ndarray, test: np.ndarray) -> float:
     """
     if reference.shape != test.shape:
         raise ValueError(f"shapes differ: {reference.shape} vs {test.shape}")
-    ref = to_float(reference)
-    tst = to_float(test)
-    if ref.shape[-1] == 4:
-        ref = np.concatenate([ref[..., :3] * ref[..., 3:4], ref[..., 3:4]], axis=-1)
-        tst = np.concatenate([tst[..., :3] * tst[..., 3:4], tst[..., 3:4]], axis=-1)
-    mse = float(np.mean((ref - tst) ** 2))
-    if mse == 0.0:
+    if reference.ndim == 3 and reference.shape[-1] == 4:
+        values = float(reference.size)
+        sse = compose.squared_error_sum(np.asarray(reference), np.asarray(test))
+    else:
+        ref = to_float(reference)
+        tst = to_float(test)
+        values = float(ref.size)
+        sse = float(np.sum((ref - tst) ** 2, dtype=np.float64))
+    if sse == 0.0:
         return float("inf")
-    return 10.0 * float(np.log10(1.0 / mse))
+    return 10.0 * float(np.log10(values / sse))

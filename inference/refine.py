@@ -16,8 +16,9 @@ looks. So every backend ends here. The correction is put where it disturbs the l
    loses hidden content at those few pixels, never visible content.
 
 Only pixels that are off by more than rounding are touched, so a stack that already
-recomposites exactly comes back bit-identical. The work runs in horizontal strips so a
-4096 x 4096 picture with ten layers stays within a few hundred megabytes.
+recomposites exactly comes back bit-identical. The work runs in strips of rows small enough
+for the CPU cache (`inference.compose`), each layer only inside its alpha bounds: the float
+working set is a few megabytes whatever the canvas, and the result is the only copy made.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+from layerlift.inference import compose
 from layerlift.inference.errors import BadRequest
+from layerlift.inference.heap import steady_heap
 from layerlift.inference.layers import Layer, LayerStack, as_rgba8, psnr
 
 # Layers above the bottom one whose combined alpha is at most this leave it "visible": the
@@ -34,10 +37,16 @@ BOTTOM_SOLVE_MAX_ALPHA = 0.95
 # A pixel is "exact" when every premultiplied channel is within this of the target (0-1 units):
 # a little more than the half level that rounding to 8 bits may cost.
 TOLERANCE = 0.75 / 255.0
-# Pixels processed per strip (bounds the float working set: layers x pixels x 4 x 4 bytes).
-STRIP_PIXELS = 1 << 19
+ONE = np.float32(1.0)
+ZERO = np.float32(0.0)
+# Above this share of missing pixels a strip is solved whole, with masks, instead of gathered.
+DENSE = 0.25
+F255 = np.float32(255.0)
+
+Span = tuple[int, int, int, int]  # top, bottom, left, right of a layer's non-zero alpha
 
 
+@steady_heap()
 def recomposite_exact(stack: LayerStack, image: np.ndarray) -> tuple[LayerStack, float, float]:
     """Correct `stack` so that it composites to `image`; return (stack, psnr_before, psnr_after).
 
@@ -45,6 +54,7 @@ def recomposite_exact(stack: LayerStack, image: np.ndarray) -> tuple[LayerStack,
     may be below 255). The returned stack holds full-canvas layers at offset (0, 0) with the
     names, visibility and meta of the input layers; hidden layers are left as they were and
     take no part. PSNR figures compare `stack.composite()` with `image`, as `psnr` does.
+    The input stack's pixels are never modified.
     """
     target = as_rgba8(image)
     if target.shape[:2] != (stack.height, stack.width):
@@ -59,24 +69,26 @@ def recomposite_exact(stack: LayerStack, image: np.ndarray) -> tuple[LayerStack,
         before = psnr(target, stack.composite())
         return stack, before, before
 
-    canvases = {i: stack.layers[i].on_canvas(stack.width, stack.height) for i in visible}
-    planes = [canvases[i] for i in visible]
-    spans = [_alpha_span(plane) for plane in planes]
-    rows = max(1, STRIP_PIXELS // max(stack.width, 1))
+    width, height = stack.width, stack.height
+    spans = [_span(stack.layers[i], width, height) for i in visible]
+    planes = [_canvas(stack.layers[i], width, height) for i in visible]
+    scratch = compose.Scratch.for_canvas(height, width)
+    layers = np.empty((len(planes), 4, scratch.out[0].size), np.float32)
     sse_before = sse_after = 0.0
-    for top in range(0, stack.height, rows):
-        sse = _correct_strip(planes, spans, top, min(stack.height, top + rows), target)
+    for top, bottom in compose.strips(height, width):
+        sse = _correct_strip(planes, spans, top, bottom, target, scratch, layers)
         sse_before += sse[0]
         sse_after += sse[1]
 
+    canvases = dict(zip(visible, planes, strict=True))
     layers: list[Layer] = []
     for index, layer in enumerate(stack.layers):
         if index in canvases:
             layers.append(replace(layer, pixels=canvases[index], x=0, y=0, meta=dict(layer.meta)))
         else:
             layers.append(layer)
-    result = LayerStack(stack.width, stack.height, layers, dict(stack.meta))
-    values = 4.0 * stack.width * stack.height
+    result = LayerStack(width, height, layers, dict(stack.meta))
+    values = 4.0 * width * height
     return result, _psnr(sse_before, values), _psnr(sse_after, values)
 
 
@@ -87,84 +99,64 @@ def _psnr(sse: float, values: float) -> float:
     return 10.0 * float(np.log10(values / sse))
 
 
+def _canvas(layer: Layer, width: int, height: int) -> np.ndarray:
+    """A writable full-canvas copy of `layer` (one copy: a canvas-sized layer is copied whole)."""
+    if (layer.x, layer.y, layer.width, layer.height) == (0, 0, width, height):
+        return layer.pixels.copy()
+    return layer.on_canvas(width, height)
+
+
+def _span(layer: Layer, width: int, height: int) -> Span | None:
+    """Where `layer` has non-zero alpha on the canvas, or None."""
+    bounds = layer.alpha_bounds()
+    if bounds is None:
+        return None
+    left, top, right, bottom = bounds
+    top, bottom = max(0, top + layer.y), min(height, bottom + layer.y)
+    left, right = max(0, left + layer.x), min(width, right + layer.x)
+    if bottom <= top or right <= left:
+        return None
+    return top, bottom, left, right
+
+
 # --- per-strip maths ---------------------------------------------------------------------------
 # Layer values are straight alpha in [0, 1], bottom first. Only the pixels that miss the target
-# are gathered, as (n, k, 4) arrays, and solved; everything else stays bit-identical.
-
-Span = tuple[int, int, int, int]  # rows and columns that hold a layer's non-zero alpha
+# are gathered, as planar (k, 4, n) arrays, and solved; everything else stays bit-identical.
 
 
 def _quantize(values: np.ndarray) -> np.ndarray:
     """Round to the 8-bit grid the layers will be stored on, staying in float."""
-    return np.clip(np.rint(values * 255.0), 0.0, 255.0) / 255.0
+    out = values * F255
+    np.rint(out, out=out)
+    np.clip(out, 0.0, 255.0, out=out)
+    out /= F255
+    return out
 
 
 def _to_uint8(values: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
+    out = values * F255
+    np.rint(out, out=out)
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8)
 
 
-def _premul(layer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    alpha = layer[..., 3]
-    return layer[..., :3] * alpha[..., None], alpha
+def _composite(pixels: np.ndarray, work: np.ndarray | None = None) -> np.ndarray:
+    """Premultiplied composite (4, n) of straight layers (k, 4, n), as `compose` computes it.
+
+    `work` is a (4, n) buffer to premultiply into (one is made when not given).
+    """
+    out = np.zeros(pixels.shape[1:], np.float32)
+    work = np.empty_like(out) if work is None else work
+    for layer in pixels[::-1]:
+        compose.beneath(out, compose.premultiply_into(layer, work))
+    return out
 
 
-def _over_premul(
-    dst_p: np.ndarray, dst_a: np.ndarray, src_p: np.ndarray, src_a: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Premultiplied `src over dst`."""
-    keep = 1.0 - src_a
-    return src_p + dst_p * keep[..., None], src_a + dst_a * keep
-
-
-def _composite(pixels: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Premultiplied composite of pixels[start:] (layers first), over transparency."""
-    shape = pixels.shape[1:-1]
-    out_p = np.zeros((*shape, 3), np.float32)
-    out_a = np.zeros(shape, np.float32)
-    for layer in pixels[start:]:
-        src_p, src_a = _premul(layer)
-        out_p, out_a = _over_premul(out_p, out_a, src_p, src_a)
-    return out_p, out_a
-
-
-def _alpha_span(plane: np.ndarray) -> Span | None:
-    alpha = plane[..., 3]
-    rows = np.flatnonzero(alpha.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(alpha.any(axis=0))
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-
-
-def _strip_composite(
-    planes: list[np.ndarray], spans: list[Span | None], top: int, bottom: int, width: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Premultiplied composite of rows top:bottom, touching each layer only where it has alpha."""
-    out_p = np.zeros((bottom - top, width, 3), np.float32)
-    out_a = np.zeros((bottom - top, width), np.float32)
-    for plane, span in zip(planes, spans, strict=True):
-        if span is None or span[1] <= top or span[0] >= bottom:
-            continue
-        r0, r1 = max(span[0], top), min(span[1], bottom)
-        c0, c1 = span[2], span[3]
-        src_p, src_a = _premul(plane[r0:r1, c0:c1].astype(np.float32) / 255.0)
-        view = (slice(r0 - top, r1 - top), slice(c0, c1))
-        out_p[view], out_a[view] = _over_premul(out_p[view], out_a[view], src_p, src_a)
-    return out_p, out_a
-
-
-def _misses(
-    out_p: np.ndarray, out_a: np.ndarray, target_p: np.ndarray, target_a: np.ndarray
-) -> np.ndarray:
-    """Where a composite misses the target by more than rounding."""
-    err = np.maximum(np.abs(out_p - target_p).max(axis=-1), np.abs(out_a - target_a))
-    return err > TOLERANCE
-
-
-def _off(pixels: np.ndarray, target_p: np.ndarray, target_a: np.ndarray) -> np.ndarray:
-    """Which gathered pixels (n, k, 4) still miss the target."""
-    out_p, out_a = _composite(pixels)
-    return _misses(out_p, out_a, target_p, target_a)
+def _misses(composite: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Where premultiplied planes (4, ...) miss the target's by more than rounding."""
+    diff = np.subtract(composite, target)
+    np.abs(diff, out=diff)
+    return diff.max(axis=0) > TOLERANCE
 
 
 def _correct_strip(
@@ -173,125 +165,201 @@ def _correct_strip(
     top: int,
     bottom: int,
     target: np.ndarray,
+    scratch: compose.Scratch,
+    layers: np.ndarray,
 ) -> tuple[float, float]:
-    """Fix rows top:bottom of the uint8 `planes` in place, only at the pixels that miss.
+    """Fix rows top:bottom of the uint8 canvases `planes` in place, only where they miss.
 
     Returns the summed squared error of the rows' composite before and after, measured as
     `inference.layers.psnr` measures it (8-bit straight composite, compared premultiplied).
+    `layers` is a float buffer (k, 4, strip pixels) that receives each layer's straight
+    values once; the composite runs top down, so the part above the bottom layer (which
+    step 1 solves against) is kept on the way instead of being composited again.
     """
-    goal = target[top:bottom].astype(np.float32) / 255.0
-    goal_p, goal_a = _premul(goal)
-    out_p, out_a = _strip_composite(planes, spans, top, bottom, goal.shape[1])
-    errors = _squared_errors(out_p, out_a, goal_p, goal_a)
+    width = target.shape[1]
+    rows_n = bottom - top
+    size = rows_n * width
+    pixels = layers[:, :, :size]
+    goal = compose.premultiplied(target[top:bottom], scratch.goal[:, :rows_n])
+    out = scratch.out[:, :rows_n]
+    out.fill(0.0)
+    upper = scratch.upper[:, :rows_n]
+    for index in range(len(planes) - 1, -1, -1):
+        if index == 0:
+            np.copyto(upper, out)
+        straight = pixels[index].reshape(4, rows_n, width)
+        span = spans[index]
+        r0, r1 = (max(span[0], top), min(span[1], bottom)) if span else (top, top)
+        if r1 <= r0:
+            straight.fill(0.0)
+            continue
+        c0, c1 = span[2], span[3]
+        if (r0, r1, c0, c1) != (top, bottom, 0, width):
+            straight.fill(0.0)
+        rows, cols = slice(r0 - top, r1 - top), slice(c0, c1)
+        part = compose.planar(planes[index][r0:r1, c0:c1], straight[:, rows, cols])
+        src = compose.premultiply_into(part, scratch.src[:, : r1 - r0, : c1 - c0])
+        compose.beneath(out[:, rows, cols], src, scratch.keep[: r1 - r0, : c1 - c0])
+    errors = compose.squared_errors(out, goal, scratch).reshape(-1)
     before = float(errors.sum(dtype=np.float64))
-    off = _misses(out_p, out_a, goal_p, goal_a)
-    if not off.any():
+    off = _misses(out, goal).reshape(-1)
+    count = int(np.count_nonzero(off))
+    if count == 0:
         return before, before
-    ys, xs = np.nonzero(off)
-    ys = ys + top
-    pixels = np.stack([plane[ys, xs] for plane in planes]).astype(np.float32) / 255.0
-    t_p, t_a, t = goal_p[off], goal_a[off], goal[off]
-    if len(planes) > 1:
-        _solve_bottom(pixels, t_p, t_a)
+    rows = [plane[top:bottom].reshape(-1, 4) for plane in planes]
+    out, goal, upper = out.reshape(4, -1), goal.reshape(4, -1), upper.reshape(4, -1)
+    if count > DENSE * off.size:
+        # Most pixels miss (a noisy model output): solve the whole strip, change by mask.
+        work = _Work(pixels, goal, upper, out.copy(), off)
+        _solve(work)
+        for row, layer in zip(rows, pixels, strict=True):
+            np.copyto(row, _to_uint8(layer).T, where=off[:, None])
+        fixed = compose.squared_errors(work.out, goal)
+        after = before - float(errors[off].sum(dtype=np.float64))
+        return before, after + float(fixed[off].sum(dtype=np.float64))
+    index = np.flatnonzero(off)
+    work = _Work(pixels[:, :, index], goal[:, index], upper[:, index], out[:, index],
+                 np.ones(count, bool))
+    _solve(work)
+    for row, layer in zip(rows, work.pixels, strict=True):
+        row[index] = _to_uint8(layer).T
+    fixed = compose.squared_errors(work.out, work.goal)
+    after = before - float(errors[index].sum(dtype=np.float64))
+    return before, after + float(fixed.sum(dtype=np.float64))
+
+
+class _Work:
+    """The pixels one strip solves: layers (k, 4, n) straight on the 8-bit grid, the target,
+    the composite of the layers above the bottom one, the current composite (premultiplied,
+    (4, n)), and which pixels may change (the ones that missed)."""
+
+    def __init__(self, pixels: np.ndarray, goal: np.ndarray, upper: np.ndarray,
+                 out: np.ndarray, active: np.ndarray) -> None:
+        self.pixels, self.goal, self.upper, self.out, self.active = (
+            pixels, goal, upper, out, active)
+
+
+def _solve(work: _Work) -> None:
+    """Steps 1 to 3, each only where the previous ones left a miss; `work.out` follows."""
+    if work.pixels.shape[0] > 1:
+        _solve_bottom(work)
+    still = work.active & _misses(work.out, work.goal)
     for step in (_solve_top, _replace_top):
-        still = _off(pixels, t_p, t_a)
         if not still.any():
-            break
-        part = pixels[:, still]
-        step(part, t_p[still], t_a[still], t[still])
-        pixels[:, still] = part
-    stored = _to_uint8(pixels)
-    for plane, values in zip(planes, stored, strict=True):
-        plane[ys, xs] = values
-    new_p, new_a = _composite(stored.astype(np.float32) / 255.0)
-    fixed = _squared_errors(new_p, new_a, t_p, t_a)
-    after = before - float(errors[off].sum(dtype=np.float64)) + float(fixed.sum(dtype=np.float64))
-    return before, after
+            return
+        step(work.pixels, work.goal, still)
+        np.copyto(work.out, _composite(work.pixels), where=still)
+        still &= _misses(work.out, work.goal)
 
 
-def _squared_errors(
-    out_p: np.ndarray, out_a: np.ndarray, target_p: np.ndarray, target_a: np.ndarray
-) -> np.ndarray:
-    """Per-pixel squared error of a premultiplied composite once stored as 8-bit straight."""
-    safe = np.where(out_a > 0, out_a, 1.0)
-    straight = np.where(out_a[..., None] > 0, out_p / safe[..., None], 0.0)
-    alpha = _quantize(out_a)
-    shown = _quantize(straight) * alpha[..., None]
-    return ((shown - target_p) ** 2).sum(axis=-1) + (alpha - target_a) ** 2
+def _solve_bottom(work: _Work) -> None:
+    """Step 1: solve the bottom layer where the layers above leave it visible (in place).
 
-
-def _solve_bottom(pixels: np.ndarray, t_p: np.ndarray, t_a: np.ndarray) -> None:
-    """Step 1: solve the bottom layer where the layers above leave it visible (in place)."""
-    upper_p, upper_a = _composite(pixels, start=1)
-    where = upper_a <= BOTTOM_SOLVE_MAX_ALPHA
+    The composite is then the (unchanged) part above over the new bottom, which is exactly
+    how `compose` composites it, so `work.out` stays the stack's true composite.
+    """
+    upper, goal = work.upper, work.goal
+    where = work.active & (upper[3] <= BOTTOM_SOLVE_MAX_ALPHA)
     if not where.any():
         return
-    free = 1.0 - upper_a[where]
-    alpha = np.clip((t_a[where] - upper_a[where]) / free, 0.0, 1.0)
-    colour_p = (t_p[where] - upper_p[where]) / free[:, None]
-    bottom = pixels[0][where]
-    safe = np.where(alpha > 0, alpha, 1.0)
-    colour = np.where(alpha[:, None] > 0, np.clip(colour_p / safe[:, None], 0.0, 1.0),
-                      bottom[:, :3])
-    bottom[:, :3] = colour
-    bottom[:, 3] = alpha
-    pixels[0][where] = _quantize(bottom)
+    bottom = work.pixels[0]
+    free = ONE - upper[3]
+    free[~where] = ONE
+    alpha = np.subtract(goal[3], upper[3])
+    alpha /= free
+    np.clip(alpha, 0.0, 1.0, out=alpha)
+    colour = np.subtract(goal[:3], upper[:3])
+    colour /= free
+    shown = alpha > 0
+    colour /= np.where(shown, alpha, ONE)
+    np.clip(colour, 0.0, 1.0, out=colour)
+    np.copyto(bottom[:3], _quantize(colour), where=where & shown)
+    np.copyto(bottom[3], _quantize(alpha), where=where)
+    out = upper.copy()
+    compose.beneath(out, compose.premultiply_into(bottom, np.empty_like(out)))
+    np.copyto(work.out, out, where=where)
 
 
 def _topmost(alphas: np.ndarray) -> np.ndarray:
-    """Index of the topmost layer with alpha > 0 per pixel (0 when none); alphas (n, k)."""
+    """Index of the topmost layer with alpha > 0 per pixel (0 when none); alphas (k, n)."""
     present = alphas > 0
     flipped = np.argmax(present[::-1], axis=0)
     top = alphas.shape[0] - 1 - flipped
     return np.where(present.any(axis=0), top, 0)
 
 
-def _below(pixels: np.ndarray, top: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Premultiplied composite, per pixel, of the layers under its `top` layer."""
-    count = pixels.shape[1]
-    out_p = np.zeros((count, 3), np.float32)
-    out_a = np.zeros(count, np.float32)
-    for index, layer in enumerate(pixels):
-        use = index < top
-        src_p, src_a = _premul(layer)
-        src_a = np.where(use, src_a, 0.0)
-        src_p = np.where(use[:, None], src_p, 0.0)
-        out_p, out_a = _over_premul(out_p, out_a, src_p, src_a)
-    return out_p, out_a
+def _uniform(top: np.ndarray, where: np.ndarray) -> int | None:
+    """The one top layer index of all pixels in `where`, if they share one."""
+    chosen = top[where]
+    first = int(chosen[0])
+    return first if (chosen == first).all() else None
 
 
-def _solve_top(pixels: np.ndarray, t_p: np.ndarray, t_a: np.ndarray, _: np.ndarray) -> None:
-    """Step 2: solve the topmost visible layer's colour (and alpha if it must), in place.
+def _below(pixels: np.ndarray, top: np.ndarray, same: int | None) -> np.ndarray:
+    """Premultiplied composite (4, n), per pixel, of the layers under its `top` layer."""
+    out = np.zeros(pixels.shape[1:], np.float32)
+    src = np.empty_like(out)
+    for index in range((pixels.shape[0] if same is None else same) - 1, -1, -1):
+        compose.premultiply_into(pixels[index], src)
+        if same is None:
+            src *= index < top
+        compose.beneath(out, src)
+    return out
+
+
+def _top_values(pixels: np.ndarray, top: np.ndarray, same: int | None) -> np.ndarray:
+    """Each pixel's values (4, n) in its top layer."""
+    if same is not None:
+        return pixels[same]
+    return np.take_along_axis(pixels, top[None, None, :], axis=0)[0]
+
+
+def _set_top(pixels: np.ndarray, top: np.ndarray, same: int | None, values: np.ndarray,
+             where: np.ndarray) -> None:
+    """Write `values` (4, n) into each pixel's top layer, only `where`."""
+    for index in range(pixels.shape[0]) if same is None else (same,):
+        mask = where if same is not None else where & (top == index)
+        np.copyto(pixels[index], values, where=mask)
+
+
+def _solve_top(pixels: np.ndarray, target: np.ndarray, where: np.ndarray) -> None:
+    """Step 2: solve the topmost visible layer's colour (and alpha if it must), `where`.
 
     With L the composite beneath the top layer: ``a + (1 - a) L_a = T_a`` fixes the top alpha
     `a` unless L is opaque; then `a` is free and is raised only as far as the colour
     ``c = (T_p - (1 - a) L_p) / a`` needs to stay within [0, 1].
     """
-    top = _topmost(pixels[..., 3])
-    low_p, low_a = _below(pixels, top)
-    idx = np.arange(pixels.shape[1])
-    current_a = pixels[top, idx, 3]
+    top = _topmost(pixels[:, 3])
+    same = _uniform(top, where)
+    low = _below(pixels, top, same)
+    low_p, low_a = low[:3], low[3]
+    t_p, t_a = target[:3], target[3]
+    old = _top_values(pixels, top, same)
+    current_a = old[3]
 
     opaque_below = low_a >= 1.0 - 1e-6
     with np.errstate(divide="ignore", invalid="ignore"):
         fixed_a = (t_a - low_a) / np.maximum(1.0 - low_a, 1e-6)
         need_dark = np.where(t_p < low_p, 1.0 - t_p / np.maximum(low_p, 1e-6), 0.0)
         need_light = np.where(t_p > low_p, (t_p - low_p) / np.maximum(1.0 - low_p, 1e-6), 0.0)
-    needed = np.maximum(need_dark, need_light).max(axis=-1)
+    needed = np.maximum(need_dark, need_light).max(axis=0)
     needed = np.ceil(np.clip(needed, 0.0, 1.0) * 255.0 - 1e-4) / 255.0
     free_a = np.maximum(current_a, needed)
     alpha = np.where(opaque_below, free_a, _quantize(np.clip(fixed_a, 0.0, 1.0)))
     safe = np.where(alpha > 0, alpha, 1.0)
-    colour = (t_p - (1.0 - alpha)[:, None] * low_p) / safe[:, None]
-    old = pixels[top, idx]
-    colour = np.where(alpha[:, None] > 0, np.clip(colour, 0.0, 1.0), old[:, :3])
-    pixels[top, idx] = _quantize(np.concatenate([colour, alpha[:, None]], axis=-1))
+    colour = (t_p - (1.0 - alpha) * low_p) / safe
+    colour = np.where(alpha > 0, np.clip(colour, 0.0, 1.0), old[:3])
+    new = _quantize(np.concatenate([colour, alpha[None]], axis=0))
+    _set_top(pixels, top, same, new, where)
 
 
-def _replace_top(pixels: np.ndarray, _p: np.ndarray, _a: np.ndarray, target: np.ndarray) -> None:
+def _replace_top(pixels: np.ndarray, target: np.ndarray, where: np.ndarray) -> None:
     """Step 3: the top layer takes the target pixel; the layers beneath it clear there."""
-    top = _topmost(pixels[..., 3])
-    idx = np.arange(pixels.shape[1])
+    top = _topmost(pixels[:, 3])
     below = np.arange(pixels.shape[0])[:, None] < top[None, :]
-    pixels[..., 3] = np.where(below, 0.0, pixels[..., 3])
-    pixels[top, idx] = _quantize(target)
+    np.copyto(pixels[:, 3], ZERO, where=below & where)
+    t_a = target[3]
+    shown = t_a > 0
+    colour = np.where(shown, target[:3] / np.where(shown, t_a, ONE), ZERO)
+    new = _quantize(np.concatenate([colour, t_a[None]], axis=0))
+    _set_top(pixels, top, None, new, where)

@@ -146,3 +146,42 @@ def test_bad_pixels_are_rejected():
     with pytest.raises(ValueError):
         LayerStack.from_canvases([np.zeros((2, 2, 4), np.uint8), np.zeros((3, 2, 4), np.uint8)],
                                  ["a", "b"])
+
+
+def _composite_by_hand(stack: LayerStack) -> np.ndarray:
+    """Straight-alpha `over`, one layer after the other on a float canvas: the definition."""
+    out = np.zeros((stack.height, stack.width, 4), np.float32)
+    for layer in stack.layers:
+        if layer.visible and layer.width and layer.height:
+            canvas = to_float(layer.on_canvas(stack.width, stack.height))
+            out = composite_over(out, canvas)
+    return to_uint8(out)
+
+
+def test_fast_composite_matches_porter_duff_in_strips(monkeypatch):
+    """The strip-wise premultiplied compositor gives Porter-Duff `over`, to rounding."""
+    from layerlift.inference import compose
+
+    rng = np.random.default_rng(4)
+    layers = [Layer("bg", rng.integers(0, 256, (31, 45, 4), dtype=np.uint8))]
+    layers += [Layer(f"l{i}", rng.integers(0, 256, (17, 20, 4), dtype=np.uint8), 7 * i - 3,
+                     9 * i - 4) for i in range(4)]
+    layers.append(Layer("hidden", rng.integers(0, 256, (5, 5, 4), dtype=np.uint8), 2, 2,
+                        visible=False))
+    stack = LayerStack(45, 31, layers)
+    for strip in (50, 1 << 15):
+        monkeypatch.setattr(compose, "STRIP_PIXELS", strip)
+        fast = stack.composite().astype(int)
+        assert np.abs(fast - _composite_by_hand(stack).astype(int)).max() <= 1
+        np.testing.assert_allclose(stack.composite_float(), to_float(stack.composite()),
+                                   atol=0.5 / 255 + 1e-6)
+
+
+def test_trimming_a_tight_layer_again_copies_nothing():
+    pixels = np.zeros((50, 60, 4), np.uint8)
+    pixels[10:20, 5:9] = 200
+    trimmed = Layer("x", pixels).trimmed()
+    assert (trimmed.x, trimmed.y, trimmed.width, trimmed.height) == (5, 10, 4, 10)
+    assert trimmed.pixels.flags.c_contiguous and not np.shares_memory(trimmed.pixels, pixels)
+    again = trimmed.trimmed()
+    assert (again.x, again.y) == (5, 10) and np.shares_memory(again.pixels, trimmed.pixels)
