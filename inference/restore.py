@@ -8,12 +8,22 @@ thing known exactly at full resolution:
 - Alpha is upsampled with a guided filter (He et al., "Guided Image Filtering", and its fast
   variant): per low-resolution window the alpha is fitted as a linear function of the
   picture's colour, and the fitted coefficients, upsampled, are applied to the full-resolution
-  picture. Edges of the layer therefore snap to the picture's real edges.
+  picture. Edges of the layer therefore snap to the picture's real edges. Only the band around
+  the layer's edges (found at low resolution) takes the guided fit; elsewhere alpha is plainly
+  upsampled, so the filter never invents alpha far from the layer.
 - Where a layer is the visible one (nothing above it covers the pixel), its colour is solved
   from the original so that compositing it over the layers below gives the picture back.
+  Elsewhere (hidden parts) it is the model's colour, upsampled premultiplied so transparent
+  pixels' colour does not bleed into edges.
 
 What is still off after this (hidden areas, layers the model got wrong) is left to
 `inference.refine.recomposite_exact`, which makes the stack recomposite exactly.
+
+Everything at full resolution runs in strips of rows, all layers of a strip together, with
+float planes that fit the CPU cache (`inference.upsample` resamples the low-resolution planes
+row by row): a 4096 x 4096 picture never has a full-size float array, and each layer is worked
+on only in the rows where its alpha can be non-zero. Values are rounded to 8 bits in the
+strip, and the colour solve and coverage use the rounded alpha that is stored.
 """
 
 from __future__ import annotations
@@ -21,7 +31,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from layerlift.inference.layers import as_rgba8, to_float
+from layerlift.inference import compose
+from layerlift.inference.heap import steady_heap
+from layerlift.inference.layers import as_rgba8
+from layerlift.inference.upsample import RowResampler, Taps
 from PIL import Image
 from scipy import ndimage
 
@@ -33,21 +46,10 @@ GUIDE_EPS = 1e-2
 # covers more than this: below it, dividing by alpha amplifies noise.
 SOLVE_MIN_ALPHA = 0.25
 COVER_MAX = 1.0 / 255.0
-
-
-def _resize_channels(array: np.ndarray, width: int, height: int, method: Image.Resampling):
-    """Resize a float (h, w, c) array channel by channel in float precision."""
-    if array.shape[1] == width and array.shape[0] == height:
-        return array.astype(np.float32, copy=True)
-    channels = [
-        np.asarray(
-            Image.fromarray(np.ascontiguousarray(array[..., c], np.float32), mode="F").resize(
-                (width, height), method
-            )
-        )
-        for c in range(array.shape[2])
-    ]
-    return np.stack(channels, axis=-1).astype(np.float32)
+# Full-resolution pixels per strip: every layer's float planes for a strip stay in cache.
+STRIP_PIXELS = 1 << 15
+F255 = np.float32(255.0)
+ONE = np.float32(1.0)
 
 
 def _box(array: np.ndarray, radius: int) -> np.ndarray:
@@ -56,21 +58,39 @@ def _box(array: np.ndarray, radius: int) -> np.ndarray:
     return ndimage.uniform_filter(array, size=size, mode="reflect")
 
 
+class GuidedFit:
+    """The colour-guided filter's fit against one guide, shared by every layer.
+
+    The guide's window means and inverted covariances (with the regulariser) are computed
+    once; each layer then costs four box filters and a 3x3 product per pixel.
+    """
+
+    def __init__(self, guide: np.ndarray, radius: int = GUIDE_RADIUS,
+                 eps: float = GUIDE_EPS) -> None:
+        self.guide = np.asarray(guide, np.float32)
+        self.radius = radius
+        self.mean = _box(self.guide, radius)
+        outer = self.guide[..., :, None] * self.guide[..., None, :]
+        shape = self.guide.shape[:2]
+        sigma = _box(outer.reshape(*shape, 9), radius).reshape(*shape, 3, 3)
+        sigma -= self.mean[..., :, None] * self.mean[..., None, :]
+        sigma += np.float32(eps) * np.eye(3, dtype=np.float32)
+        self.inverse = np.linalg.inv(sigma).astype(np.float32)
+
+    def coefficients(self, source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(a: (h, w, 3), b: (h, w)), window-averaged, with source ~ a.guide + b."""
+        mean_p = _box(source, self.radius)
+        cov = _box(self.guide * source[..., None], self.radius) - self.mean * mean_p[..., None]
+        a = np.einsum("hwij,hwj->hwi", self.inverse, cov)
+        b = mean_p - np.einsum("hwc,hwc->hw", a, self.mean)
+        return _box(a, self.radius), _box(b, self.radius)
+
+
 def guided_coefficients(
     guide: np.ndarray, source: np.ndarray, radius: int = GUIDE_RADIUS, eps: float = GUIDE_EPS
 ) -> tuple[np.ndarray, np.ndarray]:
     """Colour-guided filter coefficients (a: (h, w, 3), b: (h, w)) with source ~ a.guide + b."""
-    mean_i = _box(guide, radius)
-    mean_p = _box(source, radius)
-    corr_ip = _box(guide * source[..., None], radius)
-    cov_ip = corr_ip - mean_i * mean_p[..., None]
-    outer = guide[..., :, None] * guide[..., None, :]
-    sigma = _box(outer.reshape(*guide.shape[:2], 9), radius).reshape(*guide.shape[:2], 3, 3)
-    sigma -= mean_i[..., :, None] * mean_i[..., None, :]
-    sigma += eps * np.eye(3, dtype=np.float32)
-    a = np.linalg.solve(sigma, cov_ip[..., None])[..., 0]
-    b = mean_p - np.einsum("hwc,hwc->hw", a, mean_i)
-    return _box(a, radius), _box(b, radius)
+    return GuidedFit(guide, radius, eps).coefficients(np.asarray(source, np.float32))
 
 
 def guide_at(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -81,31 +101,163 @@ def guide_at(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(picture, dtype=np.float32)[..., :3] / 255.0
 
 
-def _taps(size_low: int, size_full: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Bilinear taps (i0, i1, weight of i1) mapping full-resolution pixel centres to low-res."""
-    position = np.clip((np.arange(size_full) + 0.5) * size_low / size_full - 0.5, 0,
-                       size_low - 1)
-    i0 = np.floor(position).astype(np.intp)
-    i1 = np.minimum(i0 + 1, size_low - 1)
-    return i0, i1, (position - i0).astype(np.float32)
+class _Alpha:
+    """One layer's alpha at full resolution, as 8-bit levels, one strip of rows at a time."""
+
+    def __init__(self, alpha8: np.ndarray, fit: GuidedFit, height: int, width: int) -> None:
+        self.alpha8 = alpha8
+        low_h, low_w = alpha8.shape
+        self.same = (low_h, low_w) == (height, width)
+        rows, cols = Taps.between(low_h, height), Taps.between(low_w, width)
+        reach = 2 * GUIDE_RADIUS + 3
+        # Full-resolution rows whose alpha can be non-zero: both neighbouring low rows are
+        # taken within the filters' reach of a non-zero low-resolution alpha.
+        live = ndimage.maximum_filter1d(alpha8.any(axis=1), reach + 2)
+        self.live = live[rows.first] | live[rows.second]
+        if self.same:
+            return
+        alpha = alpha8.astype(np.float32) / F255
+        spread = ndimage.maximum_filter(alpha, size=reach) - ndimage.minimum_filter(
+            alpha, size=reach)
+        band = spread > 1.0 / 255.0
+        self.all_band = bool(band.all())
+        self.coefficients = None
+        if band.any():
+            a, b = fit.coefficients(alpha)
+            planes = np.concatenate([np.moveaxis(a, -1, 0), b[None]]).astype(np.float32)
+            self.coefficients = RowResampler(planes, height, width)
+        self.band = band
+        self.band_rows, self.band_cols = rows.nearest(), cols.nearest()
+        self.plain = Image.fromarray(alpha8, mode="L")
+        self.scale = (low_h / height, low_w / width)
+        self.width = width
+
+    def levels(self, top: int, bottom: int, guide: np.ndarray) -> np.ndarray | None:
+        """Alpha levels (rows, W) in 0..255 as float32 for rows top:bottom; None if all 0.
+
+        `guide` is the picture's premultiplied colour for those rows, planar (3, rows, W).
+        """
+        if not self.live[top:bottom].any():
+            return None
+        if self.same:
+            return self.alpha8[top:bottom].astype(np.float32)
+        band = None if self.coefficients is None or self.all_band else (
+            self.band[self.band_rows[top:bottom]][:, self.band_cols])
+        plain = None
+        if self.coefficients is None or not self.all_band:
+            box = (0.0, top * self.scale[0], self.plain.width, bottom * self.scale[0])
+            plain = np.asarray(self.plain.resize((self.width, bottom - top),
+                                                 Image.Resampling.BICUBIC, box=box),
+                               dtype=np.float32)
+            if band is None or not band.any():
+                return plain
+        fit = self.coefficients.rows_out(top, bottom)
+        guided = fit[3]
+        for channel in range(3):
+            fit[channel] *= guide[channel]
+            guided += fit[channel]
+        guided *= F255
+        np.rint(guided, out=guided)
+        np.clip(guided, 0.0, 255.0, out=guided)
+        if band is not None:
+            np.copyto(guided, plain, where=~band)
+        return guided
 
 
-def _bilinear(plane: np.ndarray, rows: tuple, cols: tuple) -> np.ndarray:
-    """Separable bilinear upsampling of a float (h, w) plane with precomputed taps."""
-    r0, r1, fy = rows
-    c0, c1, fx = cols
-    tall = plane[r0] * (1.0 - fy)[:, None] + plane[r1] * fy[:, None]
-    return tall[:, c0] * (1.0 - fx) + tall[:, c1] * fx
+class _Colour:
+    """One layer's straight colour at full resolution (premultiplied resampling)."""
+
+    def __init__(self, low: np.ndarray, height: int, width: int) -> None:
+        self.low = low
+        self.same = low.shape[:2] == (height, width)
+        if not self.same:
+            self.resampler = RowResampler(compose.premultiplied(low), height, width)
+
+    def rows(self, top: int, bottom: int) -> np.ndarray:
+        """Straight colour planes (3, rows, W) in [0, 1] for rows top:bottom."""
+        if self.same:
+            return compose.planar(self.low[top:bottom])[:3]
+        planes = self.resampler.rows_out(top, bottom)
+        alpha = planes[3]
+        colour = planes[:3]
+        colour /= np.where(alpha > 0, alpha, ONE)
+        np.clip(colour, 0.0, 1.0, out=colour)
+        return colour
 
 
-def _bilinear_at(plane: np.ndarray, rows: tuple, cols: tuple, ys: np.ndarray,
-                 xs: np.ndarray) -> np.ndarray:
-    """The same bilinear upsampling, evaluated only at full-resolution pixels (ys, xs)."""
-    r0, r1, fy = rows[0][ys], rows[1][ys], rows[2][ys]
-    c0, c1, fx = cols[0][xs], cols[1][xs], cols[2][xs]
-    top = plane[r0, c0] * (1.0 - fx) + plane[r0, c1] * fx
-    bottom = plane[r1, c0] * (1.0 - fx) + plane[r1, c1] * fx
-    return top * (1.0 - fy) + bottom * fy
+def restore_layers(layers_low: Sequence[np.ndarray], image: np.ndarray) -> list[np.ndarray]:
+    """Full-resolution straight-alpha RGBA8 layers (bottom first) from low-resolution ones.
+
+    `layers_low` are (h, w, 4) uint8 arrays all of one size; `image` is the (H, W, 4) uint8
+    original they decompose. Works for any scale, down as well as up. Colour is 0 wherever
+    alpha is 0.
+    """
+    if not layers_low:
+        raise ValueError("no layers to restore")
+    pixels = as_rgba8(image)
+    height, width = pixels.shape[:2]
+    lows = [as_rgba8(layer) for layer in layers_low]
+    shape = lows[0].shape
+    if any(low.shape != shape for low in lows):
+        raise ValueError("all low-resolution layers must have the same size")
+    with steady_heap():
+        fit = GuidedFit(guide_at(pixels, shape[1], shape[0]))
+        alphas = [_Alpha(low[..., 3], fit, height, width) for low in lows]
+        colours = [_Colour(low, height, width) for low in lows]
+        restored = [np.zeros((height, width, 4), np.uint8) for _ in lows]
+        rows = max(1, STRIP_PIXELS // width)
+        for top in range(0, height, rows):
+            bottom = min(height, top + rows)
+            guide = compose.premultiplied(pixels[top:bottom])[:3]
+            levels = [alpha.levels(top, bottom, guide) for alpha in alphas]
+            _restore_strip(levels, colours, guide, [out[top:bottom] for out in restored],
+                           top, bottom)
+    return restored
+
+
+def _restore_strip(levels: list[np.ndarray | None], colours: list[_Colour], guide: np.ndarray,
+                   outs: list[np.ndarray], top: int, bottom: int) -> None:
+    """Colour and store one strip of every layer, bottom up, given their alpha levels."""
+    alphas = [None if level is None else level / F255 for level in levels]
+    # Where nothing above a layer covers it: coverage above is 1 - prod(1 - alpha_above).
+    above = np.zeros(guide.shape[1:], np.float32)
+    uncovered: list[np.ndarray | None] = [None] * len(alphas)
+    for index in range(len(alphas) - 1, -1, -1):
+        alpha = alphas[index]
+        if alpha is None:
+            continue
+        uncovered[index] = above <= COVER_MAX
+        above += alpha * (ONE - above)
+    del above
+
+    # Solve each visible layer's colour from the original, over the composite below it.
+    below = np.zeros_like(guide)
+    for alpha, level, colour, open_above, out in zip(alphas, levels, colours, uncovered, outs,
+                                                     strict=True):
+        if alpha is None:
+            continue
+        rgb = colour.rows(top, bottom)
+        visible = (alpha >= SOLVE_MIN_ALPHA) & open_above
+        if visible.any():
+            keep = ONE - alpha
+            solved = below * keep
+            np.subtract(guide, solved, out=solved)
+            solved /= np.maximum(alpha, np.float32(1e-6))
+            np.clip(solved, 0.0, 1.0, out=solved)
+            np.copyto(rgb, solved, where=visible)
+            del solved
+        else:
+            keep = ONE - alpha
+        rgb *= F255
+        np.rint(rgb, out=rgb)
+        rgb *= level > 0
+        np.copyto(np.moveaxis(out, -1, 0)[:3], rgb, casting="unsafe")
+        np.copyto(out[..., 3], level, casting="unsafe")
+        # What the next layer up sees beneath it: the stored (rounded) values composited.
+        rgb /= F255
+        rgb *= alpha
+        below *= keep
+        below += rgb
 
 
 def upsample_alpha(
@@ -113,125 +265,26 @@ def upsample_alpha(
 ) -> np.ndarray:
     """Edge-aware upsampling of a float alpha (h, w) to the guide's (H, W), in [0, 1].
 
-    Flat areas are plainly upsampled; only the band around the layer's edges (found at low
-    resolution, where it is cheap) takes the guided fit, so the filter can move an edge onto
-    the picture's edge but never invents alpha far from the layer.
+    `guide_full` is a float RGB picture (H, W, 3); `guide_low` its low-resolution version
+    (area-averaged from `guide_full` when not given). The alpha of one layer, as
+    `restore_layers` computes it.
     """
     height, width = guide_full.shape[:2]
     low_h, low_w = alpha_low.shape
     alpha8 = np.clip(np.rint(alpha_low * 255.0), 0, 255).astype(np.uint8)
-    if (low_w, low_h) == (width, height):
-        return alpha8.astype(np.float32) / 255.0
-    plain = np.asarray(
-        Image.fromarray(alpha8, mode="L").resize((width, height), Image.Resampling.BICUBIC)
-    ).astype(np.float32) / 255.0
-    reach = 2 * GUIDE_RADIUS + 3
-    spread = ndimage.maximum_filter(alpha_low, size=reach) - ndimage.minimum_filter(
-        alpha_low, size=reach
-    )
-    rows, cols = _taps(low_h, height), _taps(low_w, width)
-    band = spread > 1.0 / 255.0
-    if not band.any():
-        return plain
-    band_full = band[np.rint(rows[0] + rows[2]).astype(np.intp)[:, None],
-                     np.rint(cols[0] + cols[2]).astype(np.intp)[None, :]]
     if guide_low is None:
-        guide_low = _resize_channels(guide_full, low_w, low_h, Image.Resampling.BOX)
-    a, b = guided_coefficients(guide_low, alpha_low.astype(np.float32))
-    if band.mean() > 0.25:  # mostly edges (noise, text): evaluate everywhere, vectorised
-        guided = _bilinear(b, rows, cols)
-        for channel in range(3):
-            guided += _bilinear(a[..., channel], rows, cols) * guide_full[..., channel]
-        out = np.where(band_full, np.clip(guided, 0.0, 1.0), plain)
-    else:  # the usual case: a thin band along the layer's outline
-        ys, xs = np.nonzero(band_full)
-        guided = _bilinear_at(b, rows, cols, ys, xs)
-        for channel in range(3):
-            guided += _bilinear_at(a[..., channel], rows, cols, ys, xs) * guide_full[
-                ys, xs, channel
-            ]
-        out = plain
-        out[ys, xs] = np.clip(guided, 0.0, 1.0)
-    out[out < 0.5 / 255.0] = 0.0
-    out[out > 1.0 - 0.5 / 255.0] = 1.0
+        guide_low = np.stack([
+            np.asarray(Image.fromarray(np.ascontiguousarray(guide_full[..., c], np.float32),
+                                       mode="F").resize((low_w, low_h), Image.Resampling.BOX))
+            for c in range(3)], axis=-1)
+    plan = _Alpha(alpha8, GuidedFit(guide_low), height, width)
+    out = np.zeros((height, width), np.float32)
+    rows = max(1, STRIP_PIXELS // width)
+    with steady_heap():
+        for top in range(0, height, rows):
+            bottom = min(height, top + rows)
+            guide = np.ascontiguousarray(np.moveaxis(guide_full[top:bottom], -1, 0), np.float32)
+            levels = plan.levels(top, bottom, guide)
+            if levels is not None:
+                out[top:bottom] = levels / F255
     return out
-
-
-def upsample_colour(
-    rgba_low: np.ndarray, width: int, height: int, box: tuple[slice, slice] | None = None
-) -> np.ndarray:
-    """Straight RGB in [0, 1] of a low-resolution RGBA8 layer upsampled to (height, width).
-
-    Only the full-resolution region `box` (rows, cols) is computed when given. Pillow resizes
-    RGBA premultiplied, so transparent pixels' hidden colour does not bleed into the edges;
-    8-bit precision is enough because the visible parts are re-solved from the original.
-    """
-    low_h, low_w = rgba_low.shape[:2]
-    rows, cols = box or (slice(0, height), slice(0, width))
-    source = (cols.start * low_w / width, rows.start * low_h / height,
-              cols.stop * low_w / width, rows.stop * low_h / height)
-    up = Image.fromarray(rgba_low, mode="RGBA").resize(
-        (cols.stop - cols.start, rows.stop - rows.start), Image.Resampling.LANCZOS, box=source
-    )
-    return np.asarray(up.convert("RGB"), dtype=np.float32) / 255.0
-
-
-def restore_layers(layers_low: Sequence[np.ndarray], image: np.ndarray) -> list[np.ndarray]:
-    """Full-resolution straight-alpha RGBA8 layers (bottom first) from low-resolution ones.
-
-    `layers_low` are (h, w, 4) uint8 arrays all of one size; `image` is the (H, W, 4) uint8
-    original they decompose. Works for any scale, down as well as up.
-    """
-    if not layers_low:
-        raise ValueError("no layers to restore")
-    original = to_float(as_rgba8(image))
-    height, width = original.shape[:2]
-    guide = original[..., :3] * original[..., 3:4]
-    lows = [as_rgba8(layer) for layer in layers_low]
-    shape = lows[0].shape
-    if any(low.shape != shape for low in lows):
-        raise ValueError("all low-resolution layers must have the same size")
-
-    guide_low = guide_at(image, shape[1], shape[0])
-    alphas = [
-        upsample_alpha(low[..., 3].astype(np.float32) / 255.0, guide, guide_low) for low in lows
-    ]
-
-    # Where nothing above a layer covers it: coverage above is 1 - prod(1 - alpha_above).
-    above = np.zeros((height, width), np.float32)
-    uncovered = []
-    for alpha in reversed(alphas):
-        uncovered.append(above <= COVER_MAX)
-        above += alpha * (1.0 - above)
-    uncovered.reverse()
-    del above
-
-    # Solve each visible layer's colour from the original, bottom up, over the composite below.
-    # One layer at a time and in place: at 4096 px every float RGB plane is 200 MB.
-    same_size = shape[:2] == (height, width)
-    below_premul = np.zeros((height, width, 3), np.float32)
-    restored = []
-    for low, alpha, open_above in zip(lows, alphas, uncovered, strict=True):
-        layer = np.zeros((height, width, 4), np.uint8)
-        rows = np.flatnonzero(alpha.any(axis=1))
-        if rows.size == 0:
-            restored.append(layer)
-            continue
-        cols = np.flatnonzero(alpha.any(axis=0))
-        # Work inside the layer's bounds only: most objects cover a small part of the canvas.
-        box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
-        rgb = (to_float(low[box][..., :3]) if same_size
-               else upsample_colour(low, width, height, box))
-        a = alpha[box][..., None]
-        visible = (a[..., 0] >= SOLVE_MIN_ALPHA) & open_above[box]
-        solved = guide[box] - below_premul[box] * (1.0 - a)
-        solved /= np.maximum(a, 1e-6)
-        np.clip(solved, 0.0, 1.0, out=solved)
-        np.copyto(rgb, solved, where=visible[..., None])
-        del solved
-        below_premul[box] *= 1.0 - a
-        below_premul[box] += rgb * a
-        layer[(*box, slice(0, 3))] = np.rint(rgb * 255.0)
-        layer[..., 3] = np.rint(alpha * 255.0)
-        restored.append(layer)
-    return restored
