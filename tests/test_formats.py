@@ -197,6 +197,125 @@ def test_psd_composites_match_the_stack(tmp_path, stack, clear_stack, transparen
         assert np.abs(_premultiplied(image) - _premultiplied(expected)).max() <= 3.0
 
 
+def _psd_tools_document(stack: LayerStack, group_name: str):
+    """The document psd-tools itself builds for `stack` (what LayerLift wrote before it had
+    its own encoder): the reference our bytes are held to."""
+    from psd_tools import PSDImage
+    from psd_tools.constants import Compression
+
+    composite = stack.composite()
+    transparent = bool((composite[..., 3] < 255).any())
+    document = PSDImage.new("RGBA" if transparent else "RGB", (stack.width, stack.height))
+    group = document.create_group(name="group")
+    group.name = group_name
+    for layer in stack.trimmed().layers:
+        if layer.width and layer.height:
+            made = group.create_pixel_layer_from_array(layer.pixels, name="x", top=layer.y,
+                                                       left=layer.x)
+        else:
+            made = group.create_pixel_layer(Image.new("RGB", (0, 0)), name="x", top=layer.y,
+                                            left=layer.x)
+        made.name = layer.name[:255]
+        made.visible = layer.visible
+    record = document._record
+    planes = [composite[..., c].astype(np.uint32) for c in range(3)]
+    if transparent:
+        info = record.layer_and_mask_information.layer_info
+        info.layer_count = -abs(info.layer_count)
+        alpha = composite[..., 3].astype(np.uint32)
+        planes = [(p * alpha + 255 * (255 - alpha) + 127) // 255 for p in planes] + [alpha]
+    record.image_data.compression = Compression.RLE
+    record.image_data.set_data([p.astype(np.uint8).tobytes() for p in planes], record.header)
+    buffer = io.BytesIO()
+    record.write(buffer)
+    return buffer.getvalue()
+
+
+def _after_resources(data: bytes) -> bytes:
+    """A PSD's bytes from the layer section on (the resources name the writing program)."""
+    length = int.from_bytes(data[30:34], "big")
+    return data[:26] + data[34 + length :]
+
+
+@pytest.mark.parametrize("transparent", [False, True])
+def test_psd_bytes_are_what_psd_tools_writes(tmp_path, stack, clear_stack, transparent,
+                                             monkeypatch):
+    """Our document structure is psd-tools' byte for byte: same records, blocks, padding.
+
+    RLE is forced for every channel and done by psd-tools' PackBits encoder, which picks its
+    packets a little differently from ours (both decode alike: see the PackBits test).
+    """
+    from layerlift.inference.formats import psd_write
+    from psd_tools.compression import encode_rle
+
+    source = clear_stack if transparent else stack
+    source = LayerStack(source.width, source.height, [
+        *source.layers,
+        Layer("背景 " + "x" * 300, np.full((3, 4, 4), 9, np.uint8), 2, 3, visible=False),
+        Layer("empty", np.zeros((0, 0, 4), np.uint8), 5, 5),
+    ])
+    monkeypatch.setattr(psd_write, "RLE_MIN_REPEATS", -1.0)
+    monkeypatch.setattr(psd_write, "rle", lambda plane: encode_rle(
+        np.ascontiguousarray(plane).tobytes(), plane.shape[1], plane.shape[0], 8, 1))
+    write_stack(source, tmp_path / "ours.psd", group_name="Grp ☆")
+    ours = (tmp_path / "ours.psd").read_bytes()
+    assert _after_resources(ours) == _after_resources(_psd_tools_document(source, "Grp ☆"))
+
+
+def test_packbits_decodes_to_the_channel():
+    """Our vectorised PackBits, read back by psd-tools' decoder, for runs of every length."""
+    from layerlift.inference.formats.psd_write import rle
+    from psd_tools.compression import decompress
+    from psd_tools.constants import Compression
+
+    rng = np.random.default_rng(2)
+    runs = np.repeat(rng.integers(0, 256, 400, dtype=np.uint8), rng.integers(1, 300, 400))
+    cases = [
+        rng.integers(0, 256, (9, 301), dtype=np.uint8),
+        rng.integers(0, 3, (12, 257), dtype=np.uint8),
+        runs[: 50 * 777].reshape(50, 777),
+        np.zeros((3, 129), np.uint8),
+        np.array([[7], [8]], np.uint8),
+        np.array([[1, 1, 2, 3, 3, 3]], np.uint8),
+    ]
+    for plane in cases:
+        height, width = plane.shape
+        data = rle(plane)
+        counts = np.frombuffer(data[: 2 * height], ">u2")
+        assert counts.sum() == len(data) - 2 * height
+        assert decompress(data, Compression.RLE, width, height, 8, 1) == plane.tobytes()
+    flat = np.zeros((64, 4096), np.uint8)
+    flat[:, 1000:3000] = 255
+    # Per row: its byte count, then two bytes per run of up to 128 (8 + 16 + 9 runs).
+    assert len(rle(flat)) == 64 * (2 + 2 * (8 + 16 + 9))
+
+
+def test_psd_with_raw_and_rle_channels_reads_back(tmp_path):
+    """Noisy channels are stored raw, flat ones RLE, in one layer: both read back exactly."""
+    from layerlift.inference.formats import psd_write
+    from psd_tools import PSDImage
+
+    rng = np.random.default_rng(8)
+    pixels = rng.integers(0, 256, (64, 80, 4), dtype=np.uint8)
+    pixels[..., 3] = 255
+    pixels[20:40, :, 1] = 7
+    assert not psd_write.worth_rle(pixels[..., 0]) and psd_write.worth_rle(pixels[..., 3])
+    flat = np.zeros((64, 80, 4), np.uint8)
+    flat[10:30, 20:60] = (250, 0, 0, 255)
+    layers = [Layer("noise", pixels), Layer("flat", flat)]
+    path = tmp_path / "mixed.psd"
+    write_stack(LayerStack(80, 64, layers), path)
+    psd = PSDImage.open(path)
+    data = psd._record.layer_and_mask_information.layer_info.channel_image_data
+    kinds = {int(channel.compression) for record in data for channel in record}
+    assert kinds == {psd_write.RAW, psd_write.RLE}
+    back = read_stack(path)
+    np.testing.assert_array_equal(back.layers[0].pixels, pixels)
+    np.testing.assert_array_equal(back.layers[1].pixels, flat[10:30, 20:60])
+    stored = np.asarray(psd.composite().convert("RGBA"))
+    np.testing.assert_array_equal(stored, LayerStack(80, 64, layers).composite())
+
+
 def test_psd_keeps_long_and_non_latin_names(tmp_path):
     long_name = "ÉTÉ " * 100
     layers = [
@@ -476,16 +595,16 @@ def _no_temp_files(folder: Path) -> bool:
 
 
 def test_psd_write_failure_leaves_the_old_file(tmp_path, stack, monkeypatch):
-    from psd_tools.psd.document import PSD
+    from layerlift.inference.formats import psd_write
 
     target = tmp_path / "out.psd"
     target.write_bytes(b"previous result")
 
-    def crash(self, fp, **kwargs):
-        fp.write(b"8BPS half a file")
+    def crash(stack, composite, group_name, handle):
+        handle.write(b"8BPS half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(PSD, "write", crash)
+    monkeypatch.setattr(psd_write, "write_document", crash)
     with pytest.raises(OSError, match="disk full"):
         write_stack(stack, target)
     assert target.read_bytes() == b"previous result"

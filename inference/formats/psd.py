@@ -15,8 +15,9 @@ image reader only needs `read_header` for most inputs.
 
 from __future__ import annotations
 
+import io
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -115,66 +116,32 @@ def _check_canvas(stack: LayerStack) -> None:
         )
 
 
-def build_document(stack: LayerStack, group_name: str | None = None) -> PSDImage:
-    """The in-memory PSD for `stack` (exposed for tests; `write_psd` saves it)."""
-    from psd_tools import PSDImage
-    from psd_tools.constants import Compression
+def encode(stack: LayerStack, handle: BinaryIO, group_name: str | None = None) -> None:
+    """Write `stack` as a layered PSD to the open binary `handle`."""
+    from layerlift.inference.formats.psd_write import write_document
 
     _check_canvas(stack)
-    composite = stack.composite()
-    transparent = bool((composite[..., 3] < 255).any())
-    document = PSDImage.new("RGBA" if transparent else "RGB", (stack.width, stack.height))
-    # Names go in after creation: the setter stores the Unicode name block and a legacy
-    # Mac Roman name, while the constructors write only the legacy one (and fail on CJK).
-    group = document.create_group(name="group")
-    group.name = _fit_name(group_name or DEFAULT_GROUP)
-    for index, layer in enumerate(stack.trimmed().layers):
-        placeholder = f"layer {index}"
-        if layer.width and layer.height:
-            psd_layer = group.create_pixel_layer_from_array(
-                layer.pixels, name=placeholder, top=layer.y, left=layer.x
-            )
-        else:
-            # Photoshop writes empty layers as a zero-area rectangle with empty channels.
-            psd_layer = group.create_pixel_layer(
-                Image.new("RGB", (0, 0)), name=placeholder, top=layer.y, left=layer.x
-            )
-        psd_layer.name = _fit_name(layer.name)
-        psd_layer.visible = layer.visible
-
-    _store_merged_image(document, composite, transparent, Compression.RLE)
-    return document
+    trimmed = stack.trimmed()
+    trimmed.layers = [replace(layer, name=_fit_name(layer.name)) for layer in trimmed.layers]
+    write_document(trimmed, stack.composite(), _fit_name(group_name or DEFAULT_GROUP), handle)
 
 
-def _store_merged_image(
-    document: PSDImage, composite: np.ndarray, transparent: bool, compression: Any
-) -> None:
-    """Put the stack's composite in the merged image section, as Photoshop stores it."""
-    record = document._record
-    rgb = composite[..., :3].astype(np.uint32)
-    planes = [rgb[..., c] for c in range(3)]
-    if transparent:
-        # A negative layer count marks the extra channel as the composite's transparency.
-        info = record.layer_and_mask_information.layer_info
-        info.layer_count = -abs(info.layer_count)
-        # Photoshop stores the merged colour over white; readers undo that with the alpha.
-        alpha = composite[..., 3].astype(np.uint32)
-        planes = [(plane * alpha + 255 * (255 - alpha) + 127) // 255 for plane in planes]
-        planes.append(alpha)
-    record.image_data.compression = compression
-    record.image_data.set_data(
-        [plane.astype(np.uint8).tobytes() for plane in planes], record.header
-    )
+def build_document(stack: LayerStack, group_name: str | None = None) -> PSDImage:
+    """The PSD `write_psd` would write, opened with psd-tools (for tests and inspection)."""
+    from psd_tools import PSDImage
+
+    buffer = io.BytesIO()
+    encode(stack, buffer, group_name)
+    buffer.seek(0)
+    return PSDImage.open(buffer)
 
 
 def write_psd(stack: LayerStack, path: str | Path, *, group_name: str | None = None) -> list[Path]:
     """Write `stack` as a layered PSD at `path`, atomically; returns `[path]`."""
     target = Path(path)
-    document = build_document(stack, group_name)
+    _check_canvas(stack)
     with atomic_writer(target) as handle:
-        # Not `document.save()`: it would re-render the merged image with psd-tools and
-        # replace the exact composite stored above.
-        document._record.write(handle)
+        encode(stack, handle, group_name)
     return [target]
 
 
