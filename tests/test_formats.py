@@ -635,17 +635,19 @@ def test_png_dir_write_failure_leaves_the_old_result(tmp_path, stack, monkeypatc
     folder = tmp_path / "result"
     write_stack(stack, folder)
     before = {name: (folder / name).read_bytes() for name in os.listdir(folder)}
-    real_save = Image.Image.save
+    from layerlift.inference.formats import fastpng
+
+    real_write = fastpng.write_png
     calls = []
 
-    def flaky(self, fp, *args, **kwargs):
+    def flaky(pixels, handle):
         calls.append(1)
         if len(calls) == 2:
-            Path(fp).write_bytes(b"\x89PNG half")
+            handle.write(b"\x89PNG half")
             raise OSError("disk full")
-        return real_save(self, fp, *args, **kwargs)
+        return real_write(pixels, handle)
 
-    monkeypatch.setattr(Image.Image, "save", flaky)
+    monkeypatch.setattr(fastpng, "write_png", flaky)
     changed = LayerStack(W, H, [Layer("new", np.full((5, 5, 4), 9, np.uint8)), *stack.layers])
     with pytest.raises(OSError, match="disk full"):
         write_stack(changed, folder)
@@ -706,3 +708,31 @@ def test_gimp_loads_our_psd_and_ora(request, clear_stack, gimp3):
                 assert (int(x), int(y)) == (layer.x, layer.y)
                 assert (int(w), int(h)) == (layer.width, layer.height)
             assert visible == str(layer.visible)
+
+
+@pytest.mark.parametrize("kind", [0, 1, 2])
+@pytest.mark.parametrize("level", [0, 1])
+def test_fast_png_reads_back_exactly_with_every_filter(kind, level, monkeypatch):
+    from layerlift.inference.formats import fastpng
+
+    rng = np.random.default_rng(kind)
+    pixels = rng.integers(0, 256, (fastpng.BLOCK_ROWS + 37, 29, 4), dtype=np.uint8)
+    pixels[40:90, 5:20] = (10, 20, 30, 0)
+    monkeypatch.setattr(fastpng, "choose", lambda _: (kind, level))
+    back = np.asarray(Image.open(io.BytesIO(fastpng.encode_png(pixels))))
+    assert back.shape == pixels.shape and Image.open(
+        io.BytesIO(fastpng.encode_png(pixels))).mode == "RGBA"
+    np.testing.assert_array_equal(back, pixels)
+
+
+def test_fast_png_stores_noise_and_deflates_flat_pictures():
+    from layerlift.inference.formats import fastpng
+
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (300, 200, 4), dtype=np.uint8)
+    assert fastpng.choose(noise)[1] == 0
+    flat = np.zeros((300, 200, 4), np.uint8)
+    flat[50:250, 30:170] = (200, 30, 30, 255)
+    assert fastpng.choose(flat)[1] == 1
+    assert len(fastpng.encode_png(flat)) < flat.nbytes // 50
+    assert len(fastpng.encode_png(noise)) < noise.nbytes * 1.01

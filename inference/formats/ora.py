@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from layerlift.inference.atomic import atomic_writer
 from layerlift.inference.errors import BadRequest, CorruptImage, ImageTooLarge, InputError
+from layerlift.inference.formats.fastpng import encode_png
 from layerlift.inference.formats.psd import DEFAULT_GROUP
 from layerlift.inference.layers import Layer, LayerStack
 from PIL import Image
@@ -32,9 +33,7 @@ MAX_NESTING = 64
 
 
 def _png_bytes(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels, "RGBA").save(buffer, format="PNG", compress_level=6)
-    return buffer.getvalue()
+    return encode_png(pixels)
 
 
 # Characters XML 1.0 cannot hold at all, even escaped; a layer name with one would make

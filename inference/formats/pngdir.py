@@ -133,7 +133,7 @@ def write_png_dir(
 
     The manifest is last in the returned list.
     """
-    from PIL import Image
+    from layerlift.inference.formats.fastpng import write_png
 
     target = Path(folder)
     if target.exists() and not target.is_dir():
@@ -149,7 +149,8 @@ def write_png_dir(
             final = target / file
             temp = temp_path_for(final)
             staged.append((temp, final))
-            Image.fromarray(layer.pixels, "RGBA").save(temp, format="PNG", compress_level=6)
+            with open(temp, "wb") as handle:
+                write_png(layer.pixels, handle)
             fsync_file(temp)
         manifest = json.dumps(
             _manifest(trimmed, files, group_name), ensure_ascii=False, indent=1
