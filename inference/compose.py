@@ -21,7 +21,10 @@ and its page faults cost more than the arithmetic.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 from layerlift.inference.heap import steady_heap
@@ -30,6 +33,11 @@ from layerlift.inference.heap import steady_heap
 STRIP_PIXELS = 1 << 15
 ONE = np.float32(1.0)
 F255 = np.float32(255.0)
+
+# Threads that share a canvas, each taking a band of rows (numpy and Pillow release the GIL
+# in their loops, so a strip loop scales with the cores; a 2-core machine gets 2).
+WORKERS = max(1, min(os.cpu_count() or 1, 8))
+T = TypeVar("T")
 
 # A layer as the compositor sees it: straight-alpha RGBA8 pixels and their (x, y) offset.
 Placed = tuple[np.ndarray, int, int]
@@ -40,11 +48,34 @@ def strip_rows(width: int) -> int:
     return max(1, STRIP_PIXELS // max(width, 1))
 
 
-def strips(height: int, width: int) -> Iterator[tuple[int, int]]:
-    """(top, bottom) row ranges of about STRIP_PIXELS pixels each, covering `height` rows."""
+def strips(height: int, width: int, start: int = 0) -> Iterator[tuple[int, int]]:
+    """(top, bottom) row ranges of about STRIP_PIXELS pixels each, covering rows
+    start:height."""
     rows = strip_rows(width)
-    for top in range(0, height, rows):
+    for top in range(start, height, rows):
         yield top, min(height, top + rows)
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def in_bands(work: Callable[[int, int], T], height: int, width: int,
+             workers: int | None = None) -> list[T]:
+    """`work(top, bottom)` for contiguous bands of rows, one per thread, results in order.
+
+    Bands are whole strips, so a band's strip loop (`strips(bottom, width, top)`) meets the
+    same strips as one loop over the canvas; a canvas of few strips is one band.
+    """
+    rows = strip_rows(width)
+    strip_count = _ceil_div(height, rows)
+    count = max(1, min(workers or WORKERS, strip_count // 2))
+    per_band = _ceil_div(strip_count, count) * rows
+    bands = [(top, min(height, top + per_band)) for top in range(0, height, per_band)]
+    if len(bands) == 1:
+        return [work(*bands[0])]
+    with ThreadPoolExecutor(len(bands), thread_name_prefix="layerlift-strips") as pool:
+        return list(pool.map(lambda band: work(*band), bands))
 
 
 def window(layer: Placed, top: int, bottom: int, width: int):
@@ -187,9 +218,14 @@ def to_rgba8(composite: np.ndarray, out: np.ndarray | None = None,
 def composite8(layers: Sequence[Placed], width: int, height: int) -> np.ndarray:
     """The (height, width, 4) RGBA8 composite of `layers` (bottom first) over transparency."""
     out = np.empty((height, width, 4), np.uint8)
-    scratch = Scratch.for_canvas(height, width)
-    for top, bottom in strips(height, width):
-        to_rgba8(composite_rows(layers, top, bottom, width, scratch), out[top:bottom], scratch)
+
+    def band(start: int, end: int) -> None:
+        scratch = Scratch.for_canvas(height, width)
+        for top, bottom in strips(end, width, start):
+            to_rgba8(composite_rows(layers, top, bottom, width, scratch), out[top:bottom],
+                     scratch)
+
+    in_bands(band, height, width)
     return out
 
 
@@ -197,10 +233,14 @@ def composite8(layers: Sequence[Placed], width: int, height: int) -> np.ndarray:
 def composite_float(layers: Sequence[Placed], width: int, height: int) -> np.ndarray:
     """The straight-alpha float composite, unrounded, as (height, width, 4) in [0, 1]."""
     out = np.empty((height, width, 4), np.float32)
-    scratch = Scratch.for_canvas(height, width)
-    for top, bottom in strips(height, width):
-        np.moveaxis(out[top:bottom], -1, 0)[...] = straight(
-            composite_rows(layers, top, bottom, width, scratch))
+
+    def band(start: int, end: int) -> None:
+        scratch = Scratch.for_canvas(height, width)
+        for top, bottom in strips(end, width, start):
+            np.moveaxis(out[top:bottom], -1, 0)[...] = straight(
+                composite_rows(layers, top, bottom, width, scratch))
+
+    in_bands(band, height, width)
     return out
 
 
@@ -225,13 +265,17 @@ def squared_error_sum(reference: np.ndarray, test: np.ndarray) -> float:
     two 4096 px pictures never builds their float copies.
     """
     height, width = reference.shape[:2]
-    scratch = Scratch.for_canvas(height, width)
-    total = 0.0
-    for top, bottom in strips(height, width):
-        rows = bottom - top
-        ref = premultiplied(reference[top:bottom], scratch.src[:, :rows])
-        tst = premultiplied(test[top:bottom], scratch.out[:, :rows])
-        np.subtract(ref, tst, out=ref)
-        np.multiply(ref, ref, out=ref)
-        total += float(ref.sum(dtype=np.float64))
-    return total
+
+    def band(start: int, end: int) -> list[float]:
+        scratch = Scratch.for_canvas(height, width)
+        sums = []
+        for top, bottom in strips(end, width, start):
+            rows = bottom - top
+            ref = premultiplied(reference[top:bottom], scratch.src[:, :rows])
+            tst = premultiplied(test[top:bottom], scratch.out[:, :rows])
+            np.subtract(ref, tst, out=ref)
+            np.multiply(ref, ref, out=ref)
+            sums.append(float(ref.sum(dtype=np.float64)))
+        return sums
+
+    return float(sum(value for sums in in_bands(band, height, width) for value in sums))

@@ -72,13 +72,16 @@ def recomposite_exact(stack: LayerStack, image: np.ndarray) -> tuple[LayerStack,
     width, height = stack.width, stack.height
     spans = [_span(stack.layers[i], width, height) for i in visible]
     planes = [_canvas(stack.layers[i], width, height) for i in visible]
-    scratch = compose.Scratch.for_canvas(height, width)
-    layers = np.empty((len(planes), 4, scratch.out[0].size), np.float32)
-    sse_before = sse_after = 0.0
-    for top, bottom in compose.strips(height, width):
-        sse = _correct_strip(planes, spans, top, bottom, target, scratch, layers)
-        sse_before += sse[0]
-        sse_after += sse[1]
+
+    def band(start: int, end: int) -> list[tuple[float, float]]:
+        scratch = compose.Scratch.for_canvas(height, width)
+        layers = np.empty((len(planes), 4, scratch.out[0].size), np.float32)
+        return [_correct_strip(planes, spans, top, bottom, target, scratch, layers)
+                for top, bottom in compose.strips(end, width, start)]
+
+    sums = [sse for part in compose.in_bands(band, height, width) for sse in part]
+    sse_before = float(sum(before for before, _ in sums))
+    sse_after = float(sum(after for _, after in sums))
 
     canvases = dict(zip(visible, planes, strict=True))
     layers: list[Layer] = []

@@ -46,8 +46,6 @@ GUIDE_EPS = 1e-2
 # covers more than this: below it, dividing by alpha amplifies noise.
 SOLVE_MIN_ALPHA = 0.25
 COVER_MAX = 1.0 / 255.0
-# Full-resolution pixels per strip: every layer's float planes for a strip stay in cache.
-STRIP_PIXELS = 1 << 15
 F255 = np.float32(255.0)
 ONE = np.float32(1.0)
 
@@ -205,13 +203,15 @@ def restore_layers(layers_low: Sequence[np.ndarray], image: np.ndarray) -> list[
         alphas = [_Alpha(low[..., 3], fit, height, width) for low in lows]
         colours = [_Colour(low, height, width) for low in lows]
         restored = [np.zeros((height, width, 4), np.uint8) for _ in lows]
-        rows = max(1, STRIP_PIXELS // width)
-        for top in range(0, height, rows):
-            bottom = min(height, top + rows)
-            guide = compose.premultiplied(pixels[top:bottom])[:3]
-            levels = [alpha.levels(top, bottom, guide) for alpha in alphas]
-            _restore_strip(levels, colours, guide, [out[top:bottom] for out in restored],
-                           top, bottom)
+
+        def band(start: int, end: int) -> None:
+            for top, bottom in compose.strips(end, width, start):
+                guide = compose.premultiplied(pixels[top:bottom])[:3]
+                levels = [alpha.levels(top, bottom, guide) for alpha in alphas]
+                _restore_strip(levels, colours, guide, [out[top:bottom] for out in restored],
+                               top, bottom)
+
+        compose.in_bands(band, height, width)
     return restored
 
 
@@ -279,10 +279,8 @@ def upsample_alpha(
             for c in range(3)], axis=-1)
     plan = _Alpha(alpha8, GuidedFit(guide_low), height, width)
     out = np.zeros((height, width), np.float32)
-    rows = max(1, STRIP_PIXELS // width)
     with steady_heap():
-        for top in range(0, height, rows):
-            bottom = min(height, top + rows)
+        for top, bottom in compose.strips(height, width):
             guide = np.ascontiguousarray(np.moveaxis(guide_full[top:bottom], -1, 0), np.float32)
             levels = plan.levels(top, bottom, guide)
             if levels is not None:

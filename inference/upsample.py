@@ -17,6 +17,7 @@ at the borders), for up- and downscaling alike.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,7 +46,10 @@ class Taps:
 
 
 class RowResampler:
-    """Planes (P, h, w) resampled to (P, height, width), produced strip by strip, top down."""
+    """Planes (P, h, w) resampled to (P, height, width), produced strip by strip, top down.
+
+    Each thread keeps its own row cache, so threads may each walk down a band of their own.
+    """
 
     def __init__(self, planes: np.ndarray, height: int, width: int) -> None:
         self.planes = np.ascontiguousarray(planes, np.float32)
@@ -53,7 +57,14 @@ class RowResampler:
         self.rows = Taps.between(low_h, height)
         self.cols = Taps.between(low_w, width)
         self.width = width
-        self._cache: dict[int, np.ndarray] = {}
+        self._local = threading.local()
+
+    @property
+    def _cache(self) -> dict[int, np.ndarray]:
+        cache = getattr(self._local, "cache", None)
+        if cache is None:
+            cache = self._local.cache = {}
+        return cache
 
     def _row(self, index: int) -> np.ndarray:
         """Low-resolution row `index` of every plane, resampled to the full width (P, W)."""
@@ -74,8 +85,9 @@ class RowResampler:
         if out is None:
             out = np.empty((count, bottom - top, self.width), np.float32)
         first = self.rows.first[top:bottom]
-        for index in [i for i in self._cache if i < first[0]]:
-            del self._cache[index]
+        cache = self._cache
+        for index in [i for i in cache if i < first[0] or i > self.rows.second[bottom - 1]]:
+            del cache[index]
         starts = np.flatnonzero(np.diff(first)) + 1
         for start, end in zip([0, *starts], [*starts, bottom - top], strict=True):
             low = int(first[start])
