@@ -136,11 +136,12 @@ def _quantize(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _to_uint8(values: np.ndarray) -> np.ndarray:
+def _levels(values: np.ndarray) -> np.ndarray:
+    """8-bit levels (still float32) of values in [0, 1]."""
     out = values * F255
     np.rint(out, out=out)
     np.clip(out, 0, 255, out=out)
-    return out.astype(np.uint8)
+    return out
 
 
 def _composite(pixels: np.ndarray, work: np.ndarray | None = None) -> np.ndarray:
@@ -215,17 +216,18 @@ def _correct_strip(
         # Most pixels miss (a noisy model output): solve the whole strip, change by mask.
         work = _Work(pixels, goal, upper, out.copy(), off)
         _solve(work)
-        for row, layer in zip(rows, pixels, strict=True):
-            np.copyto(row, _to_uint8(layer).T, where=off[:, None])
+        # Unchanged pixels are k/255 and go back to exactly k: no mask needed.
+        for layer in sorted(work.changed):
+            np.copyto(rows[layer].T, _levels(pixels[layer]), casting="unsafe")
         fixed = compose.squared_errors(work.out, goal)
-        after = before - float(errors[off].sum(dtype=np.float64))
-        return before, after + float(fixed[off].sum(dtype=np.float64))
+        after = before - float(errors.sum(where=off, dtype=np.float64))
+        return before, after + float(fixed.sum(where=off, dtype=np.float64))
     index = np.flatnonzero(off)
     work = _Work(pixels[:, :, index], goal[:, index], upper[:, index], out[:, index],
                  np.ones(count, bool))
     _solve(work)
-    for row, layer in zip(rows, work.pixels, strict=True):
-        row[index] = _to_uint8(layer).T
+    for layer in sorted(work.changed):
+        rows[layer][index] = _levels(work.pixels[layer]).T
     fixed = compose.squared_errors(work.out, work.goal)
     after = before - float(errors[index].sum(dtype=np.float64))
     return before, after + float(fixed.sum(dtype=np.float64))
@@ -240,6 +242,7 @@ class _Work:
                  out: np.ndarray, active: np.ndarray) -> None:
         self.pixels, self.goal, self.upper, self.out, self.active = (
             pixels, goal, upper, out, active)
+        self.changed: set[int] = set()  # layers some pixel of which was solved
 
 
 def _solve(work: _Work) -> None:
@@ -250,7 +253,7 @@ def _solve(work: _Work) -> None:
     for step in (_solve_top, _replace_top):
         if not still.any():
             return
-        step(work.pixels, work.goal, still)
+        work.changed |= step(work.pixels, work.goal, still)
         np.copyto(work.out, _composite(work.pixels), where=still)
         still &= _misses(work.out, work.goal)
 
@@ -265,6 +268,7 @@ def _solve_bottom(work: _Work) -> None:
     where = work.active & (upper[3] <= BOTTOM_SOLVE_MAX_ALPHA)
     if not where.any():
         return
+    work.changed.add(0)
     bottom = work.pixels[0]
     free = ONE - upper[3]
     free[~where] = ONE
@@ -318,14 +322,21 @@ def _top_values(pixels: np.ndarray, top: np.ndarray, same: int | None) -> np.nda
 
 
 def _set_top(pixels: np.ndarray, top: np.ndarray, same: int | None, values: np.ndarray,
-             where: np.ndarray) -> None:
-    """Write `values` (4, n) into each pixel's top layer, only `where`."""
-    for index in range(pixels.shape[0]) if same is None else (same,):
-        mask = where if same is not None else where & (top == index)
-        np.copyto(pixels[index], values, where=mask)
+             where: np.ndarray) -> set[int]:
+    """Write `values` (4, n) into each pixel's top layer, only `where`; returns the layers."""
+    if same is not None:
+        np.copyto(pixels[same], values, where=where)
+        return {same}
+    changed = set()
+    for index in range(pixels.shape[0]):
+        mask = where & (top == index)
+        if mask.any():
+            np.copyto(pixels[index], values, where=mask)
+            changed.add(index)
+    return changed
 
 
-def _solve_top(pixels: np.ndarray, target: np.ndarray, where: np.ndarray) -> None:
+def _solve_top(pixels: np.ndarray, target: np.ndarray, where: np.ndarray) -> set[int]:
     """Step 2: solve the topmost visible layer's colour (and alpha if it must), `where`.
 
     With L the composite beneath the top layer: ``a + (1 - a) L_a = T_a`` fixes the top alpha
@@ -353,10 +364,10 @@ def _solve_top(pixels: np.ndarray, target: np.ndarray, where: np.ndarray) -> Non
     colour = (t_p - (1.0 - alpha) * low_p) / safe
     colour = np.where(alpha > 0, np.clip(colour, 0.0, 1.0), old[:3])
     new = _quantize(np.concatenate([colour, alpha[None]], axis=0))
-    _set_top(pixels, top, same, new, where)
+    return _set_top(pixels, top, same, new, where)
 
 
-def _replace_top(pixels: np.ndarray, target: np.ndarray, where: np.ndarray) -> None:
+def _replace_top(pixels: np.ndarray, target: np.ndarray, where: np.ndarray) -> set[int]:
     """Step 3: the top layer takes the target pixel; the layers beneath it clear there."""
     top = _topmost(pixels[:, 3])
     below = np.arange(pixels.shape[0])[:, None] < top[None, :]
@@ -366,3 +377,4 @@ def _replace_top(pixels: np.ndarray, target: np.ndarray, where: np.ndarray) -> N
     colour = np.where(shown, target[:3] / np.where(shown, t_a, ONE), ZERO)
     new = _quantize(np.concatenate([colour, t_a[None]], axis=0))
     _set_top(pixels, top, None, new, where)
+    return set(range(pixels.shape[0]))

@@ -48,6 +48,7 @@ SOLVE_MIN_ALPHA = 0.25
 COVER_MAX = 1.0 / 255.0
 F255 = np.float32(255.0)
 ONE = np.float32(1.0)
+ZERO = np.float32(0.0)
 
 
 def _box(array: np.ndarray, radius: int) -> np.ndarray:
@@ -231,32 +232,32 @@ def _restore_strip(levels: list[np.ndarray | None], colours: list[_Colour], guid
     del above
 
     # Solve each visible layer's colour from the original, over the composite below it.
+    live = [index for index, alpha in enumerate(alphas) if alpha is not None]
     below = np.zeros_like(guide)
-    for alpha, level, colour, open_above, out in zip(alphas, levels, colours, uncovered, outs,
-                                                     strict=True):
-        if alpha is None:
-            continue
-        rgb = colour.rows(top, bottom)
-        visible = (alpha >= SOLVE_MIN_ALPHA) & open_above
+    for index in live:
+        alpha, level, out = alphas[index], levels[index], outs[index]
+        rgb = colours[index].rows(top, bottom)
+        visible = (alpha >= SOLVE_MIN_ALPHA) & uncovered[index]
         if visible.any():
-            keep = ONE - alpha
-            solved = below * keep
+            solved = below * (ONE - alpha)
             np.subtract(guide, solved, out=solved)
             solved /= np.maximum(alpha, np.float32(1e-6))
             np.clip(solved, 0.0, 1.0, out=solved)
             np.copyto(rgb, solved, where=visible)
             del solved
-        else:
-            keep = ONE - alpha
         rgb *= F255
         np.rint(rgb, out=rgb)
-        rgb *= level > 0
+        transparent = level == 0
+        if transparent.any():
+            np.copyto(rgb, ZERO, where=transparent)
         np.copyto(np.moveaxis(out, -1, 0)[:3], rgb, casting="unsafe")
         np.copyto(out[..., 3], level, casting="unsafe")
+        if index == live[-1]:
+            break
         # What the next layer up sees beneath it: the stored (rounded) values composited.
         rgb /= F255
         rgb *= alpha
-        below *= keep
+        below *= ONE - alpha
         below += rgb
 
 
