@@ -736,3 +736,27 @@ def test_fast_png_stores_noise_and_deflates_flat_pictures():
     assert fastpng.choose(flat)[1] == 1
     assert len(fastpng.encode_png(flat)) < flat.nbytes // 50
     assert len(fastpng.encode_png(noise)) < noise.nbytes * 1.01
+
+
+def test_fast_png_deflated_in_bands_is_one_valid_stream(monkeypatch):
+    """Bands deflated on several threads join into one zlib stream with the right Adler-32."""
+    import zlib
+
+    from layerlift.inference import compose
+    from layerlift.inference.formats import fastpng
+
+    monkeypatch.setattr(compose, "WORKERS", 3)
+    monkeypatch.setattr(fastpng, "BLOCK_ROWS", 16)
+    yy, xx = np.mgrid[0:131, 0:57]
+    pixels = np.stack([xx * 4, yy, (xx + yy) % 7, np.full_like(xx, 255)], -1).astype(np.uint8)
+    assert fastpng.choose(pixels)[1] == 1
+    data = fastpng.encode_png(pixels)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), pixels)
+    # zlib itself checks the joined stream and its Adler-32 (Pillow does not).
+    idat, offset = b"", 8
+    while offset < len(data):
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        if data[offset + 4 : offset + 8] == b"IDAT":
+            idat += data[offset + 8 : offset + 8 + length]
+        offset += 12 + length
+    assert len(zlib.decompress(idat)) == 131 * (1 + 57 * 4)
