@@ -73,6 +73,25 @@ class ResultUnavailable(LayerLiftError):
 _STAGE_STATES = frozenset({JobState.LOADING, JobState.REFINING})
 
 
+def _saved_form(stack: LayerStack) -> LayerStack:
+    """`stack` as the job store gives it back: JSON-safe meta, and read-only pixels (they are
+    shared with every reader of the result)."""
+    from layerlift.inference.formats.pngdir import json_safe
+
+    layers = []
+    for layer in stack.layers:
+        pixels = layer.pixels.view()
+        pixels.flags.writeable = False
+        layers.append(replace(layer, pixels=pixels, meta=json_safe(layer.meta)))
+    return LayerStack(stack.width, stack.height, layers, json_safe(stack.meta))
+
+
+def _copy_stack(stack: LayerStack) -> LayerStack:
+    """New stack and layer objects (own meta dicts) over the same pixels."""
+    layers = [replace(layer, meta=dict(layer.meta)) for layer in stack.layers]
+    return LayerStack(stack.width, stack.height, layers, dict(stack.meta))
+
+
 class BackendProvider:
     """Which backends exist, which one `auto` means, and how to build one.
 
@@ -211,6 +230,9 @@ class JobRunner:
         self._queue: deque[Job] = deque()
         self._jobs: dict[str, Job] = {}
         self._running: Job | None = None
+        # The newest finished result, as it was saved: its first fetch (the bridge sends every
+        # result to its client the moment it is announced) needs no decoding from disk.
+        self._recent: tuple[str, LayerStack] | None = None
         self._backends: dict[str, Backend] = {}
         self._listeners: list[JobListener] = []
         self._stopping = False
@@ -327,10 +349,18 @@ class JobRunner:
             return sum(1 for job in active if owner is None or job.owner == owner)
 
     def read_result(self, job_id: str) -> LayerStack:
-        """The finished stack, read back from the job's folder."""
+        """The finished stack: the newest one from memory, any other read back from disk.
+
+        Both are the same stack (what the job store wrote, meta as JSON keeps it); pixels
+        kept in memory are read-only, and each call gets its own stack and layer objects.
+        """
         job = self._job(job_id)
         if job.state is not JobState.DONE:
             raise ResultUnavailable(f"job {job_id} has no result: it is {job.state}")
+        with self._lock:
+            recent = self._recent
+        if recent is not None and recent[0] == job_id:
+            return _copy_stack(recent[1])
         try:
             return self.store.read_result(job_id)
         except (OSError, ValueError, LayerLiftError) as exc:
@@ -523,7 +553,9 @@ class JobRunner:
             self._finish(job, JobState.FAILED, JobError(
                 "write_failed", f"the result could not be saved: {exc}"), save=False)
             return
+        kept = _saved_form(trimmed)
         with self._lock:
+            self._recent = (job.id, kept)
             job.state, job.stage, job.fraction, job.message = (
                 JobState.DONE, str(JobState.DONE), 1.0, "")
             job.step = job.total = None
@@ -558,6 +590,8 @@ class JobRunner:
                 log.warning("pruning old results failed: %s", exc)
                 return []
             for job_id in removed:
+                if self._recent is not None and self._recent[0] == job_id:
+                    self._recent = None
                 job = self._jobs.get(job_id)
                 if job is not None and job.state in TERMINAL:
                     del self._jobs[job_id]

@@ -173,3 +173,31 @@ def test_half_written_folders_are_dropped(tmp_path):
     (root / ".tmp-0123456789abcdef-1234").mkdir(parents=True)
     JobStore(root)
     assert list(root.iterdir()) == []
+
+
+def test_newest_result_comes_from_memory_and_matches_the_disk(runner, monkeypatch):
+    """The result just announced is served without decoding it from its folder again."""
+    first = runner.submit(picture(), DecomposeRequest(), "split")
+    assert runner.wait(first.id, WAIT).state == "done"
+    on_disk = runner.store.read_result(first.id)
+
+    def no_disk(job_id):
+        raise AssertionError("read from disk")
+
+    monkeypatch.setattr(runner.store, "read_result", no_disk)
+    kept = runner.read_result(first.id)
+    assert kept.meta == on_disk.meta
+    assert [(layer.name, layer.x, layer.y, layer.visible, layer.meta) for layer in kept] == [
+        (layer.name, layer.x, layer.y, layer.visible, layer.meta) for layer in on_disk]
+    for ours, theirs in zip(kept.layers, on_disk.layers, strict=True):
+        np.testing.assert_array_equal(ours.pixels, theirs.pixels)
+        assert not ours.pixels.flags.writeable  # shared with every reader: never changed
+    kept.meta["x"] = 1
+    assert "x" not in runner.read_result(first.id).meta
+
+    monkeypatch.undo()
+    second = runner.submit(picture(), DecomposeRequest(), "split")
+    assert runner.wait(second.id, WAIT).state == "done"
+    monkeypatch.setattr(runner.store, "read_result", no_disk)
+    with pytest.raises(AssertionError, match="read from disk"):
+        runner.read_result(first.id)  # no longer the newest: read back from its folder
