@@ -9,9 +9,10 @@ stage times):
     job costs end to end once the model is loaded, with the pipeline call inside that run
     taken from the backend's own progress events (first denoising report to first refining
     report), so that overhead = layerlift - call inside, measured in the same run;
-  - announced: the same decomposition as a job of the real `JobRunner` (job store on disk),
-    from the moment the pipeline call returned ("refining" event) to the job's "done" event,
-    the moment a client is told its result is there (`announce_s`).
+  - handoff (bench/handoff.py): the same decomposition as a job of the real `JobRunner`
+    (job store on disk) behind the real bridge server, submitted by the real client: from the
+    pipeline call's return to the job's "done" event (`handoff_announce_s`, the result
+    complete on disk) and to the client holding every layer (`handoff_shown_s`).
   By default it builds the tiny random-weight pipeline of the test suite (no weights needed)
   and runs examples/poster.png (480x640) and a 4096x4096 picture. With --model it measures a
   real checkpoint (then pass --device cuda).
@@ -22,7 +23,8 @@ stage times):
   refinement runs (`QwenBackend._refine`: restore + exact recomposition + trimming), a PSD
   export and the job store's write. Each input runs in a fresh process so that its peak RSS
   (`peak_rss_mb`) is its own. `target_s` = restore + exact + PSD, the issue's 6 s figure;
-  `announce_s` = refine + job store write, what a bridge client waits for after denoising.
+  `announce_s` = refine + job store write, what a bridge client waits for after denoising;
+  the handoff run (as above, the model replaced by the saved layers) measures it for real.
 
 Wall times are printed with the process CPU time beside them (`*_cpu_s`): on a shared machine
 the CPU time is the steadier figure. Run from the repository root:
@@ -38,7 +40,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,8 @@ from layerlift.inference.backends.qwen.pipeline_call import (  # noqa: E402
 from layerlift.inference.formats import write_stack  # noqa: E402
 from layerlift.inference.job_store import JobStore  # noqa: E402
 from layerlift.inference.settings import Settings  # noqa: E402
+
+from bench.handoff import RefineOnly, time_handoff  # noqa: E402
 
 CAPTION = "a poster with a title, shapes and a background"
 JOB_ID = "0123456789abcdef"
@@ -190,56 +193,6 @@ def _capture_low_layers(backend: QwenBackend, folder: Path) -> None:
     backend._refine = saving
 
 
-class _OneBackend:
-    """A `BackendProvider` whose only backend is the already loaded one."""
-
-    def __init__(self, backend: QwenBackend) -> None:
-        self.backend = backend
-
-    def names(self) -> list[str]:
-        return ["qwen"]
-
-    def describe(self, settings: Settings) -> list[dict[str, Any]]:
-        return [{"name": "qwen", "label": "qwen", "available": True, "reason": ""}]
-
-    def resolve(self, name: str, settings: Settings) -> str:
-        return "qwen"
-
-    def create(self, name: str, settings: Settings) -> QwenBackend:
-        return self.backend
-
-
-def time_announced(backend: QwenBackend, image: np.ndarray, request: DecomposeRequest,
-                   folder: Path) -> float:
-    """Seconds from the pipeline call's return to the job's "done" event, in the real runner."""
-    from layerlift.inference.jobs import JobRunner
-
-    stamps: dict[str, float] = {}
-    finished = threading.Event()
-
-    def listener(record: dict[str, Any], owner: str | None) -> None:
-        now = time.perf_counter()
-        if record["state"] == "refining":
-            stamps.setdefault("refining", now)
-        if record["state"] in ("done", "failed", "cancelled"):
-            stamps["end"] = now
-            stamps["state"] = record["state"]
-            finished.set()
-
-    runner = JobRunner(backend.settings, JobStore(folder), _OneBackend(backend))
-    runner.subscribe(listener)
-    runner.start()
-    try:
-        runner.submit(image, request, "qwen")
-        finished.wait()
-    finally:
-        runner._backends.clear()  # the backend is ours: the runner must not unload it
-        runner.stop()
-    if stamps["state"] != "done":
-        raise RuntimeError(f"the job ended {stamps['state']}")
-    return stamps["end"] - stamps["refining"]
-
-
 def run_model(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
@@ -263,9 +216,11 @@ def run_model(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, 
                 save = Path(args.save_layers) / name.replace(" ", "_")
             run = Path(tmp) / f"run{index}"
             measured = time_layerlift(backend, image, request, run, save)
-            announced = time_announced(backend, image, request, run / "runner")
+            rss = peak_rss_mb()
+            handoff = time_handoff(backend, image, request, run / "jobs") if args.handoff else {}
             rows.append({"input": name, "bare_call_s": bare, **measured,
-                         "announce_runner_s": announced, "peak_rss_mb": peak_rss_mb()})
+                         **{f"handoff_{key}": value for key, value in handoff.items()},
+                         "peak_rss_mb": rss})
         backend.unload()
     return {"mode": "model", "load_s": load_s}, rows
 
@@ -279,12 +234,12 @@ def noise_layers(width: int, height: int, count: int, seed: int = 0) -> list[np.
     Every layer covers every pixel with a partial alpha: the whole canvas is "edge", which is
     the most work restoring and making exact can be given.
     """
-    from scipy import ndimage
+    from layerlift.inference.filters import box_mean
 
     rng = np.random.default_rng(seed)
     layers = []
     for _ in range(count):
-        field = ndimage.gaussian_filter(rng.standard_normal((height, width, 4)), (1, 1, 0))
+        field = box_mean(rng.standard_normal((height, width, 4)), 1)
         field /= field.std()
         values = np.empty_like(field)
         values[..., :3] = 150 + 40 * field[..., :3]
@@ -335,6 +290,12 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
         rss_before_mb=rss_before,
         peak_rss_mb=peak_rss_mb(),
     )
+    if args.handoff:
+        del stack
+        with tempfile.TemporaryDirectory() as tmp:
+            handoff = time_handoff(RefineOnly(layers_low, args.resolution), image,
+                                   DecomposeRequest(layers=len(layers_low)), Path(tmp))
+        row.update({f"handoff_{key}": value for key, value in handoff.items()})
     return row
 
 
@@ -344,6 +305,8 @@ def run_no_model(args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[st
         command = [sys.executable, __file__, "--no-model", "--child", name,
                    "--layers-from", args.layers_from, "--layers", str(args.layers),
                    "--resolution", str(args.resolution), "--sizes", *map(str, args.sizes)]
+        if not args.handoff:
+            command.append("--no-handoff")
         done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
         if done.returncode != 0:
             sys.stderr.write(done.stderr)
@@ -372,10 +335,13 @@ def _print_table(head: dict[str, Any], rows: list[dict[str, Any]], args: argpars
         cpu = "  ".join(f"{name} {row[f'{name}_cpu_s']:.2f}" for name in
                         ("restore", "exact", "trim", "psd", "store"))
         print(f"{'':<18}cpu s: {cpu}")
-        if "announce_runner_s" in row:
+        if "bare_call_s" in row:
             print(f"{'':<18}bare call {row['bare_call_s']:.2f} s, call in run "
-                  f"{row['call_inside_s']:.2f} s, pipeline return -> job done in the runner "
-                  f"{row['announce_runner_s']:.2f} s")
+                  f"{row['call_inside_s']:.2f} s")
+        if "handoff_announce_s" in row:
+            print(f"{'':<18}through runner + store + bridge: model done -> job announced "
+                  f"{row['handoff_announce_s']:.2f} s, -> client holds the layers "
+                  f"{row['handoff_shown_s']:.2f} s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -394,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers-from", default="noise",
                         help="no-model: 'noise', 'classic' or a saved stack folder")
     parser.add_argument("--resolution", type=int, default=640, help="no-model: the bucket")
+    parser.add_argument("--no-handoff", dest="handoff", action="store_false",
+                        help="skip the run through job runner, store and bridge")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 

@@ -32,11 +32,11 @@ from collections.abc import Sequence
 
 import numpy as np
 from layerlift.inference import compose
+from layerlift.inference.filters import box_mean, window_any, window_max, window_min
 from layerlift.inference.heap import steady_heap
 from layerlift.inference.layers import as_rgba8
 from layerlift.inference.upsample import RowResampler, Taps
 from PIL import Image
-from scipy import ndimage
 
 # Guided-filter window radius (in low-resolution pixels) and regulariser: small windows
 # keep thin strokes, eps ~ (0.1)^2 treats colour steps above ~0.1 as edges.
@@ -53,8 +53,7 @@ ZERO = np.float32(0.0)
 
 def _box(array: np.ndarray, radius: int) -> np.ndarray:
     """Mean over a (2r+1)^2 window, per channel, edges reflected."""
-    size = (2 * radius + 1, 2 * radius + 1) + (1,) * (array.ndim - 2)
-    return ndimage.uniform_filter(array, size=size, mode="reflect")
+    return box_mean(array, radius)
 
 
 def _inverse3(matrix: np.ndarray) -> np.ndarray:
@@ -137,13 +136,12 @@ class _Alpha:
         reach = 2 * GUIDE_RADIUS + 3
         # Full-resolution rows whose alpha can be non-zero: both neighbouring low rows are
         # taken within the filters' reach of a non-zero low-resolution alpha.
-        live = ndimage.maximum_filter1d(alpha8.any(axis=1), reach + 2)
+        live = window_any(alpha8.any(axis=1), reach + 2)
         self.live = live[rows.first] | live[rows.second]
         if self.same:
             return
         # The band where alpha changes by more than a level within the filter's reach.
-        band = (ndimage.maximum_filter(alpha8, size=reach)
-                - ndimage.minimum_filter(alpha8, size=reach)) > 1
+        band = (window_max(alpha8, reach) - window_min(alpha8, reach)) > 1
         self.all_band = bool(band.all())
         self.coefficients = None
         if fit is not None and band.any():
