@@ -32,6 +32,7 @@ from layerlift.inference.backends.base import (
     ProgressCallback,
     ignore_progress,
 )
+from layerlift.inference.job_snapshot import JobSnapshot
 from layerlift.inference.job_store import JobStore
 from layerlift.inference.jobs import JobRunner
 from layerlift.inference.layers import LayerStack
@@ -106,11 +107,11 @@ def time_handoff(backend: Backend, image: np.ndarray, request: DecomposeRequest,
     """Run one job through runner, store and bridge; the seconds after the model is done."""
     stamps: dict[str, float] = {}
 
-    def listener(record: dict[str, Any], owner: str | None) -> None:
+    def listener(record: JobSnapshot, owner: str | None) -> None:
         now = time.perf_counter()
-        if record["state"] == "refining":
+        if record.state == "refining":
             stamps.setdefault("refining", now)
-        elif record["state"] == "done":
+        elif record.state == "done":
             stamps["done"] = now
 
     runner = JobRunner(backend.settings, JobStore(folder), OneBackend(backend))
