@@ -25,9 +25,15 @@ def _slide(array: np.ndarray, size: int, axis: int, reduce) -> np.ndarray:
         return array.copy()
     padded = _padded(array, radius, axis)
     length = array.shape[axis]
-    out = np.take(padded, range(0, length), axis=axis).copy()
+
+    def shifted(shift: int) -> np.ndarray:
+        index = [slice(None)] * array.ndim
+        index[axis] = slice(shift, shift + length)
+        return padded[tuple(index)]
+
+    out = shifted(0).copy()
     for shift in range(1, size):
-        reduce(out, np.take(padded, range(shift, shift + length), axis=axis), out=out)
+        reduce(out, shifted(shift), out=out)
     return out
 
 

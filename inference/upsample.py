@@ -6,8 +6,8 @@ pixels each. Done whole, each plane is a 64 MB array and every pass over it miss
 done by Pillow ("F" mode, one plane per call) it is the slowest part of restoring. Here the
 output is produced in strips that the caller consumes at once:
 
-- each low-resolution row is resampled horizontally once (to the full width) and cached until
-  no later strip needs it;
+- each low-resolution row is resampled horizontally once (to the full width; a block of rows
+  per call) and cached until no later strip needs it;
 - the full-resolution rows between two low-resolution rows are one multiply-add of those two
   cached rows, `t0 + fy * (t1 - t0)`, written straight into the caller's buffer.
 
@@ -21,6 +21,9 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+
+# Low-resolution rows resampled horizontally per numpy call.
+ROW_BLOCK = 16
 
 
 @dataclass(frozen=True)
@@ -67,16 +70,23 @@ class RowResampler:
         return cache
 
     def _row(self, index: int) -> np.ndarray:
-        """Low-resolution row `index` of every plane, resampled to the full width (P, W)."""
-        row = self._cache.get(index)
+        """Low-resolution row `index` of every plane, resampled to the full width (P, W).
+
+        Rows are resampled ROW_BLOCK at a time (one numpy call per block, not per row).
+        """
+        cache = self._cache
+        row = cache.get(index)
         if row is None:
-            source = self.planes[:, index]
-            row = np.take(source, self.cols.first, axis=1)
-            step = np.take(source, self.cols.second, axis=1)
-            step -= row
+            end = min(self.planes.shape[1], index + ROW_BLOCK)
+            source = self.planes[:, index:end]
+            block = np.take(source, self.cols.first, axis=2)
+            step = np.take(source, self.cols.second, axis=2)
+            step -= block
             step *= self.cols.weight
-            row += step
-            self._cache[index] = row
+            block += step
+            for offset in range(end - index):
+                cache[index + offset] = block[:, offset]
+            row = cache[index]
         return row
 
     def rows_out(self, top: int, bottom: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -86,7 +96,7 @@ class RowResampler:
             out = np.empty((count, bottom - top, self.width), np.float32)
         first = self.rows.first[top:bottom]
         cache = self._cache
-        for index in [i for i in cache if i < first[0] or i > self.rows.second[bottom - 1]]:
+        for index in [i for i in cache if i < first[0]]:
             del cache[index]
         starts = np.flatnonzero(np.diff(first)) + 1
         for start, end in zip([0, *starts], [*starts, bottom - top], strict=True):
