@@ -302,7 +302,7 @@ def _uniform(top: np.ndarray, where: np.ndarray) -> int | None:
     return first if (chosen == first).all() else None
 
 
-def _below(pixels: np.ndarray, top: np.ndarray, same: int | None) -> np.ndarray:
+def _below(pixels: np.ndarray, top: np.ndarray | None, same: int | None) -> np.ndarray:
     """Premultiplied composite (4, n), per pixel, of the layers under its `top` layer."""
     out = np.zeros(pixels.shape[1:], np.float32)
     src = np.empty_like(out)
@@ -314,14 +314,14 @@ def _below(pixels: np.ndarray, top: np.ndarray, same: int | None) -> np.ndarray:
     return out
 
 
-def _top_values(pixels: np.ndarray, top: np.ndarray, same: int | None) -> np.ndarray:
+def _top_values(pixels: np.ndarray, top: np.ndarray | None, same: int | None) -> np.ndarray:
     """Each pixel's values (4, n) in its top layer."""
     if same is not None:
         return pixels[same]
     return np.take_along_axis(pixels, top[None, None, :], axis=0)[0]
 
 
-def _set_top(pixels: np.ndarray, top: np.ndarray, same: int | None, values: np.ndarray,
+def _set_top(pixels: np.ndarray, top: np.ndarray | None, same: int | None, values: np.ndarray,
              where: np.ndarray) -> set[int]:
     """Write `values` (4, n) into each pixel's top layer, only `where`; returns the layers."""
     if same is not None:
@@ -343,28 +343,47 @@ def _solve_top(pixels: np.ndarray, target: np.ndarray, where: np.ndarray) -> set
     `a` unless L is opaque; then `a` is free and is raised only as far as the colour
     ``c = (T_p - (1 - a) L_p) / a`` needs to stay within [0, 1].
     """
-    top = _topmost(pixels[:, 3])
-    same = _uniform(top, where)
+    if (pixels[-1, 3][where] > 0).all():
+        top, same = None, pixels.shape[0] - 1  # the usual case: the top layer covers them all
+    else:
+        top = _topmost(pixels[:, 3])
+        same = _uniform(top, where)
     low = _below(pixels, top, same)
     low_p, low_a = low[:3], low[3]
     t_p, t_a = target[:3], target[3]
     old = _top_values(pixels, top, same)
-    current_a = old[3]
 
     opaque_below = low_a >= 1.0 - 1e-6
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fixed_a = (t_a - low_a) / np.maximum(1.0 - low_a, 1e-6)
-        need_dark = np.where(t_p < low_p, 1.0 - t_p / np.maximum(low_p, 1e-6), 0.0)
-        need_light = np.where(t_p > low_p, (t_p - low_p) / np.maximum(1.0 - low_p, 1e-6), 0.0)
-    needed = np.maximum(need_dark, need_light).max(axis=0)
-    needed = np.ceil(np.clip(needed, 0.0, 1.0) * 255.0 - 1e-4) / 255.0
-    free_a = np.maximum(current_a, needed)
-    alpha = np.where(opaque_below, free_a, _quantize(np.clip(fixed_a, 0.0, 1.0)))
-    safe = np.where(alpha > 0, alpha, 1.0)
-    colour = (t_p - (1.0 - alpha) * low_p) / safe
-    colour = np.where(alpha > 0, np.clip(colour, 0.0, 1.0), old[:3])
-    new = _quantize(np.concatenate([colour, alpha[None]], axis=0))
-    return _set_top(pixels, top, same, new, where)
+    # The alpha the colour needs to stay within [0, 1]: darker than L needs a >= 1 - T/L,
+    # lighter needs a >= (T - L) / (1 - L); both are <= 0 (nothing needed) otherwise.
+    dark = np.maximum(low_p, np.float32(1e-6))
+    np.divide(t_p, dark, out=dark)
+    np.subtract(ONE, dark, out=dark)
+    light = np.subtract(ONE, low_p)
+    np.maximum(light, np.float32(1e-6), out=light)
+    np.divide(np.subtract(t_p, low_p), light, out=light)
+    np.maximum(dark, light, out=dark)
+    needed = dark.max(axis=0)
+    np.clip(needed, 0.0, 1.0, out=needed)
+    needed *= F255
+    needed -= np.float32(1e-4)
+    np.ceil(needed, out=needed)
+    needed /= F255
+    free_a = np.maximum(old[3], needed)
+    fixed_a = np.subtract(t_a, low_a)
+    fixed_a /= np.maximum(ONE - low_a, np.float32(1e-6))
+    np.clip(fixed_a, 0.0, 1.0, out=fixed_a)
+    alpha = np.where(opaque_below, free_a, _quantize(fixed_a))
+    shown = alpha > 0
+    colour = (ONE - alpha) * low_p
+    np.subtract(t_p, colour, out=colour)
+    colour /= np.where(shown, alpha, ONE)
+    np.clip(colour, 0.0, 1.0, out=colour)
+    np.copyto(colour, old[:3], where=~shown)
+    new = np.empty_like(old)
+    new[:3] = colour
+    new[3] = alpha
+    return _set_top(pixels, top, same, _quantize(new), where)
 
 
 def _replace_top(pixels: np.ndarray, target: np.ndarray, where: np.ndarray) -> set[int]:
