@@ -234,12 +234,13 @@ def noise_layers(width: int, height: int, count: int, seed: int = 0) -> list[np.
     Every layer covers every pixel with a partial alpha: the whole canvas is "edge", which is
     the most work restoring and making exact can be given.
     """
-    from layerlift.inference.filters import box_mean
-
     rng = np.random.default_rng(seed)
     layers = []
     for _ in range(count):
-        field = box_mean(rng.standard_normal((height, width, 4)), 1)
+        noise = np.pad(rng.standard_normal((height, width, 4)), ((1, 1), (1, 1), (0, 0)),
+                       mode="edge")
+        field = sum(noise[dy : dy + height, dx : dx + width] for dy in range(3)
+                    for dx in range(3))
         field /= field.std()
         values = np.empty_like(field)
         values[..., :3] = 150 + 40 * field[..., :3]
