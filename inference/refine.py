@@ -47,14 +47,17 @@ Span = tuple[int, int, int, int]  # top, bottom, left, right of a layer's non-ze
 
 
 @steady_heap()
-def recomposite_exact(stack: LayerStack, image: np.ndarray) -> tuple[LayerStack, float, float]:
+def recomposite_exact(stack: LayerStack, image: np.ndarray, *, in_place: bool = False
+                      ) -> tuple[LayerStack, float, float]:
     """Correct `stack` so that it composites to `image`; return (stack, psnr_before, psnr_after).
 
     `image` is the (h, w, 3|4) uint8 picture the stack was made from (straight alpha, which
     may be below 255). The returned stack holds full-canvas layers at offset (0, 0) with the
     names, visibility and meta of the input layers; hidden layers are left as they were and
     take no part. PSNR figures compare `stack.composite()` with `image`, as `psnr` does.
-    The input stack's pixels are never modified.
+    The input stack's pixels are not modified, unless `in_place`: then writable layers that
+    already cover the canvas at (0, 0) are corrected in their own arrays (for a caller that
+    made them and hands them over, such as restoring: a 4096 px layer is 64 MB to copy).
     """
     target = as_rgba8(image)
     if target.shape[:2] != (stack.height, stack.width):
@@ -71,7 +74,7 @@ def recomposite_exact(stack: LayerStack, image: np.ndarray) -> tuple[LayerStack,
 
     width, height = stack.width, stack.height
     spans = [_span(stack.layers[i], width, height) for i in visible]
-    planes = [_canvas(stack.layers[i], width, height) for i in visible]
+    planes = [_canvas(stack.layers[i], width, height, in_place) for i in visible]
 
     def band(start: int, end: int) -> list[tuple[float, float]]:
         scratch = compose.Scratch.for_canvas(height, width)
@@ -102,9 +105,11 @@ def _psnr(sse: float, values: float) -> float:
     return 10.0 * float(np.log10(values / sse))
 
 
-def _canvas(layer: Layer, width: int, height: int) -> np.ndarray:
-    """A writable full-canvas copy of `layer` (one copy: a canvas-sized layer is copied whole)."""
+def _canvas(layer: Layer, width: int, height: int, in_place: bool) -> np.ndarray:
+    """`layer` as a writable full-canvas array: a copy, or its own pixels `in_place`."""
     if (layer.x, layer.y, layer.width, layer.height) == (0, 0, width, height):
+        if in_place and layer.pixels.flags.writeable:
+            return layer.pixels
         return layer.pixels.copy()
     return layer.on_canvas(width, height)
 

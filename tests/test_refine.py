@@ -210,3 +210,13 @@ def test_many_strips_and_layers_with_offsets(monkeypatch):
     assert after >= 50.0
     assert after == pytest.approx(psnr(target, fixed.composite()), abs=1e-6)
     assert _max_level_error(fixed.composite()[: h // 2], target[: h // 2]) <= 1
+
+
+def test_in_place_corrects_the_callers_own_canvases():
+    stack, target = _noisy_stack(12, 9, 3, 6)
+    arrays = [layer.pixels for layer in stack.layers]
+    fixed, _, after = recomposite_exact(stack, target, in_place=True)
+    assert after >= 50.0
+    for array, layer in zip(arrays, fixed.layers, strict=True):
+        assert layer.pixels is array  # no copies were made
+    assert psnr(target, LayerStack.from_canvases(arrays, ["a", "b", "c"]).composite()) >= 50.0

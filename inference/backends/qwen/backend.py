@@ -486,7 +486,7 @@ class QwenBackend(Backend):
         restored = restore_layers(layers_low, pixels)
         stack = LayerStack.from_canvases(restored, names)
         progress(Progress(JobState.REFINING, (_DENOISED_AT + 1.0) / 2, "making the stack exact"))
-        stack, psnr_before, psnr_after = recomposite_exact(stack, pixels)
+        stack, psnr_before, psnr_after = recomposite_exact(stack, pixels, in_place=True)
         info = self._device
         job = memory.Job.of(options.layers, options.resolution,
                             (int(pixels.shape[1]), int(pixels.shape[0])))
