@@ -249,12 +249,16 @@ def squared_errors(composite: np.ndarray, target: np.ndarray,
     """Per-pixel squared error, as `inference.layers.psnr` counts it, of a premultiplied
     composite once stored as 8-bit straight alpha, against premultiplied target planes."""
     work = None if scratch is None else scratch.levels[:, : composite.shape[1]]
-    shown = quantized(composite, work)
-    np.divide(shown, F255, out=shown)
-    premultiply(shown)
-    np.subtract(shown, target, out=shown)
-    np.multiply(shown, shown, out=shown)
-    return shown.sum(axis=0)
+    return level_errors(quantized(composite, work), target)
+
+
+def level_errors(levels: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """`squared_errors` from the stored 8-bit levels (float planes, consumed)."""
+    np.divide(levels, F255, out=levels)
+    premultiply(levels)
+    np.subtract(levels, target, out=levels)
+    np.multiply(levels, levels, out=levels)
+    return levels.sum(axis=0)
 
 
 @steady_heap()

@@ -180,13 +180,47 @@ class LayerStack:
     def composite(self, visible_only: bool = True) -> np.ndarray:
         """The stack flattened to one (h, w, 4) uint8 image, as an editor would show it.
 
-        Computed premultiplied, in strips (`inference.compose`), never as a float canvas.
+        Computed premultiplied, in strips (`inference.compose`), never as a float canvas; or
+        a copy of the one remembered (`remember_composite`) while the layers are unchanged.
         """
+        if visible_only:
+            remembered = self.remembered_composite()
+            if remembered is not None:
+                return remembered.copy()
         return compose.composite8(self.placed(visible_only), self.width, self.height)
+
+    def _arrangement(self) -> tuple:
+        """What the composite depends on, short of pixel values: each layer's pixel buffer
+        (address, shape, strides), offset and visibility."""
+        return tuple(
+            (layer.pixels.__array_interface__["data"][0], layer.pixels.shape,
+             layer.pixels.strides, layer.x, layer.y, layer.visible)
+            for layer in self.layers
+        )
+
+    def remember_composite(self, pixels: np.ndarray) -> None:
+        """Keep `pixels` as this stack's composite, for as long as its layers stay the same.
+
+        For code that already has it (exact recomposition computes it on the way): PSD and
+        ORA export would otherwise flatten a 4096 px stack again. Layers are never changed in
+        place, so a changed list, layer, offset or visibility is what invalidates it.
+        """
+        self._composite = (self._arrangement(), pixels)
+
+    def remembered_composite(self) -> np.ndarray | None:
+        """The remembered composite if the layers are still the ones it was made from."""
+        remembered = getattr(self, "_composite", None)
+        if remembered is None or remembered[0] != self._arrangement():
+            return None
+        return remembered[1]
 
     def trimmed(self) -> LayerStack:
         layers = [layer.trimmed() for layer in self.layers]
-        return replace(self, layers=layers, meta=dict(self.meta))
+        out = replace(self, layers=layers, meta=dict(self.meta))
+        remembered = self.remembered_composite()
+        if remembered is not None:
+            out.remember_composite(remembered)  # trimming changes no pixel of the composite
+        return out
 
     def replace_layer(self, index: int, sub_stack: LayerStack) -> LayerStack:
         """A new stack with layer `index` replaced in place by the layers of `sub_stack`.

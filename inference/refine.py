@@ -76,10 +76,12 @@ def recomposite_exact(stack: LayerStack, image: np.ndarray, *, in_place: bool = 
     spans = [_span(stack.layers[i], width, height) for i in visible]
     planes = [_canvas(stack.layers[i], width, height, in_place) for i in visible]
 
+    flat = np.empty((height, width, 4), np.uint8)
+
     def band(start: int, end: int) -> list[tuple[float, float]]:
         scratch = compose.Scratch.for_canvas(height, width)
         layers = np.empty((len(planes), 4, scratch.out[0].size), np.float32)
-        return [_correct_strip(planes, spans, top, bottom, target, scratch, layers)
+        return [_correct_strip(planes, spans, top, bottom, target, scratch, layers, flat)
                 for top, bottom in compose.strips(end, width, start)]
 
     sums = [sse for part in compose.in_bands(band, height, width) for sse in part]
@@ -94,6 +96,7 @@ def recomposite_exact(stack: LayerStack, image: np.ndarray, *, in_place: bool = 
         else:
             layers.append(layer)
     result = LayerStack(width, height, layers, dict(stack.meta))
+    result.remember_composite(flat)  # computed on the way: writers need not flatten again
     values = 4.0 * width * height
     return result, _psnr(sse_before, values), _psnr(sse_after, values)
 
@@ -176,8 +179,10 @@ def _correct_strip(
     target: np.ndarray,
     scratch: compose.Scratch,
     layers: np.ndarray,
+    flat: np.ndarray,
 ) -> tuple[float, float]:
-    """Fix rows top:bottom of the uint8 canvases `planes` in place, only where they miss.
+    """Fix rows top:bottom of the uint8 canvases `planes` in place, only where they miss,
+    and write the rows' composite afterwards into `flat` (RGBA8, the canvas' size).
 
     Returns the summed squared error of the rows' composite before and after, measured as
     `inference.layers.psnr` measures it (8-bit straight composite, compared premultiplied).
@@ -209,12 +214,16 @@ def _correct_strip(
         part = compose.planar(planes[index][r0:r1, c0:c1], straight[:, rows, cols])
         src = compose.premultiply_into(part, scratch.src[:, : r1 - r0, : c1 - c0])
         compose.beneath(out[:, rows, cols], src, scratch.keep[: r1 - r0, : c1 - c0])
-    errors = compose.squared_errors(out, goal, scratch).reshape(-1)
+    flat_rows = flat[top:bottom]
+    levels = compose.quantized(out, scratch.levels[:, :rows_n])
+    np.copyto(np.moveaxis(flat_rows, -1, 0), levels, casting="unsafe")
+    errors = compose.level_errors(levels, goal).reshape(-1)
     before = float(errors.sum(dtype=np.float64))
     off = _misses(out, goal).reshape(-1)
     count = int(np.count_nonzero(off))
     if count == 0:
         return before, before
+    flat_rows = flat_rows.reshape(-1, 4)
     rows = [plane[top:bottom].reshape(-1, 4) for plane in planes]
     out, goal, upper = out.reshape(4, -1), goal.reshape(4, -1), upper.reshape(4, -1)
     if count > DENSE * off.size:
@@ -224,7 +233,9 @@ def _correct_strip(
         # Unchanged pixels are k/255 and go back to exactly k: no mask needed.
         for layer in sorted(work.changed):
             np.copyto(rows[layer].T, _levels(pixels[layer]), casting="unsafe")
-        fixed = compose.squared_errors(work.out, goal)
+        levels = compose.quantized(work.out)
+        np.copyto(flat_rows.T, levels, casting="unsafe")
+        fixed = compose.level_errors(levels, goal)
         after = before - float(errors.sum(where=off, dtype=np.float64))
         return before, after + float(fixed.sum(where=off, dtype=np.float64))
     index = np.flatnonzero(off)
@@ -233,7 +244,9 @@ def _correct_strip(
     _solve(work)
     for layer in sorted(work.changed):
         rows[layer][index] = _levels(work.pixels[layer]).T
-    fixed = compose.squared_errors(work.out, work.goal)
+    levels = compose.quantized(work.out)
+    flat_rows[index] = levels.T
+    fixed = compose.level_errors(levels, work.goal)
     after = before - float(errors[index].sum(dtype=np.float64))
     return before, after + float(fixed.sum(dtype=np.float64))
 

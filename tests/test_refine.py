@@ -220,3 +220,30 @@ def test_in_place_corrects_the_callers_own_canvases():
     for array, layer in zip(arrays, fixed.layers, strict=True):
         assert layer.pixels is array  # no copies were made
     assert psnr(target, LayerStack.from_canvases(arrays, ["a", "b", "c"]).composite()) >= 50.0
+
+
+def test_the_composite_found_on_the_way_is_the_stacks_composite(monkeypatch):
+    """What exact recomposition remembers is what flattening the result gives, byte for byte,
+    trimmed or not; a changed stack flattens afresh."""
+    from dataclasses import replace
+
+    from layerlift.inference import compose
+
+    monkeypatch.setattr(compose, "STRIP_PIXELS", 128)  # several strips, dense and sparse
+    stack, target = _noisy_stack(33, 29, 3, 9)
+    target[10:] = stack.composite()[10:]
+    fixed, _, _ = recomposite_exact(stack, target)
+    remembered = fixed.remembered_composite()
+    assert remembered is not None
+    fresh = compose.composite8(fixed.placed(), fixed.width, fixed.height)
+    np.testing.assert_array_equal(remembered, fresh)
+    trimmed = fixed.trimmed()
+    assert trimmed.remembered_composite() is remembered
+    np.testing.assert_array_equal(trimmed.composite(), fresh)
+    other = fixed.trimmed()
+    other.layers[0] = replace(other.layers[0], visible=False)
+    assert other.remembered_composite() is None
+    np.testing.assert_array_equal(other.composite(),
+                                  compose.composite8(other.placed(), other.width, other.height))
+    trimmed.layers[1] = replace(trimmed.layers[1], pixels=trimmed.layers[1].pixels.copy())
+    assert trimmed.remembered_composite() is None
