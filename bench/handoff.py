@@ -9,8 +9,9 @@ Photoshop plug-ins do. Three moments are stamped:
 - `done`: the runner announces the job done, its result complete on disk;
 - `received`: the client has every layer of the result decoded into arrays.
 
-`announce_s` = done - refining and `shown_s` = received - refining. The picture's upload
-comes before `refining`, so it is not counted.
+`announce_s` = done - refining (`store_s` of it: from the runner's "writing" to "done"), and
+`shown_s` = received - refining. The picture's upload comes before `refining`, so it is not
+counted.
 """
 
 from __future__ import annotations
@@ -111,6 +112,8 @@ def time_handoff(backend: Backend, image: np.ndarray, request: DecomposeRequest,
         now = time.perf_counter()
         if record.state == "refining":
             stamps.setdefault("refining", now)
+        elif record.state == "writing":
+            stamps.setdefault("writing", now)
         elif record.state == "done":
             stamps["done"] = now
 
@@ -143,4 +146,5 @@ def time_handoff(backend: Backend, image: np.ndarray, request: DecomposeRequest,
     if len(stack.layers) == 0:
         raise RuntimeError("the client received no layers")
     return {"announce_s": stamps["done"] - stamps["refining"],
+            "store_s": stamps["done"] - stamps["writing"],
             "shown_s": stamps["received"] - stamps["refining"]}

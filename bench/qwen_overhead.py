@@ -341,8 +341,8 @@ def _print_table(head: dict[str, Any], rows: list[dict[str, Any]], args: argpars
                   f"{row['call_inside_s']:.2f} s")
         if "handoff_announce_s" in row:
             print(f"{'':<18}through runner + store + bridge: model done -> job announced "
-                  f"{row['handoff_announce_s']:.2f} s, -> client holds the layers "
-                  f"{row['handoff_shown_s']:.2f} s")
+                  f"{row['handoff_announce_s']:.2f} s (store {row['handoff_store_s']:.2f} s), "
+                  f"-> client holds the layers {row['handoff_shown_s']:.2f} s")
 
 
 def main(argv: list[str] | None = None) -> int:
