@@ -260,15 +260,20 @@ def _restore_strip(levels: list[np.ndarray | None], colours: list[_Colour], guid
     below = np.zeros_like(guide)
     for index in live:
         alpha, level, out = alphas[index], levels[index], outs[index]
-        rgb = colours[index].rows(top, bottom)
         visible = (alpha >= SOLVE_MIN_ALPHA) & uncovered[index]
+        solved = None
         if visible.any():
             solved = below * (ONE - alpha)
             np.subtract(guide, solved, out=solved)
             solved /= np.maximum(alpha, np.float32(1e-6))
             np.clip(solved, 0.0, 1.0, out=solved)
-            np.copyto(rgb, solved, where=visible)
-            del solved
+        if solved is not None and visible.all():
+            rgb = solved  # the model's colour would be replaced everywhere: not resampled
+        else:
+            rgb = colours[index].rows(top, bottom)
+            if solved is not None:
+                np.copyto(rgb, solved, where=visible)
+        del solved
         rgb *= F255
         np.rint(rgb, out=rgb)
         transparent = level == 0
