@@ -76,6 +76,7 @@ class RefineOnly(Backend):
                   progress: ProgressCallback = ignore_progress,
                   cancel: CancelToken | None = None) -> LayerStack:
         from layerlift.inference.backends.qwen import QwenBackend
+        from layerlift.inference.backends.qwen.caption import CaptionResult
         from layerlift.inference.backends.qwen.pipeline_call import parse_options
 
         qwen = QwenBackend(self.settings)
@@ -83,7 +84,8 @@ class RefineOnly(Backend):
             layers=len(self.layers_low), options={"resolution": self.resolution}),
             qwen.settings)
         progress(Progress("running", 0.9, "denoising step 1/1", 1, 1))
-        return qwen._refine(image, self.layers_low, options, "bench", "user", progress)
+        caption = CaptionResult("bench", "user", "user")
+        return qwen._refine(image, self.layers_low, options, caption, {}, progress)
 
 
 class _LoopThread:

@@ -65,6 +65,13 @@ from layerlift.inference.settings import Settings  # noqa: E402
 from bench.handoff import RefineOnly, time_handoff  # noqa: E402
 
 CAPTION = "a poster with a title, shapes and a background"
+
+
+def user_caption():
+    """The caption a user typed, as the Qwen backend records it (no model captioning)."""
+    from layerlift.inference.backends.qwen.caption import CaptionResult
+
+    return CaptionResult(CAPTION, "user", "user")
 JOB_ID = "0123456789abcdef"
 
 
@@ -278,7 +285,7 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
     marks = Marks()
     with tempfile.TemporaryDirectory() as tmp:
         marks.mark("call_end")
-        stack = backend._refine(image, layers_low, options, CAPTION, "user",
+        stack = backend._refine(image, layers_low, options, user_caption(), {},
                                 _refine_progress(marks))
         marks.mark("decomposed")
         _export(stack, Path(tmp), marks)
