@@ -153,10 +153,10 @@ def test_job_runner_runs_and_cancels_the_real_pipeline(tiny_settings, poster_sma
 
     runner = JobRunner(settings=tiny_settings).start()
     cancelled_once = threading.Event()
-    target: dict[str, str] = {}
 
     def listener(record: JobSnapshot, *_: object) -> None:
-        if (record.id == target.get("cancel") and record.progress.step == 1
+        # The job to cancel is the 3-step one; known by its options, so no race with submit.
+        if (record.params.options.get("steps") == 3 and record.progress.step == 1
                 and not cancelled_once.is_set()):
             cancelled_once.set()
             runner.cancel(record.id)
@@ -189,7 +189,6 @@ def test_job_runner_runs_and_cancels_the_real_pipeline(tiny_settings, poster_sma
 
         request = DecomposeRequest(layers=1, options={"caption": CAPTION, "steps": 3})
         job = runner.submit(small, request, "qwen")
-        target["cancel"] = job.id
         record = runner.wait(job.id, timeout=240)
         assert record.state == "cancelled", record
         assert cancelled_once.is_set()
