@@ -1,12 +1,12 @@
 """Flattening a stack, fast: premultiplied compositing in cache-sized strips, channel-planar.
 
 How a stack looks (`LayerStack.composite`), what the PSD and ORA writers store as the merged
-image, and what exact recomposition (`inference.refine`) measures itself against must be the
-same numbers, so they all come from here. The arithmetic is float32 Porter-Duff `over` on
-premultiplied colour, rounded to 8 bits once at the end. It runs top layer first, each layer
-slid beneath what is above it (`C += L * (1 - C_alpha)`): the same `over`, associated so that
-the composite of everything above the bottom layer is a step on the way, which is what exact
-recomposition solves the bottom layer against.
+image, and what exact recomposition (`inference.exact_recomposition`) measures itself against
+must be the same numbers, so they all come from here. The arithmetic is float32 Porter-Duff
+`over` on premultiplied colour, rounded to 8 bits once at the end. It runs top layer first, each
+layer slid beneath what is above it (`C += L * (1 - C_alpha)`): the same `over`, associated so
+that the composite of everything above the bottom layer is a step on the way, which is what
+exact recomposition solves the bottom layer against.
 
 Speed: a 4096 x 4096 canvas is 16 M pixels and compositing is some twenty passes per layer.
 Two things make those passes cheap in numpy:

@@ -1,12 +1,12 @@
 """Keep the C heap from handing numpy's temporaries back to the kernel during strip work.
 
-The strip loops (`inference.compose`, `refine`, `restore`) create and free tens of float
-arrays of a few hundred kilobytes per strip, thousands of strips per 4096 px picture. glibc
-serves blocks that size with `mmap` or trims them off the heap top when they are freed, so
-every strip gets fresh pages from the kernel and page-faults on each of them: measured at
-4096 x 4096 with four layers, a million faults and 1.4-2.3 s of system time in exact
-recomposition alone, about as much as its arithmetic. Raising glibc's mmap and trim
-thresholds while such a loop runs lets the freed blocks be reused (a few thousand faults).
+The strip loops (`inference.compose`, `exact_recomposition`, `full_resolution`) create and free
+tens of float arrays of a few hundred kilobytes per strip, thousands of strips per 4096 px
+picture. glibc serves blocks that size with `mmap` or trims them off the heap top when they are
+freed, so every strip gets fresh pages from the kernel and page-faults on each of them: measured
+at 4096 x 4096 with four layers, a million faults and 1.4-2.3 s of system time in exact
+recomposition alone, about as much as its arithmetic. Raising glibc's mmap and trim thresholds
+while such a loop runs lets the freed blocks be reused (a few thousand faults).
 
 `steady_heap()` raises them when a `with` block is first entered and, when the outermost
 block ends, trims the heap once (`malloc_trim`), so a finished job still gives its memory

@@ -8,7 +8,7 @@ Stages (each reports progress and is a cancellation point):
 4. layers: bottom-up, with completion and soft alpha from unmixing; then small details that
    no region captured (thin text) on top;
 5. count: merge or split to the requested number of layers, and names;
-6. exactness: `inference.refine.recomposite_exact`, so the stack flattens to the input.
+6. exactness: `inference.exact_recomposition.recomposite_exact`, so the stack flattens to the input.
 
 Pictures larger than ANALYSIS_PIXELS are analysed at a reduced scale (box-averaged by an integer
 factor, which also averages away sensor and JPEG noise): stages 1-5 run there, each layer is
@@ -53,9 +53,9 @@ from layerlift.inference.backends.classic.ordering import z_order
 from layerlift.inference.backends.classic.regions import find_units
 from layerlift.inference.backends.classic.residual import find_details
 from layerlift.inference.errors import InputError
+from layerlift.inference.exact_recomposition import recomposite_exact
 from layerlift.inference.job_states import JobState
 from layerlift.inference.layers import Layer, LayerStack, as_rgba8
-from layerlift.inference.refine import recomposite_exact
 from PIL import Image
 
 

@@ -472,8 +472,8 @@ class QwenBackend(Backend):
         extra: dict[str, Any],
         progress: ProgressCallback,
     ) -> LayerStack:
-        from layerlift.inference.refine import recomposite_exact
-        from layerlift.inference.restore import restore_layers
+        from layerlift.inference.exact_recomposition import recomposite_exact
+        from layerlift.inference.full_resolution import restore_layers
         from PIL import Image
 
         progress(Progress(JobState.REFINING, _DENOISED_AT, "restoring full resolution"))

@@ -1,12 +1,12 @@
-"""Exact recomposition (`inference.refine.recomposite_exact`), the safety net of every backend."""
+"""Exact recomposition (`recomposite_exact`), the safety net of every backend."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from layerlift.inference.errors import BadRequest
+from layerlift.inference.exact_recomposition import recomposite_exact
 from layerlift.inference.layers import Layer, LayerStack, psnr
-from layerlift.inference.refine import recomposite_exact
 
 
 def _solid(h: int, w: int, rgba: tuple[int, int, int, int]) -> np.ndarray:
@@ -160,7 +160,7 @@ def _noisy_stack(h: int, w: int, count: int, seed: int) -> tuple[LayerStack, np.
 
 def test_whole_strip_and_gathered_pixels_give_the_same_stack(monkeypatch):
     """The dense path (most pixels miss) and the gathered one must agree bit for bit."""
-    from layerlift.inference import refine
+    from layerlift.inference import exact_recomposition as refine
 
     stack, target = _noisy_stack(40, 52, 4, 3)
     # Leave most of the picture exact so that the gathered path has a real mix to fix.

@@ -17,7 +17,7 @@ thing known exactly at full resolution:
   pixels' colour does not bleed into edges.
 
 What is still off after this (hidden areas, layers the model got wrong) is left to
-`inference.refine.recomposite_exact`, which makes the stack recomposite exactly.
+`inference.exact_recomposition.recomposite_exact`, which makes the stack recomposite exactly.
 
 Everything at full resolution runs in strips of rows, all layers of a strip together, with
 float planes that fit the CPU cache (`inference.upsample` resamples the low-resolution planes

@@ -1,12 +1,12 @@
-"""Bringing low-resolution layers back to full resolution (inference.restore)."""
+"""Bringing low-resolution layers back to full resolution (inference.full_resolution)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from layerlift.inference.exact_recomposition import recomposite_exact
+from layerlift.inference.full_resolution import restore_layers, upsample_alpha
 from layerlift.inference.layers import LayerStack, psnr
-from layerlift.inference.refine import recomposite_exact
-from layerlift.inference.restore import restore_layers, upsample_alpha
 from PIL import Image
 
 
