@@ -108,9 +108,6 @@ class JobStore:
         records.sort(key=lambda r: (r.get("finished") or r.get("created") or 0.0))
         return records
 
-    def has_result(self, job_id: str) -> bool:
-        return (self.folder(job_id) / STACK_DIR).is_dir()
-
     def read_result(self, job_id: str) -> LayerStack:
         from layerlift.inference.formats.pngdir import read_png_dir
 

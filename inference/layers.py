@@ -78,10 +78,6 @@ class Layer:
         """(left, top, right, bottom) on the canvas, right/bottom exclusive."""
         return (self.x, self.y, self.x + self.width, self.y + self.height)
 
-    @property
-    def is_empty(self) -> bool:
-        return self.width == 0 or self.height == 0 or not self.pixels[..., 3].any()
-
     def on_canvas(self, width: int, height: int) -> np.ndarray:
         """This layer drawn onto a transparent (height, width, 4) canvas; parts outside are cut."""
         canvas = np.zeros((height, width, 4), np.uint8)
@@ -233,32 +229,6 @@ class LayerStack:
             raise ValueError("the sub-stack must be on the same canvas")
         layers = self.layers[:index] + list(sub_stack.layers) + self.layers[index + 1 :]
         return replace(self, layers=layers, meta=dict(self.meta))
-
-    def resized(self, width: int, height: int) -> LayerStack:
-        """Every layer scaled to a `width` x `height` canvas, premultiplied so edges stay clean."""
-        from PIL import Image
-
-        scaled = []
-        for canvas in self.canvases():
-            premul = to_float(canvas)
-            premul[..., :3] *= premul[..., 3:4]
-            channels = [
-                np.asarray(
-                    Image.fromarray(premul[..., c], mode="F").resize(
-                        (width, height), Image.Resampling.LANCZOS
-                    )
-                )
-                for c in range(4)
-            ]
-            out = np.clip(np.stack(channels, axis=-1), 0.0, 1.0)
-            alpha = out[..., 3:4]
-            out[..., :3] = np.where(alpha > 0, out[..., :3] / np.maximum(alpha, 1e-6), 0.0)
-            scaled.append(to_uint8(np.clip(out, 0.0, 1.0)))
-        layers = [
-            replace(layer, pixels=pixels, x=0, y=0, meta=dict(layer.meta))
-            for layer, pixels in zip(self.layers, scaled, strict=True)
-        ]
-        return LayerStack(width, height, layers, dict(self.meta))
 
 
 def psnr(reference: np.ndarray, test: np.ndarray) -> float:

@@ -12,7 +12,7 @@ from layerlift.inference.backends.base import DecomposeRequest
 from layerlift.inference.errors import BadRequest
 from layerlift.inference.job_snapshot import JobError
 from layerlift.inference.job_store import JobStore
-from layerlift.inference.jobs import JobRunner, QueueFull, UnknownJob
+from layerlift.inference.jobs import JobRunner, QueueFull, ResultUnavailable, UnknownJob
 from layerlift.inference.settings import Settings
 
 from tests.bridge_fixtures import GatedBackend, picture, split_provider
@@ -38,7 +38,7 @@ def test_job_runs_and_result_is_on_disk_before_done(runner):
         if record.state == "done":
             folder = runner.store.folder(record.id)
             saved = json.loads((folder / "job.json").read_text())
-            if runner.store.has_result(record.id) and saved["state"] == "done":
+            if saved["state"] == "done" and runner.store.read_result(record.id).layers:
                 on_disk_when_done.set()
 
     runner.subscribe(listener)
@@ -75,7 +75,8 @@ def test_fifo_positions_and_cancel_of_queued(runner):
     assert done_first.state == "done"
     assert done_first.finished <= runner.get(third.id).started
     assert runner.get(second.id).started is None
-    assert not runner.store.has_result(second.id)
+    with pytest.raises(ResultUnavailable):
+        runner.read_result(second.id)
 
 
 def test_cancel_running_job(runner):
@@ -86,7 +87,8 @@ def test_cancel_running_job(runner):
     final = runner.wait(job.id, WAIT)
     assert final.state == "cancelled"
     assert final.error.code == "cancelled"
-    assert not runner.store.has_result(job.id)
+    with pytest.raises(ResultUnavailable):
+        runner.read_result(job.id)
     # The runner is free again.
     follow = runner.submit(picture(), DecomposeRequest(), "split")
     assert runner.wait(follow.id, WAIT).state == "done"

@@ -270,6 +270,6 @@ def test_closing_the_window_without_a_tray_waits_for_the_job(qtbot, qapp, make_h
         provider.gate.set()
         qtbot.waitUntil(lambda: recorder.calls == 1, timeout=90_000)
         assert host.runner.get(job_id).state == "done"
-        assert host.runner.store.has_result(job_id)
+        assert host.runner.read_result(job_id).layers  # on disk, readable
     finally:
         app.stop()
