@@ -12,10 +12,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+_UMASK: int | None = None
+
+
+def _umask() -> int:
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return _UMASK
 
 
 def temp_path_for(target: Path) -> Path:
@@ -23,6 +34,25 @@ def temp_path_for(target: Path) -> Path:
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     return Path(name)
+
+
+def public_mode(target: Path) -> int:
+    """The permissions a user's output at `target` should get: those of the file it
+    replaces, else what a new file gets under the umask.
+
+    The staged files here are made by mkstemp, private (0600), and keep that mode when
+    renamed: right for tokens and settings, wrong for a PSD the user shares. Writers of
+    user files apply this mode to the finished file.
+    """
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def set_mode(path: Path, mode: int) -> None:
+    with contextlib.suppress(OSError, NotImplementedError):
+        os.chmod(path, mode)
 
 
 def fsync_file(path: Path) -> None:
@@ -63,6 +93,30 @@ def atomic_writer(target: Path) -> Iterator[BinaryIO]:
     """Yield a binary file object; on success its bytes replace `target` atomically."""
     with staged_file(target) as temp, open(temp, "wb") as handle:
         yield handle
+
+
+def publish_new(temp: Path, target: Path, mode: int | None = None) -> None:
+    """Give the finished file `temp` the name `target` only if that name is free.
+
+    A hard link fails atomically when `target` exists (`FileExistsError`), so a name the
+    caller chose as free is never taken from a file that appeared meanwhile. File systems
+    without hard links get a check and a rename, which is as close as they allow. `mode`,
+    if given, is applied to the file first.
+    """
+    if mode is not None:
+        set_mode(temp, mode)
+    try:
+        os.link(temp, target)
+    except FileExistsError:
+        raise
+    except OSError:
+        if os.path.lexists(target):
+            raise FileExistsError(f"'{target}' exists") from None
+        os.replace(temp, target)
+    else:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+    fsync_dir(target.parent)
 
 
 def discard(paths: list[Path]) -> None:

@@ -33,7 +33,7 @@ from layerlift.inference.layers import Layer, LayerStack
 from PIL import Image
 
 W, H = 40, 30
-KINDS = ["stack.psd", "stack.ora", "stack_dir/"]
+KINDS = ["stack.psd", "stack.psb", "stack.ora", "stack_dir/"]
 
 
 def _soft_blob(h: int, w: int, rgb: tuple[int, int, int], seed: int) -> np.ndarray:
@@ -89,7 +89,8 @@ def clear_stack() -> LayerStack:
 
 
 def _target(tmp_path: Path, kind: str) -> Path | str:
-    return str(tmp_path / kind) if kind.endswith("/") else tmp_path / kind
+    # A folder target is spelled with its trailing '/': that is what makes it a folder.
+    return f"{tmp_path / kind.rstrip('/')}/" if kind.endswith("/") else tmp_path / kind
 
 
 def _premultiplied(pixels: np.ndarray) -> np.ndarray:
@@ -474,11 +475,14 @@ def test_png_dir_files_and_manifest(tmp_path, stack):
 
 def test_png_dir_rewrite_removes_stale_layer_files(tmp_path, stack):
     folder = tmp_path / "result"
-    write_stack(stack, folder)
+    write_stack(stack, f"{folder}/")
     (folder / "notes.txt").write_text("mine")
     smaller = LayerStack(W, H, stack.layers[:1], {})
-    write_stack(smaller, folder)
-    assert sorted(os.listdir(folder)) == ["00_background.png", "notes.txt", "stack.json"]
+    write_stack(smaller, folder)  # an existing folder needs no trailing '/'
+    assert sorted(os.listdir(folder)) == [
+        ".layerlift-folder.json", "00_background.png", "notes.txt", "stack.json"
+    ]
+    assert (folder / "notes.txt").read_text() == "mine"
     assert_same_stack(smaller, read_stack(folder))
     assert_same_stack(smaller, read_stack(folder / "stack.json"))
 
@@ -491,7 +495,7 @@ def test_png_dir_names_are_index_prefixed_slugs():
 
 def test_png_dir_manifest_cannot_reach_outside_its_folder(tmp_path, stack):
     folder = tmp_path / "result"
-    write_stack(stack, folder)
+    write_stack(stack, f"{folder}/")
     manifest = json.loads((folder / "stack.json").read_text("utf-8"))
     manifest["layers"][0]["file"] = "../outside.png"
     (folder / "stack.json").write_text(json.dumps(manifest), "utf-8")
@@ -501,7 +505,7 @@ def test_png_dir_manifest_cannot_reach_outside_its_folder(tmp_path, stack):
 
 def test_png_dir_detects_a_size_mismatch_and_a_missing_manifest(tmp_path, stack):
     folder = tmp_path / "result"
-    write_stack(stack, folder)
+    write_stack(stack, f"{folder}/")
     Image.new("RGBA", (3, 3)).save(folder / "01_text-ete-50.png")
     with pytest.raises(CorruptImage, match="manifest says"):
         read_stack(folder)
@@ -517,13 +521,44 @@ def test_output_kind_follows_the_path(tmp_path):
     (tmp_path / "results.v2").mkdir()
     assert output_kind(tmp_path / "a.psd") == "psd"
     assert output_kind(tmp_path / "A.PSD") == "psd"
+    assert output_kind(tmp_path / "a.psb") == "psb"
     assert output_kind(tmp_path / "a.ora") == "ora"
     assert output_kind(str(tmp_path / "out") + "/") == "dir"
-    assert output_kind(tmp_path / "out") == "dir"
-    assert output_kind(tmp_path / "results.v2") == "dir"
-    with pytest.raises(BadRequest, match=r"\.psd or \.ora") as caught:
+    assert output_kind(tmp_path / "results.v2") == "dir"  # an existing folder
+    with pytest.raises(BadRequest, match=r"OUT\.psd, OUT\.psb or OUT\.ora") as caught:
         output_kind(tmp_path / "a.xcf")
     assert caught.value.code == "bad_request"
+
+
+@pytest.mark.parametrize(
+    ("name", "needle"),
+    [
+        ("out", "does not end in '/'"),  # a new name without suffix is not guessed a folder
+        (".psd", "no name before its suffix"),  # never a hidden folder '.psd/'
+        (".ORA", "no name before its suffix"),
+        ("", "empty"),
+        ("  ", "empty"),
+    ],
+)
+def test_output_kind_refuses_what_is_not_explicit(tmp_path, monkeypatch, name, needle):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BadRequest, match=needle) as caught:
+        output_kind(name)
+    assert "OUT.psd" in caught.value.message or "picture." in caught.value.message \
+        or "empty" in caught.value.message
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_existing_folder_named_like_a_file_is_refused(tmp_path):
+    (tmp_path / "out.psd").mkdir()
+    with pytest.raises(BadRequest, match=r"existing folder, not a \.psd file"):
+        output_kind(tmp_path / "out.psd")
+    assert output_kind(f"{tmp_path / 'out.psd'}/") == "dir"  # said explicitly
+
+
+def test_a_device_is_not_an_output():
+    with pytest.raises(BadRequest, match="character device"):
+        output_kind("/dev/null")
 
 
 def test_write_stack_creates_missing_parent_folders(tmp_path, stack):
@@ -633,7 +668,7 @@ def test_ora_write_failure_leaves_the_old_file(tmp_path, stack, monkeypatch):
 
 def test_png_dir_write_failure_leaves_the_old_result(tmp_path, stack, monkeypatch):
     folder = tmp_path / "result"
-    write_stack(stack, folder)
+    write_stack(stack, f"{folder}/")
     before = {name: (folder / name).read_bytes() for name in os.listdir(folder)}
     from layerlift.inference.formats import fastpng
 

@@ -1,8 +1,9 @@
 """Reading pictures in and writing layer stacks out.
 
 `read_image` / `read_image_bytes` turn whatever a user hands us (PNG, JPEG, WebP, TIFF, GIF,
-BMP, PSD, ORA) into straight-alpha sRGB RGBA8 with clear, coded errors; `write_stack` /
-`read_stack` store a `LayerStack` as PSD, OpenRaster or a folder of PNGs and read it back.
+BMP, PSD, PSB, ORA) into straight-alpha sRGB RGBA8 with clear, coded errors; `write_stack` /
+`read_stack` store a `LayerStack` as PSD, PSB, OpenRaster or a folder of PNGs and read it
+back; `check_output` refuses a bad write target before any work (see `safety`).
 """
 
 from layerlift.inference.formats.reader import (
@@ -15,6 +16,8 @@ from layerlift.inference.formats.reader import (
 from layerlift.inference.formats.sniff import SUPPORTED_INPUTS
 from layerlift.inference.formats.stackio import (
     SUPPORTED_OUTPUTS,
+    OutputTarget,
+    check_output,
     output_kind,
     read_stack,
     write_stack,
@@ -26,6 +29,8 @@ __all__ = [
     "SUPPORTED_INPUTS",
     "SUPPORTED_OUTPUTS",
     "LoadedImage",
+    "OutputTarget",
+    "check_output",
     "output_kind",
     "read_image",
     "read_image_bytes",

@@ -12,6 +12,10 @@ The manifest is the commit record. New files are first written under temporary n
 when all of them exist are they renamed into place, with the old manifest removed first and
 the new one renamed in last. A folder with a `stack.json` is therefore always complete and
 consistent, and a write that fails leaves the previous result untouched.
+
+The folder is LayerLift's only when it was new or empty or carries LayerLift's marker
+(`ownership.MARKER`, with a hash of each file written): a `stack.json` found in a user's
+folder is never trusted to say which files may be replaced or removed.
 """
 
 from __future__ import annotations
@@ -30,10 +34,19 @@ from layerlift.inference.atomic import (
     discard,
     fsync_dir,
     fsync_file,
+    public_mode,
+    set_mode,
     staged_file,
     temp_path_for,
 )
-from layerlift.inference.errors import BadRequest, CorruptImage, ImageTooLarge, InputError
+from layerlift.inference.errors import CorruptImage, ImageTooLarge, InputError
+from layerlift.inference.formats.ownership import (
+    bytes_sha256,
+    claim_folder,
+    file_sha256,
+    write_marker,
+)
+from layerlift.inference.formats.safety import open_regular
 from layerlift.inference.layers import Layer, LayerStack
 
 MANIFEST = "stack.json"
@@ -113,35 +126,27 @@ def _manifest(stack: LayerStack, files: list[str | None], group_name: str | None
     return manifest
 
 
-def _old_files(folder: Path) -> set[str]:
-    """Layer files listed by an existing manifest, so a rewrite can remove stale ones."""
-    try:
-        old = json.loads((folder / MANIFEST).read_text("utf-8"))
-        return {
-            entry["file"]
-            for entry in old.get("layers", [])
-            if isinstance(entry, dict) and _is_plain_name(entry.get("file"))
-        }
-    except (OSError, ValueError, AttributeError, TypeError):
-        return set()
-
-
 def write_png_dir(
     stack: LayerStack, folder: str | Path, *, group_name: str | None = None
 ) -> list[Path]:
     """Write `stack` as trimmed PNGs plus `stack.json` in `folder`; returns the files written.
 
-    The manifest is last in the returned list.
+    The folder must be new, empty, or one LayerLift wrote (see `ownership`): files LayerLift
+    did not write there are never overwritten or removed. The manifest is last in the
+    returned list.
     """
     from layerlift.inference.formats.fastpng import write_png
 
     target = Path(folder)
-    if target.exists() and not target.is_dir():
-        raise BadRequest(f"'{target}' is a file; give a folder to write the layer PNGs into")
-    target.mkdir(parents=True, exist_ok=True)
     trimmed = stack.trimmed()
     files = _plan_files(trimmed)
+    claim = claim_folder(target, [file for file in files if file] + [MANIFEST])
+    target.mkdir(parents=True, exist_ok=True)
+    if not claim.marked:
+        # Marked before the first byte, so leftovers of a crash are still LayerLift's folder.
+        write_marker(target, {})
     staged: list[tuple[Path, Path]] = []
+    written: dict[str, str] = {}
     try:
         for layer, file in zip(trimmed.layers, files, strict=True):
             if file is None:
@@ -152,24 +157,36 @@ def write_png_dir(
             with open(temp, "wb") as handle:
                 write_png(layer.pixels, handle)
             fsync_file(temp)
+            written[file] = file_sha256(temp) or ""
         manifest = json.dumps(
             _manifest(trimmed, files, group_name), ensure_ascii=False, indent=1
         ).encode("utf-8")
     except BaseException:
         discard([temp for temp, _ in staged])
         raise
+    written[MANIFEST] = bytes_sha256(manifest)
 
-    stale = _old_files(target) - {file for file in files if file}
+    owned = claim.owned
+    stale = set(owned) - set(written)
+    # Until the swap is done, both the old and the new bytes under a name are LayerLift's.
+    during = {name: [digest, *([owned[name]] if name in owned else [])]
+              for name, digest in written.items()}
+    during.update({name: [owned[name]] for name in stale})
+    write_marker(target, during)
     with contextlib.suppress(FileNotFoundError):
-        (target / MANIFEST).unlink()
+        (target / MANIFEST).unlink()  # LayerLift's own: claim_folder refuses any other
+    new_file_mode = public_mode(target / MANIFEST)
     for temp, final in staged:
+        set_mode(temp, public_mode(final))
         os.replace(temp, final)
     fsync_dir(target)
     with staged_file(target / MANIFEST) as temp:
         temp.write_bytes(manifest)
+        set_mode(temp, new_file_mode)
     for name in stale:
         with contextlib.suppress(OSError):
             (target / name).unlink()
+    write_marker(target, {name: [digest] for name, digest in written.items()})
     return [final for _, final in staged] + [target / MANIFEST]
 
 
@@ -231,12 +248,15 @@ def read_png_dir(folder: str | Path, *, max_pixels: int | None = None) -> LayerS
     if not source.is_dir():
         raise InputError(f"'{source}' is not a folder")
     try:
-        manifest = json.loads((source / MANIFEST).read_text("utf-8"))
+        with open_regular(source / MANIFEST) as handle:
+            manifest = json.loads(handle.read().decode("utf-8"))
     except FileNotFoundError as exc:
         raise InputError(
             f"'{source}' has no {MANIFEST}: it is not a LayerLift layer folder, or its "
             "writing did not finish"
         ) from exc
+    except InputError:
+        raise
     except (OSError, ValueError) as exc:
         raise CorruptImage(f"'{source / MANIFEST}' is damaged: {exc}") from exc
     if not isinstance(manifest, dict) or not isinstance(manifest.get("layers"), list):

@@ -23,8 +23,16 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 from layerlift.inference.atomic import atomic_writer
-from layerlift.inference.errors import BadRequest, CorruptImage, ImageTooLarge, InputError
+from layerlift.inference.errors import (
+    BadRequest,
+    CorruptImage,
+    ImageTooLarge,
+    InputError,
+    UnsupportedFormat,
+)
 from layerlift.inference.formats.colour import to_srgb_rgba
+from layerlift.inference.formats.liblog import library_warnings
+from layerlift.inference.formats.safety import open_regular
 from layerlift.inference.layers import Layer, LayerStack
 from PIL import Image
 
@@ -34,6 +42,8 @@ if TYPE_CHECKING:
 DEFAULT_GROUP = "LayerLift"
 # The PSD format (version 1) stops at 30000 px a side; larger needs PSB, which few apps read.
 MAX_PSD_SIDE = 30000
+# PSB ("large document", version 2) goes to 300000 px a side.
+MAX_PSB_SIDE = 300000
 # psd-tools refuses longer layer names; Photoshop itself allows 255 characters.
 MAX_NAME = 255
 
@@ -71,6 +81,17 @@ def read_header(head: bytes, label: str) -> PsdHeader:
     return PsdHeader(int(width), int(height), channels, depth, _COLOR_MODES.get(mode, "?"), version)
 
 
+def _missing_aggdraw(exc: BaseException) -> bool:
+    return isinstance(exc, ImportError) and "aggdraw" in str(exc)
+
+
+def _needs_aggdraw(label: str) -> UnsupportedFormat:
+    return UnsupportedFormat(
+        f"'{label}' has vector shapes, and drawing them needs the aggdraw package, which "
+        "this installation lacks: install it with `pip install aggdraw`"
+    )
+
+
 def _open_document(source: str | Path | BinaryIO, label: str) -> PSDImage:
     from psd_tools import PSDImage
 
@@ -84,19 +105,54 @@ def _open_document(source: str | Path | BinaryIO, label: str) -> PSDImage:
         raise CorruptImage(f"'{label}' is a damaged Photoshop file: {exc}") from exc
 
 
-def flatten(source: str | Path | BinaryIO, label: str) -> Image.Image:
+def _render_layers(document: PSDImage, label: str, why: Exception | None) -> Image.Image:
+    """The document composited from its layers (their stored pixels, else their vectors)."""
+    failure: Exception | None = why
+    for options in ({"ignore_preview": True}, {"force": True}):
+        try:
+            return document.composite(**options)
+        except MemoryError as exc:
+            raise ImageTooLarge(
+                f"'{label}' is too large to flatten in the memory available"
+            ) from exc
+        except Exception as exc:
+            if _missing_aggdraw(exc):
+                raise _needs_aggdraw(label) from exc
+            failure = exc
+    raise CorruptImage(f"'{label}' could not be flattened: {failure}") from failure
+
+
+def flatten(
+    source: str | Path | BinaryIO, label: str, warnings: list[str] | None = None
+) -> Image.Image:
     """The document's composite as a Pillow image, the way Photoshop would show it.
 
-    Uses the stored merged image when the file has one, and composites the layers with
-    psd-tools otherwise.
+    Uses the stored merged image when the file has a readable one, and composites the
+    layers with psd-tools otherwise, saying so in `warnings`: a file saved without
+    "Maximize compatibility" has no merged image, and a damaged one is not the picture.
     """
+    notes = warnings if warnings is not None else []
     document = _open_document(source, label)
-    try:
-        image = document.composite()
-    except MemoryError as exc:
-        raise ImageTooLarge(f"'{label}' is too large to flatten in the memory available") from exc
-    except Exception as exc:
-        raise CorruptImage(f"'{label}' could not be flattened: {exc}") from exc
+    image: Image.Image | None
+    if not document.has_preview():
+        notes.append("the file stores no flattened picture (saved without 'Maximize "
+                     "compatibility'); its layers were composited instead")
+        image = _render_layers(document, label, None)
+    else:
+        try:
+            image = document.composite()
+        except MemoryError as exc:
+            raise ImageTooLarge(
+                f"'{label}' is too large to flatten in the memory available"
+            ) from exc
+        except Exception as exc:
+            if _missing_aggdraw(exc):
+                raise _needs_aggdraw(label) from exc
+            image = _render_layers(document, label, exc)
+            notes.append(
+                f"the file's stored flattened picture is damaged ({exc}); its layers were "
+                "composited instead"
+            )
     if image is None:
         raise CorruptImage(f"'{label}' has neither a stored composite nor layers to flatten")
     return image
@@ -106,12 +162,18 @@ def _fit_name(name: str) -> str:
     return name[:MAX_NAME]
 
 
-def _check_canvas(stack: LayerStack) -> None:
+def _check_canvas(stack: LayerStack, version: int = 1) -> None:
     if stack.width < 1 or stack.height < 1:
         raise BadRequest("cannot write a PSD with an empty canvas")
-    if max(stack.width, stack.height) > MAX_PSD_SIDE:
+    if version == 1 and max(stack.width, stack.height) > MAX_PSD_SIDE:
         raise BadRequest(
             f"a PSD holds at most {MAX_PSD_SIDE} pixels a side but the canvas is "
+            f"{stack.width} x {stack.height}; write a .psb or .ora file or a folder of PNGs "
+            "instead"
+        )
+    if max(stack.width, stack.height) > MAX_PSB_SIDE:
+        raise BadRequest(
+            f"a PSB holds at most {MAX_PSB_SIDE} pixels a side but the canvas is "
             f"{stack.width} x {stack.height}; write an .ora file or a folder of PNGs instead"
         )
 
@@ -126,6 +188,55 @@ def encode(stack: LayerStack, handle: BinaryIO, group_name: str | None = None) -
     write_document(trimmed, stack.composite(), _fit_name(group_name or DEFAULT_GROUP), handle)
 
 
+def encode_psb(stack: LayerStack, handle: BinaryIO, group_name: str | None = None) -> None:
+    """Write `stack` as a PSB (large document format) to `handle`, through psd-tools.
+
+    The fast writer (`psd_write`) writes version 1 only; a PSB is rare (a canvas over 30000
+    px a side), so it goes through psd-tools, which sizes every length field for version 2
+    once the header says so. Same structure as `encode`: one group, one trimmed pixel layer
+    per stack layer, the exact composite as the merged image.
+    """
+    from psd_tools import PSDImage
+    from psd_tools.constants import Compression
+
+    _check_canvas(stack, 2)
+    composite = stack.composite()
+    transparent = bool((composite[..., 3] < 255).any())
+    document = PSDImage.new("RGBA" if transparent else "RGB", (stack.width, stack.height))
+    # Set before any layer exists: the channel data is encoded for the header's version.
+    document._record.header.version = 2
+    # Names go in after creation: the setter stores the Unicode name block too.
+    group = document.create_group(name="group")
+    group.name = _fit_name(group_name or DEFAULT_GROUP)
+    for index, layer in enumerate(stack.trimmed().layers):
+        if layer.width and layer.height:
+            psd_layer = group.create_pixel_layer_from_array(
+                layer.pixels, name=f"layer {index}", top=layer.y, left=layer.x
+            )
+        else:
+            psd_layer = group.create_pixel_layer(
+                Image.new("RGB", (0, 0)), name=f"layer {index}", top=layer.y, left=layer.x
+            )
+        psd_layer.name = _fit_name(layer.name)
+        psd_layer.visible = layer.visible
+    record = document._record
+    rgb = composite[..., :3].astype(np.uint32)
+    planes = [rgb[..., c] for c in range(3)]
+    if transparent:
+        # A negative layer count marks the extra channel as the composite's transparency;
+        # the merged colour is stored over white, as Photoshop does.
+        info = record.layer_and_mask_information.layer_info
+        info.layer_count = -abs(info.layer_count)
+        alpha = composite[..., 3].astype(np.uint32)
+        planes = [(plane * alpha + 255 * (255 - alpha) + 127) // 255 for plane in planes]
+        planes.append(alpha)
+    record.image_data.compression = Compression.RLE
+    record.image_data.set_data([plane.astype(np.uint8).tobytes() for plane in planes],
+                               record.header)
+    # Not `document.save()`: it would re-render the merged image and replace the exact one.
+    record.write(handle)
+
+
 def build_document(stack: LayerStack, group_name: str | None = None) -> PSDImage:
     """The PSD `write_psd` would write, opened with psd-tools (for tests and inspection)."""
     from psd_tools import PSDImage
@@ -137,8 +248,16 @@ def build_document(stack: LayerStack, group_name: str | None = None) -> PSDImage
 
 
 def write_psd(stack: LayerStack, path: str | Path, *, group_name: str | None = None) -> list[Path]:
-    """Write `stack` as a layered PSD at `path`, atomically; returns `[path]`."""
+    """Write `stack` as a layered PSD at `path`, atomically; returns `[path]`.
+
+    A `path` ending in .psb gets the large document format (PSB).
+    """
     target = Path(path)
+    if target.suffix.lower() == ".psb":
+        _check_canvas(stack, 2)
+        with atomic_writer(target) as handle:
+            encode_psb(stack, handle, group_name)
+        return [target]
     _check_canvas(stack)
     with atomic_writer(target) as handle:
         encode(stack, handle, group_name)
@@ -169,18 +288,34 @@ def read_psd(path: str | Path, *, max_pixels: int) -> LayerStack:
     """
     source = Path(path)
     label = str(source)
+    warnings: list[str] = []
     try:
-        with open(source, "rb") as handle:
+        with open_regular(source, label) as handle, library_warnings(warnings):
             header = read_header(handle.read(26), label)
+            if header.width * header.height > max_pixels:
+                raise ImageTooLarge(
+                    f"'{label}' is {header.width} x {header.height} pixels, more than the "
+                    f"limit of {max_pixels / 1e6:.1f} megapixels"
+                )
+            handle.seek(0)
+            document = _open_document(handle, label)
+            layers = _read_layers(document, label, warnings)
     except FileNotFoundError as exc:
         raise InputError(f"no such file: '{label}'") from exc
-    if header.width * header.height > max_pixels:
-        raise ImageTooLarge(
-            f"'{label}' is {header.width} x {header.height} pixels, more than the limit of "
-            f"{max_pixels / 1e6:.1f} megapixels"
-        )
-    document = _open_document(source, label)
-    warnings: list[str] = []
+    except PermissionError as exc:
+        raise InputError(f"cannot read '{label}': permission denied") from exc
+    except OSError as exc:
+        raise InputError(f"cannot read '{label}': {exc.strerror or exc}") from exc
+    top_level = list(document)
+    meta: dict[str, Any] = {"source_format": "PSD"}
+    if len(top_level) == 1 and top_level[0].is_group():
+        meta["group_name"] = top_level[0].name
+    if warnings:
+        meta["warnings"] = sorted(set(warnings))
+    return LayerStack(header.width, header.height, layers, meta)
+
+
+def _read_layers(document: PSDImage, label: str, warnings: list[str]) -> list[Layer]:
     layers: list[Layer] = []
 
     def collect(container: Any, visible: bool) -> None:
@@ -193,16 +328,12 @@ def read_psd(path: str | Path, *, max_pixels: int) -> LayerStack:
             except MemoryError as exc:
                 raise ImageTooLarge(f"a layer of '{label}' is too large to read") from exc
             except Exception as exc:
+                if _missing_aggdraw(exc):
+                    raise _needs_aggdraw(label) from exc
                 raise CorruptImage(
                     f"layer '{child.name}' of '{label}' could not be read: {exc}"
                 ) from exc
             layers.append(Layer(child.name, pixels, x, y, visible and child.visible).trimmed())
 
     collect(document, True)
-    top_level = list(document)
-    meta: dict[str, Any] = {"source_format": "PSD"}
-    if len(top_level) == 1 and top_level[0].is_group():
-        meta["group_name"] = top_level[0].name
-    if warnings:
-        meta["warnings"] = sorted(set(warnings))
-    return LayerStack(header.width, header.height, layers, meta)
+    return layers

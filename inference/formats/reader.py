@@ -18,7 +18,6 @@ import io
 import os
 import re
 import zipfile
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -33,6 +32,8 @@ from layerlift.inference.errors import (
 )
 from layerlift.inference.formats import sniff
 from layerlift.inference.formats.colour import raw_is_wide, to_srgb_rgba
+from layerlift.inference.formats.liblog import library_warnings
+from layerlift.inference.formats.safety import open_regular
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 100_000_000
@@ -181,17 +182,20 @@ def _decode_psd(handle: BinaryIO, label: str, head: bytes, max_pixels: int) -> L
 
     header = psd.read_header(head, label)
     _check_pixels(label, header.width, header.height, max_pixels)
-    image = psd.flatten(handle, label)
     warnings: list[str] = []
+    with library_warnings(warnings):
+        image = psd.flatten(handle, label, warnings)
     if header.color_mode == "CMYK" and image.mode != "CMYK":
         warnings.append("the PSD is CMYK; its composite was converted to RGB")
     try:
-        pixels = to_srgb_rgba(image, warnings, wide=header.depth > 8)
+        with library_warnings(warnings):
+            pixels = to_srgb_rgba(image, warnings, wide=header.depth > 8)
     except MemoryError as exc:
         raise ImageTooLarge(f"'{label}' is too large to decode in the memory available") from exc
     except Exception as exc:
         raise CorruptImage(f"'{label}' could not be converted to RGB: {exc}") from exc
-    return LoadedImage(pixels, "PSD", None, warnings, f"{header.color_mode} {header.depth}-bit")
+    kind = "PSB" if header.version == 2 else "PSD"
+    return LoadedImage(pixels, kind, None, warnings, f"{header.color_mode} {header.depth}-bit")
 
 
 def _decode_ora(handle: BinaryIO, label: str, max_pixels: int, max_bytes: int) -> LoadedImage:
@@ -233,18 +237,18 @@ def read_image(
 ) -> LoadedImage:
     """Decode the picture at `path`.
 
-    Raises `InputError` (missing or unreadable file), `CorruptImage` (empty, truncated or
-    damaged), `UnsupportedFormat` (not a picture we read) or `ImageTooLarge` (over
-    `max_bytes` on disk or `max_pixels` decoded), each naming the file.
+    Raises `InputError` (missing or unreadable file, or not a regular file: a folder, a
+    device, a FIFO, a socket), `CorruptImage` (empty, truncated or damaged),
+    `UnsupportedFormat` (not a picture we read) or `ImageTooLarge` (over `max_bytes` on disk
+    or `max_pixels` decoded), each naming the file.
     """
     source = Path(path)
     label = str(source)
     try:
-        size = source.stat().st_size
-        if source.is_dir():
-            raise InputError(f"'{label}' is a folder, not a picture")
-        with ExitStack() as stack:
-            handle = stack.enter_context(open(source, "rb"))
+        # Opened without blocking and checked with fstat: a FIFO would hang open() and a
+        # device never ends, so only a regular file is read.
+        with open_regular(source, label) as handle:
+            size = os.fstat(handle.fileno()).st_size
             if size == 0:
                 raise CorruptImage(f"'{label}' is empty (0 bytes)")
             if size > max_bytes:
@@ -259,6 +263,9 @@ def read_image(
         raise InputError(f"cannot read '{label}': permission denied") from exc
     except IsADirectoryError as exc:
         raise InputError(f"'{label}' is a folder, not a picture") from exc
+    except NotADirectoryError as exc:
+        raise InputError(f"no such file: '{label}' (a part of the path is not a folder)") \
+            from exc
     except LayerLiftError:
         raise
     except OSError as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 
 # Formats LayerLift decodes, by the names users know them by.
-SUPPORTED_INPUTS = ("PNG", "JPEG", "WebP", "TIFF", "GIF", "BMP", "PSD", "ORA")
+SUPPORTED_INPUTS = ("PNG", "JPEG", "WebP", "TIFF", "GIF", "BMP", "PSD", "PSB", "ORA")
 
 SUFFIX_FORMATS = {
     ".png": "PNG",
@@ -25,6 +25,7 @@ SUFFIX_FORMATS = {
     ".gif": "GIF",
     ".bmp": "BMP",
     ".psd": "PSD",
+    ".psb": "PSB",
     ".ora": "ORA",
 }
 
