@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from layerlift.desktop.cli.argtypes import (
     EXIT_FAILURE,
@@ -27,43 +28,92 @@ from layerlift.inference.backends.base import MAX_LAYERS, CancelToken, Decompose
 from layerlift.inference.backends.qwen.memory import ALL_MODE_CHOICES
 from layerlift.inference.errors import BadRequest, Cancelled, InputError, LayerLiftError
 
+if TYPE_CHECKING:
+    from layerlift.inference.formats import OutputTarget
+
+
+INPUT_FORMATS = "PNG, JPEG, WebP, TIFF, GIF, BMP, PSD, PSB or ORA"
+
+EPILOG = f"""\
+inputs:
+  {INPUT_FORMATS} (the format is recognised from the file's
+  bytes, not its name; a PSD, PSB or ORA is read as its flattened picture). Only regular
+  files are read: a folder, a device, a FIFO or a socket is refused.
+
+outputs (-o):
+  OUT.psd   a Photoshop document: one group holding one pixel layer per layer
+  OUT.psb   the same as a large document (PSB), for canvases over 30000 px a side
+  OUT.ora   an OpenRaster file (GIMP, Krita, MyPaint)
+  DIR/      a folder of PNG layers plus stack.json; a path ending in '/' or an existing
+            folder. The folder must be new, empty, or one LayerLift wrote (it keeps a
+            hidden .layerlift-folder.json); LayerLift never overwrites or deletes a file
+            it did not write there.
+  Anything else (no suffix, another suffix, a bare '.psd') is refused. The output is
+  checked before the input is decoded, and is never the input itself. A named OUT file
+  that exists is replaced atomically.
+
+default output:
+  INPUT_STEM.psd in the current folder; if that name is taken (by the input itself or by
+  any other file), INPUT_STEM-2.psd, INPUT_STEM-3.psd, ...: a default never overwrites.
+
+exit codes:
+  0 written; 1 the backend or the disk failed; 2 bad arguments, an unreadable input or a
+  refused output (nothing was written); 130 cancelled."""
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "decompose",
-        help="decompose a picture into layers and write PSD, ORA or a PNG folder",
+        help="decompose a picture into layers and write PSD, PSB, ORA or a PNG folder",
         description="Decompose INPUT into RGBA layers and write them as a layered file.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("input", type=Path, help="PNG, JPEG, WebP, TIFF or PSD picture")
+    parser.add_argument("input", type=Path, help=f"the picture: {INPUT_FORMATS}")
     parser.add_argument(
         "-n", "--layers", type=int_in_range(1, MAX_LAYERS, "the layer count"), default=None,
         help=f"about how many layers to produce (1-{MAX_LAYERS}; default: the backend decides)",
     )
     parser.add_argument(
         "-o", "--output", default=None,
-        help="OUT.psd, OUT.ora or OUT_DIR/ (default: INPUT_STEM.psd in the current folder)",
+        help="OUT.psd, OUT.psb, OUT.ora or DIR/ (see 'outputs' below; default: "
+             "INPUT_STEM.psd in the current folder, or the next free name)",
     )
     parser.add_argument(
         "--backend", default="auto", choices=["auto", "classic", "qwen"],
         help="auto picks qwen when its weights are configured and a GPU is usable, else classic",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON summary on stdout (on failure: a JSON error object)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
         "--remote", nargs="?", const="", default=None, metavar="URL",
         help="send the job to a running `layerlift serve` (default URL from the settings)",
     )
-    qwen = parser.add_argument_group("qwen backend")
+    qwen = parser.add_argument_group(
+        "qwen backend", "Options of the Qwen-Image-Layered backend; the classic backend\n"
+                        "ignores them. Unset options come from the settings."
+    )
     qwen.add_argument("--model", help="model folder or Hugging Face repo id (in the local cache)")
-    qwen.add_argument("--memory-mode", choices=ALL_MODE_CHOICES)
+    qwen.add_argument("--memory-mode", choices=ALL_MODE_CHOICES,
+                      help="how the model is placed in memory: auto picks by free GPU memory; "
+                           "full, offload, int8, torchao and nf4 need less VRAM in that order, "
+                           "lowvram least (slow)")
     qwen.add_argument("--device", help="auto, cuda, cuda:N, mps or cpu")
-    qwen.add_argument("--resolution", type=int, choices=[640, 1024])
-    qwen.add_argument("--steps", type=int)
-    qwen.add_argument("--true-cfg-scale", type=float)
-    qwen.add_argument("--negative-prompt")
+    qwen.add_argument("--resolution", type=int, choices=[640, 1024],
+                      help="the model's working size in pixels (default 640; 1024 is sharper, "
+                           "slower and needs more memory); layers come back at full size")
+    qwen.add_argument("--steps", type=int,
+                      help="denoising steps, 1-200 (default 50; fewer is faster and rougher)")
+    qwen.add_argument("--true-cfg-scale", type=float,
+                      help="true classifier-free guidance scale, 0-30 (default 4.0)")
+    qwen.add_argument("--negative-prompt",
+                      help="what the layers should not look like (default: blank, which "
+                           "keeps true CFG on)")
     qwen.add_argument("--caption", help="describe the picture (default: the model captions it)")
-    qwen.add_argument("--caption-language", choices=["en", "zh"])
+    qwen.add_argument("--caption-language", choices=["en", "zh"],
+                      help="language of the model's own caption (default en)")
     qwen.add_argument(
         "--online", action="store_true",
         help="allow the Hugging Face hub to be contacted (off by default: no network)",
@@ -92,8 +142,66 @@ def _settings(args: argparse.Namespace):
     return settings
 
 
+def _next_free(folder: Path, stem: str, suffix: str, sources: tuple[Path, ...]) -> Path:
+    """`stem.suffix` in `folder`, or the first `stem-N.suffix` that names nothing at all."""
+    from layerlift.inference.formats.safety import same_file
+
+    for number in range(1, 10000):
+        name = f"{stem}{suffix}" if number == 1 else f"{stem}-{number}{suffix}"
+        candidate = folder / name
+        if os.path.lexists(candidate) or any(same_file(candidate, s) for s in sources):
+            continue
+        return candidate
+    raise BadRequest(f"no free output name for '{stem}{suffix}' in '{folder}'; use -o")
+
+
 def _default_output(input_path: Path) -> Path:
-    return Path.cwd() / f"{input_path.stem}.psd"
+    return _next_free(Path.cwd(), input_path.stem, ".psd", (input_path,))
+
+
+def _plan_output(args: argparse.Namespace) -> tuple[OutputTarget, bool]:
+    """The checked output and whether the user named it; `BadRequest` before any work."""
+    from layerlift.inference.formats import check_output
+
+    sources = (args.input,)
+    if args.output is None:
+        return check_output(_default_output(args.input), sources=sources), False
+    bare = Path(args.output).name.lower()
+    if bare in (".psd", ".psb", ".ora") and not args.output.endswith(("/", os.sep)):
+        name = f"{args.input.stem}{bare}"
+        if name == args.input.name.lower():
+            name = f"{args.input.stem}-layers{bare}"
+        raise BadRequest(
+            f"'-o {args.output}' has no file name before its suffix; LayerLift does not write "
+            f"hidden files: use e.g. -o {Path(args.output).parent / name}"
+        )
+    return check_output(args.output, sources=sources), True
+
+
+def _write(stack, target: OutputTarget, named: bool, args: argparse.Namespace):
+    """Write the stack; a default name that got taken meanwhile moves to the next free one."""
+    from layerlift.inference.formats import check_output, write_stack
+
+    sources = (args.input,)
+    for _ in range(100):
+        try:
+            return target, write_stack(stack, target, group_name=args.input.stem,
+                                       sources=sources, overwrite=named)
+        except FileExistsError:
+            if named:
+                raise
+            target = check_output(_default_output(args.input), sources=sources)
+    raise BadRequest("no free output name; use -o")
+
+
+def _fail(args: argparse.Namespace, code: str, message: str, exit_code: int,
+          prefix: str = "error") -> int:
+    """Say what went wrong on stderr and, with --json, as a JSON object on stdout too."""
+    print(f"{prefix}: {message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps({"error": {"code": code, "message": message},
+                          "exit_code": exit_code}, indent=2))
+    return exit_code
 
 
 def _run_local(args, image, request, progress, settings):
@@ -156,12 +264,18 @@ def _summary(stack, files, output: str, seconds: float, warnings: list[str]) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    from layerlift.inference.formats import read_image, write_stack
+    from layerlift.inference.formats import read_image
+    from layerlift.inference.formats.safety import check_input_file
 
     started = time.monotonic()
     bar = ProgressBar(enabled=False if (args.quiet or args.json) else None)
+    output: str | Path = args.output if args.output is not None else "the output"
     try:
-        output = args.output or str(_default_output(args.input))
+        # Everything that can be refused is refused before the input is decoded: a bad
+        # output must not cost a minute of work and gigabytes of memory first.
+        check_input_file(args.input)
+        target, named = _plan_output(args)
+        output = target.path
         loaded = read_image(args.input)
         for warning in loaded.warnings:
             print(f"warning: {warning}", file=sys.stderr)
@@ -174,29 +288,26 @@ def run(args: argparse.Namespace) -> int:
             stack = _run_local(args, loaded.pixels, request, bar, _settings(args))
         bar.close()
         stack = stack.trimmed()
-        files = write_stack(stack, output, group_name=args.input.stem)
+        target, files = _write(stack, target, named, args)
+        output = target.path
     except KeyboardInterrupt:
         bar.close()
-        print("cancelled", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _fail(args, "cancelled", "cancelled", EXIT_INTERRUPTED, prefix="cancelled")
     except Cancelled as exc:
         bar.close()
-        print(f"cancelled: {exc.message}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _fail(args, exc.code, exc.message, EXIT_INTERRUPTED, prefix="cancelled")
     except (InputError, BadRequest) as exc:
         bar.close()
-        print(f"error: {exc.message}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(args, exc.code, exc.message, EXIT_USAGE)
     except LayerLiftError as exc:
         bar.close()
-        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _fail(args, exc.code, exc.message, EXIT_FAILURE, prefix=f"error [{exc.code}]")
     except OSError as exc:
         bar.close()
-        print(f"error: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _fail(args, "write_failed", f"cannot write {output}: {exc.strerror or exc}",
+                     EXIT_FAILURE)
     seconds = time.monotonic() - started
-    summary = _summary(stack, files, output, seconds, loaded.warnings)
+    summary = _summary(stack, files, str(output), seconds, loaded.warnings)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

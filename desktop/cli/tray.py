@@ -11,7 +11,7 @@ import importlib.util
 import sys
 from typing import Any
 
-from layerlift.desktop.cli.argtypes import EXIT_FAILURE, int_in_range
+from layerlift.desktop.cli.argtypes import EXIT_FAILURE, EXIT_USAGE, int_in_range
 from layerlift.inference.backends.base import MAX_LAYERS
 
 
@@ -40,6 +40,15 @@ def run(args: argparse.Namespace) -> int:
         print("error: the tray app needs PySide6: pip install 'layerlift[desktop]' "
               "(`layerlift --help` lists the commands that work without it)", file=sys.stderr)
         return EXIT_FAILURE
+    from layerlift.desktop.display import display_problem
+
+    problem = display_problem()
+    if problem is not None:
+        # Qt would abort the process (SIGABRT) here; say why and exit like bad usage.
+        print(f"error: the tray app needs a desktop session: {problem}. Without one, use "
+              "`layerlift decompose` or `layerlift serve` (`layerlift --help` lists them)",
+              file=sys.stderr)
+        return EXIT_USAGE
     from layerlift.desktop.gui.app import AppOptions
     from layerlift.desktop.gui.app import run as run_app
 

@@ -1,0 +1,530 @@
+"""Issue 13: nothing the user had is ever lost. Safe outputs, safe inputs, a bare `layerlift`.
+
+Each test is one reproduction from the issue (D1-D9); every input is hashed before and after
+the command and must come back byte-identical. Commands that could hang (a FIFO) or abort
+(Qt without a display) run in a child process with a timeout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from layerlift.desktop.cli import main
+from layerlift.inference import formats
+from layerlift.inference.errors import BadRequest, InputError
+from layerlift.inference.formats import read_image, read_stack, write_stack
+from layerlift.inference.layers import Layer, LayerStack
+from PIL import Image
+
+from tests.conftest import EXAMPLES, REPO
+
+LOGO = EXAMPLES / "logo.png"
+LINUX = sys.platform.startswith("linux")
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file under `folder` (hidden ones too) and its hash: the user's data."""
+    return {
+        str(path.relative_to(folder)): digest(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and not path.is_symlink()
+    }
+
+
+def two_layer_psd(path: Path) -> Path:
+    """A PSD with layers of its own, saved by psd-tools with its composite (like 2layers.psd)."""
+    from psd_tools import PSDImage
+
+    document = PSDImage.new("RGB", (24, 16), color=(255, 255, 255))
+    red = np.zeros((8, 10, 4), np.uint8)
+    red[...] = (220, 30, 30, 255)
+    blue = np.zeros((6, 6, 4), np.uint8)
+    blue[...] = (20, 40, 210, 255)
+    document.create_pixel_layer_from_array(red, name="Red box", top=2, left=3)
+    document.create_pixel_layer_from_array(blue, name="Blue box", top=7, left=14)
+    document.save(path)
+    return path
+
+
+def run_cli(*args: str, cwd: Path = REPO, timeout: float = 120, env: dict | None = None):
+    """`python -m layerlift.desktop.cli ARGS` in a child; a hang fails the test, not pytest."""
+    command = [sys.executable, "-m", "layerlift.desktop.cli", *args]
+    environment = dict(os.environ if env is None else env)
+    environment["PYTHONPATH"] = str(REPO) + os.pathsep + environment.get("PYTHONPATH", "")
+    try:
+        return subprocess.run(command, cwd=cwd, env=environment, capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"`layerlift {' '.join(args)}` hung for {timeout} s: {exc.stderr!r}")
+
+
+@pytest.fixture
+def never_decode(monkeypatch):
+    """Fail the test if the input is decoded: refusals must come before any work."""
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append(args)
+        raise AssertionError("the input was decoded before the output was checked")
+
+    monkeypatch.setattr(formats, "read_image", refuse)
+    return calls
+
+
+# --- D1: the default output never overwrites anything -------------------------------------
+
+
+def test_d1_default_output_never_overwrites_the_input_psd(tmp_path, monkeypatch, capsys):
+    source = two_layer_psd(tmp_path / "in.psd")
+    before = digest(source)
+    original_layers = [layer.name for layer in read_stack(source).layers]
+    monkeypatch.chdir(tmp_path)
+    assert main(["decompose", "in.psd", "-n", "2", "--backend", "classic", "-q"]) == 0
+    assert digest(source) == before
+    assert [layer.name for layer in read_stack(source).layers] == original_layers
+    written = tmp_path / "in-2.psd"
+    assert f"to {written}" in capsys.readouterr().out
+    assert read_stack(written).width == 24
+
+
+def test_d1_default_output_never_overwrites_an_earlier_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "logo.psd"
+    mine.write_bytes(b"the user's own logo.psd")
+    (tmp_path / "logo-2.psd").mkdir()  # any kind of file takes a name
+    assert main(["decompose", str(LOGO), "--backend", "classic", "-q", "-n", "2"]) == 0
+    assert mine.read_bytes() == b"the user's own logo.psd"
+    assert os.listdir(tmp_path / "logo-2.psd") == []
+    assert read_stack(tmp_path / "logo-3.psd").width == 320
+
+
+def test_d1_a_name_taken_while_working_is_not_overwritten(tmp_path, monkeypatch, capsys):
+    """The default name is free when chosen but taken before the write: the next one is used."""
+    from layerlift.inference.formats import stackio
+
+    monkeypatch.chdir(tmp_path)
+    real = stackio.publish_new
+
+    def late_user(temp, target, *args):
+        if target.name == "logo.psd" and not target.exists():
+            target.write_bytes(b"saved by the user meanwhile")
+        return real(temp, target, *args)
+
+    monkeypatch.setattr(stackio, "publish_new", late_user)
+    assert main(["decompose", str(LOGO), "--backend", "classic", "-q", "-n", "2"]) == 0
+    assert (tmp_path / "logo.psd").read_bytes() == b"saved by the user meanwhile"
+    assert read_stack(tmp_path / "logo-2.psd").width == 320
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+
+
+def test_publish_new_never_replaces(tmp_path):
+    from layerlift.inference.atomic import publish_new
+
+    temp, target = tmp_path / "temp", tmp_path / "target"
+    temp.write_bytes(b"new")
+    target.write_bytes(b"old")
+    with pytest.raises(FileExistsError):
+        publish_new(temp, target)
+    assert target.read_bytes() == b"old"
+    target.unlink()
+    publish_new(temp, target)
+    assert target.read_bytes() == b"new" and not temp.exists()
+
+
+# --- D2: -o equal to the input is refused before any work ----------------------------------
+
+
+@pytest.mark.parametrize("spelling", ["same", "symlink", "dotted", "hardlink"])
+def test_d2_output_equal_to_the_input_is_refused(tmp_path, never_decode, capsys, spelling):
+    source = two_layer_psd(tmp_path / "in.psd")
+    before = digest(source)
+    (tmp_path / "sub").mkdir()
+    output = {
+        "same": source,
+        "symlink": tmp_path / "link.psd",
+        "dotted": tmp_path / "sub" / ".." / "." / "in.psd",
+        "hardlink": tmp_path / "hard.psd",
+    }[spelling]
+    if spelling == "symlink":
+        output.symlink_to(source)
+    if spelling == "hardlink":
+        os.link(source, output)
+    assert main(["decompose", str(source), "-o", str(output), "--backend", "classic"]) == 2
+    err = capsys.readouterr().err
+    assert "is the input" in err and "Traceback" not in err
+    assert digest(source) == before
+    assert not never_decode
+
+
+def test_d2_a_folder_output_holding_the_input_is_refused(tmp_path, never_decode, capsys):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    source = folder / "logo.png"
+    shutil.copy(LOGO, source)
+    assert main(["decompose", str(source), "-o", f"{folder}/", "--backend", "classic"]) == 2
+    assert "holds the input" in capsys.readouterr().err
+    assert os.listdir(folder) == ["logo.png"] and digest(source) == digest(LOGO)
+
+
+# --- D3: a folder output is written only when it is new, empty or LayerLift's --------------
+
+
+def test_d3_a_stack_json_in_a_users_folder_is_not_trusted(tmp_path, never_decode, capsys):
+    folder = tmp_path / "holiday"
+    folder.mkdir()
+    (folder / "precious.jpg").write_bytes(b"\xff\xd8\xff the only copy of a photo")
+    Image.new("RGB", (4, 4), (1, 2, 3)).save(folder / "00_background.png")
+    manifest = {"format": "layerlift.stack", "version": 1, "width": 4, "height": 4,
+                "layers": [{"name": "photo", "file": "precious.jpg", "x": 0, "y": 0,
+                            "width": 4, "height": 4}]}
+    (folder / "stack.json").write_text(json.dumps(manifest))
+    before = snapshot(folder)
+    assert main(["decompose", str(LOGO), "-o", f"{folder}/", "--backend", "classic"]) == 2
+    err = capsys.readouterr().err
+    assert "did not write" in err and "precious.jpg" in err
+    assert snapshot(folder) == before
+
+
+def test_d3_library_refuses_a_users_folder_too(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    stack = LayerStack(4, 4, [Layer("a", np.full((4, 4, 4), 200, np.uint8))])
+    with pytest.raises(BadRequest, match="did not write"):
+        write_stack(stack, folder)
+    assert os.listdir(folder) == ["notes.txt"]
+
+
+def test_d3_layerlifts_own_folder_is_rewritten_and_user_files_survive(tmp_path, capsys):
+    folder = tmp_path / "layers"
+    assert main(["decompose", str(LOGO), "-o", f"{folder}/", "--backend", "classic", "-q",
+                 "-n", "4"]) == 0
+    assert (folder / ".layerlift-folder.json").is_file()
+    (folder / "my-notes.txt").write_text("added by the user")
+    (folder / "00_old_edit.png").write_bytes(b"a user file named like a layer")
+    # A second run with fewer layers replaces LayerLift's files and removes its stale ones.
+    assert main(["decompose", str(LOGO), "-o", str(folder), "--backend", "classic", "-q",
+                 "-n", "2"]) == 0
+    assert (folder / "my-notes.txt").read_text() == "added by the user"
+    assert (folder / "00_old_edit.png").read_bytes() == b"a user file named like a layer"
+    assert len(read_stack(folder).layers) == 2
+    pngs = sorted(p.name for p in folder.glob("*.png"))
+    assert len(pngs) == 3  # two layers and the user's file; the stale layers are gone
+
+
+def test_d3_a_layer_file_the_user_changed_is_never_overwritten(tmp_path, capsys):
+    folder = tmp_path / "layers"
+    assert main(["decompose", str(LOGO), "-o", f"{folder}/", "--backend", "classic", "-q",
+                 "-n", "2"]) == 0
+    edited = sorted(folder.glob("00_*.png"))[0]
+    Image.new("RGBA", (5, 5), (9, 9, 9, 255)).save(edited)  # the user edited a layer
+    before = snapshot(folder)
+    assert main(["decompose", str(LOGO), "-o", f"{folder}/", "--backend", "classic", "-q",
+                 "-n", "2"]) == 2
+    assert "changed since" in capsys.readouterr().err
+    assert snapshot(folder) == before
+
+
+def test_d3_an_empty_or_new_folder_is_fine_and_a_named_psd_is_replaced(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / ".DS_Store").write_bytes(b"Finder was here")  # shells' files do not count
+    assert main(["decompose", str(LOGO), "-o", str(empty), "--backend", "classic", "-q",
+                 "-n", "2"]) == 0
+    assert len(read_stack(empty).layers) == 2
+    assert (empty / ".DS_Store").read_bytes() == b"Finder was here"
+    named = tmp_path / "result.psd"
+    named.write_bytes(b"an older result the user asks to replace")
+    assert main(["decompose", str(LOGO), "-o", str(named), "--backend", "classic", "-q",
+                 "-n", "2"]) == 0
+    assert len(read_stack(named).layers) == 2
+
+
+# --- D4: only regular files are read; a FIFO never hangs ---------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_d4_a_fifo_input_is_refused_without_hanging(tmp_path):
+    fifo = tmp_path / "f.png"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    proc = run_cli("decompose", str(fifo), "-o", str(tmp_path / "o.psd"), timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert "FIFO" in proc.stderr and "regular file" in proc.stderr
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "o.psd").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+@pytest.mark.timeout(30)
+def test_d4_the_reader_refuses_a_fifo_in_process(tmp_path):
+    fifo = tmp_path / "f.png"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="FIFO"):
+        read_image(fifo)
+    with pytest.raises(InputError, match="FIFO"):
+        read_stack(fifo)
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+def test_d4_a_device_is_named_a_device_not_empty(tmp_path, capsys):
+    assert main(["decompose", "/dev/zero", "-o", str(tmp_path / "o.psd")]) == 2
+    err = capsys.readouterr().err
+    assert "character device" in err and "empty" not in err
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no Unix sockets")
+def test_d4_a_socket_and_a_folder_are_named(tmp_path, capsys):
+    path = tmp_path / "s.png"
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(path))
+        assert main(["decompose", str(path), "-o", str(tmp_path / "o.psd")]) == 2
+        assert "is a socket" in capsys.readouterr().err
+    finally:
+        server.close()
+    assert main(["decompose", str(tmp_path), "-o", str(tmp_path / "o.psd")]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+# --- D5: a bare `layerlift` without a display explains itself -----------------------------
+
+
+def _no_display_env() -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    env["XDG_RUNTIME_DIR"] = "/nonexistent-runtime-dir"
+    return env
+
+
+@pytest.mark.skipif(not LINUX, reason="Windows and macOS always have a display")
+@pytest.mark.parametrize("display", [None, ":97"])
+def test_d5_bare_layerlift_without_a_display_prints_usage(tmp_path, display):
+    env = _no_display_env()
+    if display is not None:  # set, but nothing listens there
+        assert not Path(f"/tmp/.X11-unix/X{display[1:]}").exists()
+        env["DISPLAY"] = display
+    env["LAYERLIFT_HOME"] = str(tmp_path / "home")
+    proc = run_cli(env=env, timeout=60)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert proc.returncode != -signal.SIGABRT and "Aborted" not in proc.stderr
+    for command in ("decompose", "serve", "doctor"):
+        assert f"layerlift {command}" in proc.stderr
+    assert "could not connect to display" not in proc.stderr  # Qt was never started
+
+
+@pytest.mark.skipif(not LINUX, reason="Windows and macOS always have a display")
+def test_d5_tray_without_a_display_says_so(tmp_path):
+    env = _no_display_env()
+    env["LAYERLIFT_HOME"] = str(tmp_path / "home")
+    proc = run_cli("tray", env=env, timeout=60)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "needs a desktop session" in proc.stderr and "decompose" in proc.stderr
+
+
+@pytest.mark.skipif(not LINUX, reason="the X11 probe is Linux-only")
+def test_d5_the_display_probe_accepts_a_real_x_server():
+    xvfb_run = shutil.which("xvfb-run")
+    if xvfb_run is None or shutil.which("Xvfb") is None:
+        pytest.fail("Xvfb is not installed: `apt-get install -y xvfb`")
+    env = _no_display_env()
+    env["PYTHONPATH"] = str(REPO)
+    code = ("from layerlift.desktop.display import display_problem\n"
+            "print('problem:', display_problem())")
+    proc = subprocess.run([xvfb_run, "-a", sys.executable, "-c", code], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert "problem: None" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_d5_display_probe_rules():
+    from layerlift.desktop.display import display_problem
+
+    assert display_problem({}, "win32") is None
+    assert display_problem({}, "darwin") is None
+    assert display_problem({"QT_QPA_PLATFORM": "offscreen"}, "linux") is None
+    assert "DISPLAY" in display_problem({}, "linux")
+    assert "Wayland" in display_problem({"QT_QPA_PLATFORM": "wayland"}, "linux")
+
+
+def test_d5_help_lists_the_exit_codes(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "exit codes" in out
+    for code in ("0", "1", "2", "130"):
+        assert f"\n  {code} " in out
+
+
+# --- D6: the output is checked before the input is decoded ------------------------------
+
+
+def _unwritable_folder(tmp_path: Path) -> Path:
+    if os.geteuid() == 0:
+        # Root writes through permission bits; sysfs refuses new files even to root.
+        if not LINUX or not Path("/sys").is_dir():
+            pytest.skip("no folder here that root cannot write into")
+        return Path("/sys")
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    return folder
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX paths")
+@pytest.mark.parametrize(
+    ("case", "needle"),
+    [
+        ("out.txt", "not a layered format"),
+        ("unwritable", "cannot write into"),
+        ("parent-is-file", "not a folder"),
+        ("dev-null", "character device"),
+        ("bare-suffix", "no file name"),
+        ("empty", "empty"),
+        ("existing-dir-named-psd", "existing folder"),
+        ("no-suffix", "does not end in '/'"),
+    ],
+)
+def test_d6_d7_d8_bad_outputs_are_refused_before_any_work(tmp_path, never_decode, capsys,
+                                                         case, needle):
+    source = tmp_path / "photo.png"
+    shutil.copy(LOGO, source)
+    (tmp_path / "afile").write_text("a file, not a folder")
+    (tmp_path / "out.psd").mkdir()
+    output = {
+        "out.txt": str(tmp_path / "out.txt"),
+        "unwritable": str(_unwritable_folder(tmp_path) / "out.psd") if case == "unwritable"
+        else "",
+        "parent-is-file": str(tmp_path / "afile" / "out.psd"),
+        "dev-null": "/dev/null",
+        "bare-suffix": str(tmp_path / ".psd"),
+        "empty": "",
+        "existing-dir-named-psd": str(tmp_path / "out.psd"),
+        "no-suffix": str(tmp_path / "out"),
+    }[case]
+    before = snapshot(tmp_path)
+    code = main(["decompose", str(source), "-o", output, "--backend", "classic", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 2, err
+    assert needle in err, err
+    assert "File exists" not in err and "give a folder to write the layer PNGs" not in err
+    # D7: with --json the error is also a JSON object on stdout, with the code kept.
+    error = json.loads(out)
+    assert error["exit_code"] == 2 and error["error"]["code"] == "bad_request"
+    assert needle in error["error"]["message"]
+    assert snapshot(tmp_path) == before  # nothing written, nothing removed
+    assert os.listdir(tmp_path / "out.psd") == []
+    assert not (tmp_path / ".psd").exists()
+    assert not never_decode
+
+
+def test_d6_a_large_input_is_not_decoded_for_a_bad_output(tmp_path):
+    """The issue's case: 53 s and 1.75 GB before exit 2. Now the refusal is immediate."""
+    rng = np.random.default_rng(0)
+    big = tmp_path / "big.jpg"
+    Image.fromarray(rng.integers(0, 256, (3000, 4000, 3), dtype=np.uint8)).save(big,
+                                                                                quality=90)
+    before = digest(big)
+    started = time.monotonic()
+    proc = run_cli("decompose", str(big), "-o", str(tmp_path / "out.txt"), "--backend",
+                   "classic", timeout=120)
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 2, proc.stderr
+    assert "not a layered format" in proc.stderr
+    # No backend was even chosen: the refusal came before any work, not after it.
+    assert "backend:" not in proc.stderr, proc.stderr
+    assert elapsed < 15, f"refused only after {elapsed:.0f} s"
+    assert digest(big) == before
+
+
+# --- D7: messages, and JSON errors -------------------------------------------------------
+
+
+def test_d7_json_errors_keep_the_exit_code(tmp_path, capsys):
+    assert main(["decompose", str(tmp_path / "missing.png"), "--json"]) == 2
+    out, err = capsys.readouterr()
+    error = json.loads(out)
+    assert error == {"error": {"code": "bad_input", "message": error["error"]["message"]},
+                     "exit_code": 2}
+    assert "missing.png" in error["error"]["message"] and err.startswith("error:")
+
+
+def test_d7_json_usage_errors_are_json_too(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["decompose", str(LOGO), "-n", "0", "--json"])
+    assert exc.value.code == 2
+    out, err = capsys.readouterr()
+    error = json.loads(out)
+    assert error["exit_code"] == 2 and "layer count" in error["error"]["message"]
+    assert "usage:" in err
+
+
+# --- D8: explicit output rules ------------------------------------------------------------
+
+
+def test_d8_a_path_ending_in_a_slash_is_a_new_folder(tmp_path, capsys):
+    target = tmp_path / "new" / "layers"
+    assert main(["decompose", str(LOGO), "-o", f"{target}/", "--backend", "classic", "-q",
+                 "-n", "2"]) == 0
+    assert len(read_stack(target).layers) == 2
+
+
+def test_d8_psb_output(tmp_path, capsys):
+    target = tmp_path / "big.psb"
+    assert main(["decompose", str(LOGO), "-o", str(target), "--backend", "classic", "-q",
+                 "-n", "2"]) == 0
+    assert target.read_bytes()[:6] == b"8BPS\x00\x02"  # version 2: PSB
+    assert len(read_stack(target).layers) == 2
+    assert read_image(target).format == "PSB"
+
+
+# --- D9: library log lines become LayerLift's warnings ----------------------------------
+
+
+def _psd_with_unusable_profile(path: Path) -> Path:
+    """An RGB PSD carrying a Lab ICC profile: psd-tools cannot build the transform."""
+    from PIL import ImageCms
+    from psd_tools import PSDImage
+    from psd_tools.constants import Resource
+    from psd_tools.psd.image_resources import ImageResource
+
+    two_layer_psd(path)
+    document = PSDImage.open(path)
+    lab = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    document._record.image_resources[Resource.ICC_PROFILE] = ImageResource(
+        key=Resource.ICC_PROFILE, data=lab
+    )
+    with open(path, "wb") as handle:
+        document._record.write(handle)
+    return path
+
+
+def test_d9_library_log_lines_are_prefixed_warnings(tmp_path):
+    source = _psd_with_unusable_profile(tmp_path / "profiled.psd")
+    before = digest(source)
+    proc = run_cli("decompose", str(source), "-o", str(tmp_path / "out.psd"), "--backend",
+                   "classic", "-n", "2")
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    stray = [line for line in lines if not line.startswith(("warning:", "backend:"))]
+    assert not stray, f"unprefixed lines on stderr: {stray}"
+    assert any(line.startswith("warning: psd-tools:") and "ICC profile" in line
+               for line in lines)
+    assert digest(source) == before
+    assert "ICC" in " ".join(read_image(source).warnings)
