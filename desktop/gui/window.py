@@ -49,7 +49,7 @@ from PySide6.QtWidgets import (
 
 log = logging.getLogger(__name__)
 
-OPEN_FILTER = "Pictures (*.png *.jpg *.jpeg *.webp *.tif *.tiff *.psd *.ora *.gif *.bmp)"
+OPEN_FILTER = "Pictures (*.png *.jpg *.jpeg *.webp *.tif *.tiff *.psd *.psb *.ora *.gif *.bmp)"
 EXPORT_KINDS = {"psd": "Photoshop (*.psd)", "ora": "OpenRaster (*.ora)", "png": "PNG folder"}
 
 class PreviewLabel(QLabel):
@@ -95,6 +95,8 @@ class MainWindow(QMainWindow):
         self.names = SourceNames()
         self.source: np.ndarray | None = None
         self.source_name: str | None = None
+        # The file the document was opened from: an export never writes over it.
+        self.source_path: Path | None = None
         self.stack: LayerStack | None = None
         self.jobs = DocumentJobs()
         self.last_error: tuple[str, str] | None = None
@@ -256,6 +258,7 @@ class MainWindow(QMainWindow):
             self.show_error("Cannot open the picture", exc.message)
             return False
         self.set_document(loaded.pixels, Path(path).name, None)
+        self.source_path = Path(path)
         for warning in loaded.warnings:
             self.set_status(warning)
         return True
@@ -263,7 +266,7 @@ class MainWindow(QMainWindow):
     def set_document(self, source: np.ndarray, name: str, stack: LayerStack | None) -> None:
         if source is not self.source:
             self.caption_edit.clear()  # a caption describes one picture
-        self.source, self.source_name = source, name
+        self.source, self.source_name, self.source_path = source, name, None
         self.setWindowTitle(f"LayerLift: {name}")
         self._set_stack(stack)
         h, w = source.shape[:2]
@@ -452,7 +455,11 @@ class MainWindow(QMainWindow):
         return Path(self.source_name or "layers").stem
 
     def export(self, kind: str, path: str | Path | None = None) -> list[Path]:
-        """Write the current stack (hidden layers included, as hidden) as PSD, ORA or PNGs."""
+        """Write the current stack (hidden layers included, as hidden) as PSD, ORA or PNGs.
+
+        The same rules as the command line's: never over the opened picture, a PNG folder
+        only when new, empty or LayerLift's own; a refusal is a dialog.
+        """
         from layerlift.inference.formats import write_stack
 
         if self.stack is None:
@@ -465,7 +472,9 @@ class MainWindow(QMainWindow):
         if kind == "png" and not target.endswith(("/", "\\")):
             target += "/"
         try:
-            written = write_stack(self.stack, target, group_name=self._default_export_name())
+            sources = (self.source_path,) if self.source_path is not None else ()
+            written = write_stack(self.stack, target, group_name=self._default_export_name(),
+                                  sources=sources)
         except LayerLiftError as exc:
             self.show_error("Export failed", exc.message)
             return []

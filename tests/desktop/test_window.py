@@ -220,3 +220,61 @@ def test_the_caption_field_goes_with_the_picture(window):
     # Another picture, another caption.
     window.open_path(LOGO)
     assert window.caption_edit.text() == ""
+
+
+# --- issue 13: the window's Open and Export follow the command line's rules ---------------
+
+
+def test_export_never_writes_over_the_opened_picture(qtbot, window, tmp_path):
+    import shutil
+
+    from layerlift.inference.formats import write_stack
+    from layerlift.inference.layers import Layer, LayerStack
+
+    source = tmp_path / "design.psd"
+    base = np.zeros((40, 60, 4), np.uint8)
+    base[...] = (250, 250, 240, 255)
+    mark = np.zeros((10, 12, 4), np.uint8)
+    mark[...] = (200, 20, 20, 255)
+    write_stack(LayerStack(60, 40, [Layer("paper", base), Layer("mark", mark, 5, 6)]), source)
+    before = source.read_bytes()
+    assert window.open_path(source)
+    _use_classic(window)
+    _decompose(qtbot, window)
+    link = tmp_path / "alias.psd"
+    link.symlink_to(source)
+    for target in (source, link):
+        assert window.export("psd", target) == []
+        title, message = window.last_error
+        assert title == "Export failed" and "is the input" in message
+    assert source.read_bytes() == before
+    other = tmp_path / "copy.psd"
+    shutil.copy(source, other)  # another file may be replaced: the user picked it
+    assert window.export("psd", other)
+    assert source.read_bytes() == before
+
+
+def test_export_into_a_users_folder_is_refused(qtbot, window, tmp_path):
+    window.open_path(LOGO)
+    _use_classic(window)
+    _decompose(qtbot, window)
+    folder = tmp_path / "logo_layers"
+    folder.mkdir()
+    (folder / "00_background.png").write_bytes(b"the user's own file")
+    assert window.export("png", folder) == []
+    title, message = window.last_error
+    assert title == "Export failed" and "did not write" in message
+    assert (folder / "00_background.png").read_bytes() == b"the user's own file"
+
+
+@pytest.mark.timeout(60)
+def test_opening_a_fifo_is_a_dialog_not_a_hang(window, tmp_path):
+    import os
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs on this platform")
+    fifo = tmp_path / "stream.png"
+    os.mkfifo(fifo)
+    assert window.open_path(fifo) is False
+    title, message = window.last_error
+    assert title == "Cannot open the picture" and "FIFO" in message
