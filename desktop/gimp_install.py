@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
+import uuid
 from pathlib import Path
 
 from layerlift.desktop.plugin_sources import GIMP_PLUGIN_NAME as PLUGIN_NAME
@@ -44,9 +46,56 @@ def plugin_files(source: Path) -> list[Path]:
     return sorted(path for path in source.glob("*.py") if path.is_file())
 
 
+def _check_replaceable(target: Path) -> None:
+    """`BadRequest` unless the existing `target` folder is a LayerLift plug-in to replace.
+
+    LayerLift's own: it carries the marker of an earlier install and every marked file is
+    as installed (a user's edit is never thrown away), with nothing else in it but Python's
+    `__pycache__`; or, from before the marker, it holds only Python modules, one of them
+    LayerLift's `layerlift.py`.
+    """
+    from layerlift.inference.errors import BadRequest
+    from layerlift.inference.formats.ownership import MARKER, SHELL_FILES, file_sha256, read_marker
+
+    if not target.is_dir():
+        raise BadRequest(f"'{target}' exists and is not a folder; move it away first")
+    entries = sorted(name for name in os.listdir(target)
+                     if name not in SHELL_FILES and name not in (MARKER, "__pycache__"))
+    marker = read_marker(target)
+    if marker is not None:
+        foreign = [name for name in entries if name not in marker]
+        changed = [name for name in entries if name in marker
+                   and file_sha256(target / name) not in marker[name]]
+    else:
+        main = target / f"{PLUGIN_NAME}.py"
+        try:
+            ours = main.is_file() and b"LayerLift" in main.read_bytes()
+        except OSError:
+            ours = False
+        foreign = entries if not ours else [name for name in entries
+                                            if not name.endswith(".py")]
+        changed = []
+    if foreign or changed:
+        named = ", ".join(f"'{name}'" for name in (foreign + changed)[:3])
+        why = "files LayerLift did not install" if foreign else "files changed since install"
+        raise BadRequest(
+            f"'{target}' holds {why} ({named}); LayerLift replaces only its own plug-in "
+            "folder: move those files away, or pass --gimp-dir"
+        )
+
+
 def install(target: Path, source: Path | None = None, dry_run: bool = False) -> list[Path]:
     """Copy the plug-in's modules and the shared ones to `target` (replacing an older copy);
-    return the files."""
+    return the files.
+
+    An existing `target` is replaced only when it is LayerLift's own plug-in folder (see
+    `_check_replaceable`); the new copy is built in a hidden folder beside it and swapped
+    in, so GIMP never sees half a plug-in. Raises `BadRequest` when the folder is not ours
+    or cannot be written.
+    """
+    from layerlift.inference.formats.ownership import file_sha256, write_marker
+    from layerlift.inference.formats.safety import check_write_target
+
     source = source or gimp_plugin_dir()
     files = plugin_files(source)
     shared = gimp_shared_modules()
@@ -55,18 +104,31 @@ def install(target: Path, source: Path | None = None, dry_run: bool = False) -> 
         raise FileExistsError(f"{source} has its own {', '.join(clash)}; those come from "
                               "LayerLift's shared modules")
     written = sorted([target / path.name for path in files] + [target / name for name in shared])
+    check_write_target(target, folder=True)
+    if os.path.lexists(target):
+        _check_replaceable(target)
     if dry_run:
         return written
-    staging = target.with_name(target.name + ".installing")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for path in files:
-        shutil.copy2(path, staging / path.name)
-    for name, module in shared.items():
-        (staging / name).write_bytes(module.read_bytes())
-    main = staging / f"{PLUGIN_NAME}.py"
-    main.chmod(main.stat().st_mode | 0o755)
-    if target.exists():
-        shutil.rmtree(target)
-    staging.rename(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{PLUGIN_NAME}-installing-", dir=target.parent))
+    try:
+        staging.chmod(0o755)  # mkdtemp's folder is private; a plug-in folder is not
+        for path in files:
+            shutil.copy2(path, staging / path.name)
+        for name, module in shared.items():
+            (staging / name).write_bytes(module.read_bytes())
+        main = staging / f"{PLUGIN_NAME}.py"
+        main.chmod(main.stat().st_mode | 0o755)
+        write_marker(staging, {path.name: [file_sha256(path) or ""]
+                               for path in staging.iterdir() if path.suffix == ".py"})
+        old = None
+        if os.path.lexists(target):
+            old = target.with_name(f".{PLUGIN_NAME}-replaced-{uuid.uuid4().hex[:8]}")
+            os.rename(target, old)
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return written

@@ -48,10 +48,46 @@ def test_reinstall_replaces_an_old_copy(tmp_path):
     gimp_dir = tmp_path / "gimp"
     target = gimp_dir / "plug-ins" / "layerlift"
     target.mkdir(parents=True)
+    # An install from before the marker: LayerLift's layerlift.py and modules only.
+    (target / "layerlift.py").write_text("# LayerLift GIMP plug-in, an old version\n")
     (target / "stale_module.py").write_text("old")
     assert main(["install-gimp-plugin", "--gimp-dir", str(gimp_dir)]) == 0
     assert not (target / "stale_module.py").exists()
     assert not target.with_name("layerlift.installing").exists()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["layerlift"]  # no leftovers
+    # And the marked install replaces itself again.
+    assert main(["install-gimp-plugin", "--gimp-dir", str(gimp_dir)]) == 0
+    assert (target / ".layerlift-folder.json").is_file()
+
+
+@pytest.mark.parametrize("case", ["foreign-folder", "edited-install"])
+def test_a_folder_that_is_not_ours_is_never_replaced(tmp_path, capsys, case):
+    """Issue 13: `install-gimp-plugin` removes only what LayerLift installed itself."""
+    gimp_dir = tmp_path / "gimp"
+    target = gimp_dir / "plug-ins" / "layerlift"
+    if case == "foreign-folder":
+        target.mkdir(parents=True)
+        (target / "layerlift.py").write_text("# someone else's plug-in called layerlift\n")
+        (target / "notes.txt").write_text("my notes")
+    else:
+        assert main(["install-gimp-plugin", "--gimp-dir", str(gimp_dir)]) == 0
+        (target / "layerlift.py").write_text("# LayerLift, with the user's own changes\n")
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()}
+    assert main(["install-gimp-plugin", "--gimp-dir", str(gimp_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and str(target) in err
+    assert {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in target.parent.iterdir()) == ["layerlift"]
+
+
+def test_a_gimp_dir_that_is_a_file_is_a_sentence(tmp_path, capsys):
+    afile = tmp_path / "gimp"
+    afile.write_text("not a folder")
+    assert main(["install-gimp-plugin", "--gimp-dir", str(afile)]) == 2
+    err = capsys.readouterr().err
+    assert "not a folder" in err and "Traceback" not in err
+    assert afile.read_text() == "not a folder"
 
 
 def test_dry_run_writes_nothing(tmp_path, capsys):

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from layerlift.desktop.cli.argtypes import EXIT_FAILURE, EXIT_OK
+from layerlift.desktop.cli.argtypes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -25,11 +25,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from layerlift.desktop.gimp_install import install, plugin_target
     from layerlift.desktop.plugin_sources import gimp_plugin_dir
+    from layerlift.inference.errors import BadRequest
 
     try:
         source = gimp_plugin_dir()
         target = plugin_target(args.gimp_dir)
         files = install(target, source, dry_run=args.dry_run)
+    except BadRequest as exc:
+        print(f"error: cannot install the GIMP plug-in: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as exc:
         print(f"error: cannot install the GIMP plug-in: {exc}", file=sys.stderr)
         return EXIT_FAILURE
