@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from layerlift.desktop.plugin_sources import photoshop_panel_dir
-from layerlift.inference.atomic import staged_file
+from layerlift.inference.atomic import public_mode, set_mode, staged_file
 
 TOP_FILES = ("manifest.json", "index.html", "index.js", "styles.css")
 TREES = {"src": ".js", "icons": ".png"}
@@ -78,14 +78,16 @@ def build(output: Path, plugin: Path | None = None) -> Path:
     problems = manifest_problems(manifest, {name for name, _ in files})
     if problems:
         raise BuildError("invalid manifest: " + "; ".join(problems))
-    with staged_file(output) as tmp, \
-            zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
-        for name, path in files:
-            info = zipfile.ZipInfo(name, FIXED_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            info.create_system = 3  # unix, so the permissions above mean the same everywhere
-            archive.writestr(info, path.read_bytes())
+    mode = public_mode(output)
+    with staged_file(output) as tmp:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+            for name, path in files:
+                info = zipfile.ZipInfo(name, FIXED_TIME)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                info.create_system = 3  # unix, so the permissions above mean the same everywhere
+                archive.writestr(info, path.read_bytes())
+        set_mode(tmp, mode)  # a package to share, not mkstemp's private 0600
     return output
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
+import stat
 import zipfile
 from pathlib import Path
 
@@ -117,3 +119,25 @@ def test_default_output_never_overwrites(tmp_path: Path, monkeypatch: pytest.Mon
 def test_a_folder_as_output_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["build-ccx", "-o", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["not-ccx", "parent-is-file"])
+def test_a_bad_output_is_refused_before_building(tmp_path: Path, capsys, case) -> None:
+    """Issue 13: build-ccx checks its output like every LayerLift write, before the work."""
+    afile = tmp_path / "afile"
+    afile.write_text("a file, not a folder")
+    output = tmp_path / "panel.zip" if case == "not-ccx" else afile / "layerlift.ccx"
+    assert main(["build-ccx", "-o", str(output)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+    assert afile.read_text() == "a file, not a folder"
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")
+def test_the_package_is_readable_by_others(tmp_path: Path) -> None:
+    output = tmp_path / "layerlift.ccx"
+    assert main(["build-ccx", "-o", str(output)]) == 0
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(output.stat().st_mode) == 0o666 & ~umask

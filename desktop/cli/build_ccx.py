@@ -40,13 +40,24 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from layerlift.desktop import ccx
+    from layerlift.inference.errors import BadRequest
+    from layerlift.inference.formats.safety import check_write_target
 
     try:
         output = args.output or free_name(Path.cwd(), ccx.package_name())
         if output.is_dir():
             print(f"error: {output} is a folder; give the .ccx file's path", file=sys.stderr)
             return EXIT_USAGE
+        if output.suffix.lower() != ".ccx" or output.name.lower() == ".ccx":
+            print(f"error: '{output}' is not a .ccx file name; give e.g. -o layerlift.ccx",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        # Before building: a parent that is a file, a device, an unwritable folder.
+        check_write_target(output, folder=False)
         path = ccx.build(output)
+    except BadRequest as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
     except (ccx.BuildError, OSError, ValueError) as exc:
         print(f"error: cannot build the Photoshop package: {exc}", file=sys.stderr)
         return EXIT_FAILURE
