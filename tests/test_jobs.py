@@ -203,3 +203,16 @@ def test_newest_result_comes_from_memory_and_matches_the_disk(runner, monkeypatc
     monkeypatch.setattr(runner.store, "read_result", no_disk)
     with pytest.raises(AssertionError, match="read from disk"):
         runner.read_result(first.id)  # no longer the newest: read back from its folder
+
+
+def test_only_our_own_temporary_folders_are_dropped(tmp_path):
+    """The start-up clean-up removes exactly what `save` makes, nothing else."""
+    root = tmp_path / "jobs"
+    root.mkdir()
+    (root / ".tmp-notes").write_text("not a job")
+    (root / ".tmp-holiday").mkdir()
+    (root / ".tmp-holiday" / "photo.jpg").write_bytes(b"keep")
+    (root / ".tmp-0123456789abcdef-1a2b3c4d").mkdir()
+    JobStore(root)
+    assert sorted(p.name for p in root.iterdir()) == [".tmp-holiday", ".tmp-notes"]
+    assert (root / ".tmp-holiday" / "photo.jpg").read_bytes() == b"keep"
