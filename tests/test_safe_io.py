@@ -528,3 +528,72 @@ def test_d9_library_log_lines_are_prefixed_warnings(tmp_path):
                for line in lines)
     assert digest(source) == before
     assert "ICC" in " ".join(read_image(source).warnings)
+
+
+# --- vector shapes need aggdraw; damaged composites are rendered --------------------------
+
+
+def test_aggdraw_is_a_dependency():
+    import importlib.util
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert any(dep.split(">")[0].split("=")[0].strip() == "aggdraw"
+               for dep in project["dependencies"])
+    assert importlib.util.find_spec("aggdraw") is not None, "pip install aggdraw"
+
+
+def test_a_missing_aggdraw_is_one_clear_sentence(tmp_path, monkeypatch):
+    """psd-tools' own error is five lines naming an extra; ours is one sentence."""
+    from psd_tools import PSDImage
+
+    source = two_layer_psd(tmp_path / "shapes.psd")
+
+    def no_aggdraw(self, *args, **kwargs):
+        raise ImportError("Vector shape rendering requires: aggdraw\n\nInstall with:\n"
+                          "    pip install 'psd-tools[composite]'\nOr:\n    pip install aggdraw")
+
+    monkeypatch.setattr(PSDImage, "composite", no_aggdraw)
+    with pytest.raises(InputError) as caught:
+        read_image(source)
+    message = caught.value.message
+    assert caught.value.code == "unsupported_format"
+    assert "\n" not in message and "pip install aggdraw" in message
+    assert "shapes.psd" in message
+
+
+def _damage_stored_composite(path: Path) -> Path:
+    """Cut the end of the file: the merged image (last section) no longer decompresses."""
+    data = path.read_bytes()
+    path.write_bytes(data[:-40])
+    return path
+
+
+def test_a_damaged_stored_composite_is_rendered_from_the_layers(tmp_path):
+    source = _damage_stored_composite(two_layer_psd(tmp_path / "damaged.psd"))
+    before = digest(source)
+    proc = run_cli("decompose", str(source), "-o", str(tmp_path / "out.psd"), "--backend",
+                   "classic", "-n", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "warning:" in proc.stderr and "damaged" in proc.stderr
+    assert "composited instead" in proc.stderr
+    loaded = read_image(source)
+    assert tuple(loaded.pixels[5, 8]) == (220, 30, 30, 255)  # the red layer, rendered
+    assert digest(source) == before
+
+
+# --- written files get ordinary permissions -----------------------------------------------
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")
+def test_outputs_get_the_umask_or_the_replaced_files_permissions(tmp_path, capsys):
+    new = tmp_path / "new.psd"
+    assert main(["decompose", str(LOGO), "-o", str(new), "--backend", "classic", "-q",
+                 "-n", "2"]) == 0
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(new.stat().st_mode) == 0o666 & ~umask
+    new.chmod(0o640)
+    assert main(["decompose", str(LOGO), "-o", str(new), "--backend", "classic", "-q",
+                 "-n", "2"]) == 0
+    assert stat.S_IMODE(new.stat().st_mode) == 0o640
