@@ -597,3 +597,26 @@ def test_outputs_get_the_umask_or_the_replaced_files_permissions(tmp_path, capsy
     assert main(["decompose", str(LOGO), "-o", str(new), "--backend", "classic", "-q",
                  "-n", "2"]) == 0
     assert stat.S_IMODE(new.stat().st_mode) == 0o640
+
+
+# --- D10: the input limit keeps a decomposition under 8 GB --------------------------------
+
+
+def test_d10_the_input_limit_says_why(tmp_path, capsys):
+    """bench/large_input.py: 10.5 GB at 100 MP, so the limit is 64 MP, and the error says why."""
+    from layerlift.inference.formats import MAX_PIXELS
+    from layerlift.inference.formats.reader import MEMORY_BUDGET_GB
+
+    from tests.helpers import png_header_only
+
+    assert MAX_PIXELS * 0.1 / 1e6 < MEMORY_BUDGET_GB <= 8
+    over = png_header_only(tmp_path / "huge.png", 8001, 8000)
+    assert main(["decompose", str(over), "-o", str(tmp_path / "x.psd"), "--json"]) == 2
+    out, err = capsys.readouterr()
+    error = json.loads(out)["error"]
+    assert error["code"] == "image_too_large"
+    assert "64.0 megapixels" in err and "memory" in err and "8 GB" in err
+    at_limit = png_header_only(tmp_path / "limit.png", 8000, 8000)
+    assert main(["decompose", str(at_limit), "-o", str(tmp_path / "y.psd")]) == 2
+    err = capsys.readouterr().err
+    assert "megapixels" not in err  # not too large: refused only for its broken pixel data

@@ -36,7 +36,13 @@ from layerlift.inference.formats.liblog import library_warnings
 from layerlift.inference.formats.safety import open_regular
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-MAX_PIXELS = 100_000_000
+# The input limit: the largest picture LayerLift decomposes. Measured with
+# bench/large_input.py on a detailed (noisy, photograph-like) picture, `decompose --backend
+# classic` peaks at about 0.1 GB of memory per megapixel (3.45 GB at 32 MP, 6.89 GB at
+# 64 MP, 10.49 GB at 100 MP): 64 MP stays under 8 GB, which a desktop with 16 GB can spare.
+MAX_PIXELS = 64_000_000
+MEMORY_PER_MEGAPIXEL_GB = 0.1
+MEMORY_BUDGET_GB = 8
 MAX_BYTES = 1 << 30
 HEAD_BYTES = 64
 
@@ -76,9 +82,15 @@ def _bytes_text(size: int) -> str:
 
 
 def _too_large(label: str, width: int, height: int, max_pixels: int) -> ImageTooLarge:
+    needed = width * height / 1e6 * MEMORY_PER_MEGAPIXEL_GB
+    why = ""
+    if max_pixels == MAX_PIXELS:
+        why = (f" (decomposing needs about {MEMORY_PER_MEGAPIXEL_GB:g} GB of memory per "
+               f"megapixel, here about {needed:.0f} GB; the limit keeps it under "
+               f"{MEMORY_BUDGET_GB} GB)")
     return ImageTooLarge(
         f"'{label}' is {width} x {height} pixels ({_megapixels(width * height)}), more than "
-        f"the limit of {_megapixels(max_pixels)}; scale it down before decomposing"
+        f"the limit of {_megapixels(max_pixels)}{why}; scale it down before decomposing"
     )
 
 
