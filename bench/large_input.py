@@ -10,7 +10,7 @@ figure covers decoding, the backend and the PSD writer together.
 
     .venv/bin/python bench/large_input.py --megapixels 50 [--megapixels 100] [--json]
 
-Target (issue 13): peak RSS under 8 GB at the input limit. The child is killed if its RSS
+Target: peak RSS under 8 GB at the input limit. The child is killed if its RSS
 passes `--kill-above-gb` (default 12), so a runaway never takes the machine down; that run
 is then reported as over the target. CPU heavy: run it once, not in a loop.
 

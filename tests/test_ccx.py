@@ -123,7 +123,7 @@ def test_a_folder_as_output_is_refused(tmp_path: Path, capsys: pytest.CaptureFix
 
 @pytest.mark.parametrize("case", ["not-ccx", "parent-is-file"])
 def test_a_bad_output_is_refused_before_building(tmp_path: Path, capsys, case) -> None:
-    """Issue 13: build-ccx checks its output like every LayerLift write, before the work."""
+    """build-ccx checks its output like every LayerLift write, before the work."""
     afile = tmp_path / "afile"
     afile.write_text("a file, not a folder")
     output = tmp_path / "panel.zip" if case == "not-ccx" else afile / "layerlift.ccx"

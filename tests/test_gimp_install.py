@@ -62,7 +62,7 @@ def test_reinstall_replaces_an_old_copy(tmp_path):
 
 @pytest.mark.parametrize("case", ["foreign-folder", "edited-install"])
 def test_a_folder_that_is_not_ours_is_never_replaced(tmp_path, capsys, case):
-    """Issue 13: `install-gimp-plugin` removes only what LayerLift installed itself."""
+    """`install-gimp-plugin` removes only what LayerLift installed itself."""
     gimp_dir = tmp_path / "gimp"
     target = gimp_dir / "plug-ins" / "layerlift"
     if case == "foreign-folder":

@@ -1,8 +1,9 @@
-"""Issue 13: nothing the user had is ever lost. Safe outputs, safe inputs, a bare `layerlift`.
+"""Nothing the user had is ever lost: safe outputs, safe inputs, a bare `layerlift`.
 
-Each test is one reproduction from the issue (D1-D9); every input is hashed before and after
-the command and must come back byte-identical. Commands that could hang (a FIFO) or abort
-(Qt without a display) run in a child process with a timeout.
+Each test reproduces one way a command could destroy data, hang, abort or answer too late;
+every input is hashed before and after the command and must come back byte-identical.
+Commands that could hang (a FIFO) or abort (Qt without a display) run in a child process
+with a timeout.
 """
 
 from __future__ import annotations
@@ -87,10 +88,10 @@ def never_decode(monkeypatch):
     return calls
 
 
-# --- D1: the default output never overwrites anything -------------------------------------
+# --- the default output never overwrites anything -------------------------------------
 
 
-def test_d1_default_output_never_overwrites_the_input_psd(tmp_path, monkeypatch, capsys):
+def test_default_output_never_overwrites_the_input_psd(tmp_path, monkeypatch, capsys):
     source = two_layer_psd(tmp_path / "in.psd")
     before = digest(source)
     original_layers = [layer.name for layer in read_stack(source).layers]
@@ -103,7 +104,7 @@ def test_d1_default_output_never_overwrites_the_input_psd(tmp_path, monkeypatch,
     assert read_stack(written).width == 24
 
 
-def test_d1_default_output_never_overwrites_an_earlier_file(tmp_path, monkeypatch, capsys):
+def test_default_output_never_overwrites_an_earlier_file(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     mine = tmp_path / "logo.psd"
     mine.write_bytes(b"the user's own logo.psd")
@@ -114,7 +115,7 @@ def test_d1_default_output_never_overwrites_an_earlier_file(tmp_path, monkeypatc
     assert read_stack(tmp_path / "logo-3.psd").width == 320
 
 
-def test_d1_a_name_taken_while_working_is_not_overwritten(tmp_path, monkeypatch, capsys):
+def test_a_name_taken_while_working_is_not_overwritten(tmp_path, monkeypatch, capsys):
     """The default name is free when chosen but taken before the write: the next one is used."""
     from layerlift.inference.formats import stackio
 
@@ -147,11 +148,11 @@ def test_publish_new_never_replaces(tmp_path):
     assert target.read_bytes() == b"new" and not temp.exists()
 
 
-# --- D2: -o equal to the input is refused before any work ----------------------------------
+# --- -o equal to the input is refused before any work ----------------------------------
 
 
 @pytest.mark.parametrize("spelling", ["same", "symlink", "dotted", "hardlink"])
-def test_d2_output_equal_to_the_input_is_refused(tmp_path, never_decode, capsys, spelling):
+def test_output_equal_to_the_input_is_refused(tmp_path, never_decode, capsys, spelling):
     source = two_layer_psd(tmp_path / "in.psd")
     before = digest(source)
     (tmp_path / "sub").mkdir()
@@ -172,7 +173,7 @@ def test_d2_output_equal_to_the_input_is_refused(tmp_path, never_decode, capsys,
     assert not never_decode
 
 
-def test_d2_a_folder_output_holding_the_input_is_refused(tmp_path, never_decode, capsys):
+def test_a_folder_output_holding_the_input_is_refused(tmp_path, never_decode, capsys):
     folder = tmp_path / "pictures"
     folder.mkdir()
     source = folder / "logo.png"
@@ -182,10 +183,10 @@ def test_d2_a_folder_output_holding_the_input_is_refused(tmp_path, never_decode,
     assert os.listdir(folder) == ["logo.png"] and digest(source) == digest(LOGO)
 
 
-# --- D3: a folder output is written only when it is new, empty or LayerLift's --------------
+# --- a folder output is written only when it is new, empty or LayerLift's --------------
 
 
-def test_d3_a_stack_json_in_a_users_folder_is_not_trusted(tmp_path, never_decode, capsys):
+def test_a_stack_json_in_a_users_folder_is_not_trusted(tmp_path, never_decode, capsys):
     folder = tmp_path / "holiday"
     folder.mkdir()
     (folder / "precious.jpg").write_bytes(b"\xff\xd8\xff the only copy of a photo")
@@ -201,7 +202,7 @@ def test_d3_a_stack_json_in_a_users_folder_is_not_trusted(tmp_path, never_decode
     assert snapshot(folder) == before
 
 
-def test_d3_library_refuses_a_users_folder_too(tmp_path):
+def test_library_refuses_a_users_folder_too(tmp_path):
     folder = tmp_path / "mine"
     folder.mkdir()
     (folder / "notes.txt").write_text("keep me")
@@ -211,7 +212,7 @@ def test_d3_library_refuses_a_users_folder_too(tmp_path):
     assert os.listdir(folder) == ["notes.txt"]
 
 
-def test_d3_layerlifts_own_folder_is_rewritten_and_user_files_survive(tmp_path, capsys):
+def test_layerlifts_own_folder_is_rewritten_and_user_files_survive(tmp_path, capsys):
     folder = tmp_path / "layers"
     assert main(["decompose", str(LOGO), "-o", f"{folder}/", "--backend", "classic", "-q",
                  "-n", "4"]) == 0
@@ -228,7 +229,7 @@ def test_d3_layerlifts_own_folder_is_rewritten_and_user_files_survive(tmp_path, 
     assert len(pngs) == 3  # two layers and the user's file; the stale layers are gone
 
 
-def test_d3_a_layer_file_the_user_changed_is_never_overwritten(tmp_path, capsys):
+def test_a_layer_file_the_user_changed_is_never_overwritten(tmp_path, capsys):
     folder = tmp_path / "layers"
     assert main(["decompose", str(LOGO), "-o", f"{folder}/", "--backend", "classic", "-q",
                  "-n", "2"]) == 0
@@ -241,7 +242,7 @@ def test_d3_a_layer_file_the_user_changed_is_never_overwritten(tmp_path, capsys)
     assert snapshot(folder) == before
 
 
-def test_d3_an_empty_or_new_folder_is_fine_and_a_named_psd_is_replaced(tmp_path, capsys):
+def test_an_empty_or_new_folder_is_fine_and_a_named_psd_is_replaced(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / ".DS_Store").write_bytes(b"Finder was here")  # shells' files do not count
@@ -256,11 +257,11 @@ def test_d3_an_empty_or_new_folder_is_fine_and_a_named_psd_is_replaced(tmp_path,
     assert len(read_stack(named).layers) == 2
 
 
-# --- D4: only regular files are read; a FIFO never hangs ---------------------------------
+# --- only regular files are read; a FIFO never hangs ---------------------------------
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
-def test_d4_a_fifo_input_is_refused_without_hanging(tmp_path):
+def test_a_fifo_input_is_refused_without_hanging(tmp_path):
     fifo = tmp_path / "f.png"
     os.mkfifo(fifo)
     started = time.monotonic()
@@ -273,7 +274,7 @@ def test_d4_a_fifo_input_is_refused_without_hanging(tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
 @pytest.mark.timeout(30)
-def test_d4_the_reader_refuses_a_fifo_in_process(tmp_path):
+def test_the_reader_refuses_a_fifo_in_process(tmp_path):
     fifo = tmp_path / "f.png"
     os.mkfifo(fifo)
     with pytest.raises(InputError, match="FIFO"):
@@ -283,14 +284,14 @@ def test_d4_the_reader_refuses_a_fifo_in_process(tmp_path):
 
 
 @pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
-def test_d4_a_device_is_named_a_device_not_empty(tmp_path, capsys):
+def test_a_device_is_named_a_device_not_empty(tmp_path, capsys):
     assert main(["decompose", "/dev/zero", "-o", str(tmp_path / "o.psd")]) == 2
     err = capsys.readouterr().err
     assert "character device" in err and "empty" not in err
 
 
 @pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no Unix sockets")
-def test_d4_a_socket_and_a_folder_are_named(tmp_path, capsys):
+def test_a_socket_and_a_folder_are_named(tmp_path, capsys):
     path = tmp_path / "s.png"
     server = socket.socket(socket.AF_UNIX)
     try:
@@ -303,7 +304,7 @@ def test_d4_a_socket_and_a_folder_are_named(tmp_path, capsys):
     assert "is a folder" in capsys.readouterr().err
 
 
-# --- D5: a bare `layerlift` without a display explains itself -----------------------------
+# --- a bare `layerlift` without a display explains itself -----------------------------
 
 
 def _no_display_env() -> dict[str, str]:
@@ -315,7 +316,7 @@ def _no_display_env() -> dict[str, str]:
 
 @pytest.mark.skipif(not LINUX, reason="Windows and macOS always have a display")
 @pytest.mark.parametrize("display", [None, ":97"])
-def test_d5_bare_layerlift_without_a_display_prints_usage(tmp_path, display):
+def test_bare_layerlift_without_a_display_prints_usage(tmp_path, display):
     env = _no_display_env()
     if display is not None:  # set, but nothing listens there
         assert not Path(f"/tmp/.X11-unix/X{display[1:]}").exists()
@@ -330,7 +331,7 @@ def test_d5_bare_layerlift_without_a_display_prints_usage(tmp_path, display):
 
 
 @pytest.mark.skipif(not LINUX, reason="Windows and macOS always have a display")
-def test_d5_tray_without_a_display_says_so(tmp_path):
+def test_tray_without_a_display_says_so(tmp_path):
     env = _no_display_env()
     env["LAYERLIFT_HOME"] = str(tmp_path / "home")
     proc = run_cli("tray", env=env, timeout=60)
@@ -339,7 +340,7 @@ def test_d5_tray_without_a_display_says_so(tmp_path):
 
 
 @pytest.mark.skipif(not LINUX, reason="the X11 probe is Linux-only")
-def test_d5_the_display_probe_accepts_a_real_x_server():
+def test_the_display_probe_accepts_a_real_x_server():
     xvfb_run = shutil.which("xvfb-run")
     if xvfb_run is None or shutil.which("Xvfb") is None:
         pytest.fail("Xvfb is not installed: `apt-get install -y xvfb`")
@@ -352,7 +353,7 @@ def test_d5_the_display_probe_accepts_a_real_x_server():
     assert "problem: None" in proc.stdout, proc.stdout + proc.stderr
 
 
-def test_d5_display_probe_rules():
+def test_display_probe_rules():
     from layerlift.desktop.display import display_problem
 
     assert display_problem({}, "win32") is None
@@ -362,7 +363,7 @@ def test_d5_display_probe_rules():
     assert "Wayland" in display_problem({"QT_QPA_PLATFORM": "wayland"}, "linux")
 
 
-def test_d5_help_lists_the_exit_codes(capsys):
+def test_help_lists_the_exit_codes(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
     assert exc.value.code == 0
@@ -372,7 +373,7 @@ def test_d5_help_lists_the_exit_codes(capsys):
         assert f"\n  {code} " in out
 
 
-# --- D6: the output is checked before the input is decoded ------------------------------
+# --- the output is checked before the input is decoded ------------------------------
 
 
 def _unwritable_folder(tmp_path: Path) -> Path:
@@ -401,8 +402,8 @@ def _unwritable_folder(tmp_path: Path) -> Path:
         ("no-suffix", "does not end in '/'"),
     ],
 )
-def test_d6_d7_d8_bad_outputs_are_refused_before_any_work(tmp_path, never_decode, capsys,
-                                                         case, needle):
+def test_bad_outputs_are_refused_before_any_work(tmp_path, never_decode, capsys, case,
+                                                 needle):
     source = tmp_path / "photo.png"
     shutil.copy(LOGO, source)
     (tmp_path / "afile").write_text("a file, not a folder")
@@ -424,7 +425,7 @@ def test_d6_d7_d8_bad_outputs_are_refused_before_any_work(tmp_path, never_decode
     assert code == 2, err
     assert needle in err, err
     assert "File exists" not in err and "give a folder to write the layer PNGs" not in err
-    # D7: with --json the error is also a JSON object on stdout, with the code kept.
+    # With --json the error is also a JSON object on stdout, with the code kept.
     error = json.loads(out)
     assert error["exit_code"] == 2 and error["error"]["code"] == "bad_request"
     assert needle in error["error"]["message"]
@@ -434,8 +435,8 @@ def test_d6_d7_d8_bad_outputs_are_refused_before_any_work(tmp_path, never_decode
     assert not never_decode
 
 
-def test_d6_a_large_input_is_not_decoded_for_a_bad_output(tmp_path):
-    """The issue's case: 53 s and 1.75 GB before exit 2. Now the refusal is immediate."""
+def test_a_large_input_is_not_decoded_for_a_bad_output(tmp_path):
+    """A bad output must not cost the decoding and the decomposition before it is refused."""
     rng = np.random.default_rng(0)
     big = tmp_path / "big.jpg"
     Image.fromarray(rng.integers(0, 256, (3000, 4000, 3), dtype=np.uint8)).save(big,
@@ -453,10 +454,10 @@ def test_d6_a_large_input_is_not_decoded_for_a_bad_output(tmp_path):
     assert digest(big) == before
 
 
-# --- D7: messages, and JSON errors -------------------------------------------------------
+# --- messages, and JSON errors -------------------------------------------------------
 
 
-def test_d7_json_errors_keep_the_exit_code(tmp_path, capsys):
+def test_json_errors_keep_the_exit_code(tmp_path, capsys):
     assert main(["decompose", str(tmp_path / "missing.png"), "--json"]) == 2
     out, err = capsys.readouterr()
     error = json.loads(out)
@@ -465,7 +466,7 @@ def test_d7_json_errors_keep_the_exit_code(tmp_path, capsys):
     assert "missing.png" in error["error"]["message"] and err.startswith("error:")
 
 
-def test_d7_json_usage_errors_are_json_too(capsys):
+def test_json_usage_errors_are_json_too(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["decompose", str(LOGO), "-n", "0", "--json"])
     assert exc.value.code == 2
@@ -475,17 +476,17 @@ def test_d7_json_usage_errors_are_json_too(capsys):
     assert "usage:" in err
 
 
-# --- D8: explicit output rules ------------------------------------------------------------
+# --- explicit output rules ------------------------------------------------------------
 
 
-def test_d8_a_path_ending_in_a_slash_is_a_new_folder(tmp_path, capsys):
+def test_a_path_ending_in_a_slash_is_a_new_folder(tmp_path, capsys):
     target = tmp_path / "new" / "layers"
     assert main(["decompose", str(LOGO), "-o", f"{target}/", "--backend", "classic", "-q",
                  "-n", "2"]) == 0
     assert len(read_stack(target).layers) == 2
 
 
-def test_d8_psb_output(tmp_path, capsys):
+def test_psb_output(tmp_path, capsys):
     target = tmp_path / "big.psb"
     assert main(["decompose", str(LOGO), "-o", str(target), "--backend", "classic", "-q",
                  "-n", "2"]) == 0
@@ -494,7 +495,7 @@ def test_d8_psb_output(tmp_path, capsys):
     assert read_image(target).format == "PSB"
 
 
-# --- D9: library log lines become LayerLift's warnings ----------------------------------
+# --- library log lines become LayerLift's warnings ----------------------------------
 
 
 def _psd_with_unusable_profile(path: Path) -> Path:
@@ -515,7 +516,7 @@ def _psd_with_unusable_profile(path: Path) -> Path:
     return path
 
 
-def test_d9_library_log_lines_are_prefixed_warnings(tmp_path):
+def test_library_log_lines_are_prefixed_warnings(tmp_path):
     source = _psd_with_unusable_profile(tmp_path / "profiled.psd")
     before = digest(source)
     proc = run_cli("decompose", str(source), "-o", str(tmp_path / "out.psd"), "--backend",
@@ -599,10 +600,10 @@ def test_outputs_get_the_umask_or_the_replaced_files_permissions(tmp_path, capsy
     assert stat.S_IMODE(new.stat().st_mode) == 0o640
 
 
-# --- D10: the input limit keeps a decomposition under 8 GB --------------------------------
+# --- the input limit keeps a decomposition under 8 GB --------------------------------
 
 
-def test_d10_the_input_limit_says_why(tmp_path, capsys):
+def test_the_input_limit_says_why(tmp_path, capsys):
     """bench/large_input.py: 10.5 GB at 100 MP, so the limit is 64 MP, and the error says why."""
     from layerlift.inference.formats import MAX_PIXELS
     from layerlift.inference.formats.reader import MEMORY_BUDGET_GB

@@ -222,7 +222,7 @@ def test_the_caption_field_goes_with_the_picture(window):
     assert window.caption_edit.text() == ""
 
 
-# --- issue 13: the window's Open and Export follow the command line's rules ---------------
+# --- the window's Open and Export follow the command line's rules ------------------------
 
 
 def test_export_never_writes_over_the_opened_picture(qtbot, window, tmp_path):
