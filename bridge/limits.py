@@ -23,7 +23,7 @@ class Limits:
     max_text_bytes: int = 256 * 1024
     # Input image bounds: pixels (width x height), either side, and the encoded payload.
     # Pixels: the same 64 MP input limit as files (inference.formats.reader.MAX_PIXELS): a
-    # detailed picture needs about 0.1 GB of memory per megapixel to decompose
+    # detailed picture needs about 0.09 GB of memory per megapixel to decompose
     # (bench/large_input.py), so larger ones would pass 8 GB.
     max_image_pixels: int = 64_000_000
     max_image_side: int = 16384

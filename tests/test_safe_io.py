@@ -604,19 +604,26 @@ def test_outputs_get_the_umask_or_the_replaced_files_permissions(tmp_path, capsy
 
 
 def test_the_input_limit_says_why(tmp_path, capsys):
-    """bench/large_input.py: 10.5 GB at 100 MP, so the limit is 64 MP, and the error says why."""
+    """bench/large_input.py: 8.4 GB at 100 MP, so the limit is 64 MP, and the error says why."""
     from layerlift.inference.formats import MAX_PIXELS
-    from layerlift.inference.formats.reader import MEMORY_BUDGET_GB
+    from layerlift.inference.formats.reader import MEMORY_BUDGET_GB, MEMORY_PER_MEGAPIXEL_GB
 
     from tests.helpers import png_header_only
 
-    assert MAX_PIXELS * 0.1 / 1e6 < MEMORY_BUDGET_GB <= 8
+    assert MAX_PIXELS / 1e6 * MEMORY_PER_MEGAPIXEL_GB < MEMORY_BUDGET_GB <= 8
     over = png_header_only(tmp_path / "huge.png", 8001, 8000)
     assert main(["decompose", str(over), "-o", str(tmp_path / "x.psd"), "--json"]) == 2
     out, err = capsys.readouterr()
     error = json.loads(out)["error"]
     assert error["code"] == "image_too_large"
     assert "64.0 megapixels" in err and "memory" in err and "8 GB" in err
+    # Between our limit and twice Pillow's, Pillow would warn on stderr by itself: it must not.
+    pillow_warns = png_header_only(tmp_path / "hundred.png", 11547, 8660)
+    proc = run_cli("decompose", str(pillow_warns), "-o", str(tmp_path / "z.psd"))
+    assert proc.returncode == 2
+    assert [line for line in proc.stderr.splitlines() if line.strip()] == [
+        line for line in proc.stderr.splitlines() if line.startswith("error:")
+    ], proc.stderr
     at_limit = png_header_only(tmp_path / "limit.png", 8000, 8000)
     assert main(["decompose", str(at_limit), "-o", str(tmp_path / "y.psd")]) == 2
     err = capsys.readouterr().err

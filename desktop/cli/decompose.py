@@ -39,7 +39,7 @@ inputs:
   {INPUT_FORMATS} (the format is recognised from the file's
   bytes, not its name; a PSD, PSB or ORA is read as its flattened picture). Only regular
   files are read: a folder, a device, a FIFO or a socket is refused. Pictures over 64
-  megapixels are refused: decomposing needs about 0.1 GB of memory per megapixel.
+  megapixels are refused: decomposing needs about 0.09 GB of memory per megapixel.
 
 outputs (-o):
   OUT.psd   a Photoshop document: one group holding one pixel layer per layer
