@@ -12,20 +12,9 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from layerlift.inference.backends import backend_class, backend_names
-from layerlift.inference.backends.options import OptionSchema, OptionSpec
-from layerlift.inference.errors import BadRequest, LayerLiftError
-
-
-def declared_schemas() -> list[tuple[str, OptionSchema]]:
-    """(backend name, its schema) for every backend whose class can be read here."""
-    schemas = []
-    for name in backend_names():
-        try:
-            schemas.append((name, backend_class(name).options))
-        except LayerLiftError:  # not installed: it has no flags to offer
-            continue
-    return schemas
+from layerlift.inference.backends import option_schemas
+from layerlift.inference.backends.options import OptionSpec
+from layerlift.inference.errors import BadRequest
 
 
 def _parse(spec: OptionSpec) -> Callable[[str], Any]:
@@ -62,7 +51,7 @@ def add_backend_options(parser: argparse.ArgumentParser) -> list[str]:
     must then suit both, which the schemas check when the job starts.
     """
     names: list[str] = []
-    for backend, schema in declared_schemas():
+    for backend, schema in option_schemas():
         group = None
         for spec in schema:
             if spec.name in names:

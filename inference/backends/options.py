@@ -36,7 +36,9 @@ class OptionSpec:
 
     `default` is the value used when the request leaves the option out (None: the backend
     decides, e.g. "the model captions the picture"); `setting` names the `Settings` field that
-    holds the user's default instead, so the server's settings decide it.
+    holds the user's default instead, so the server's settings decide it. An option that
+    describes one picture (a caption) is not `remembered`: the settings window offers no
+    default for it, the main window asks for it with each picture.
     """
 
     name: str
@@ -49,6 +51,7 @@ class OptionSpec:
     minimum: float | None = None
     maximum: float | None = None
     max_length: int | None = None
+    remembered: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -67,9 +70,18 @@ class OptionSpec:
         return "--" + self.name.replace("_", "-")
 
     def default_for(self, settings: Any = None) -> Any:
-        """The value used when a request leaves the option out, under these settings."""
-        if self.setting is not None and settings is not None:
+        """The value used when a request leaves the option out, under these settings: its
+        settings field, else the user's saved default (if it still fits), else `default`."""
+        if settings is None:
+            return self.default
+        if self.setting is not None:
             return getattr(settings, self.setting, self.default)
+        saved = getattr(settings, "option_defaults", {}).get(self.name) if self.remembered else None
+        if saved is not None:
+            try:
+                return self.check(saved)
+            except BadRequest:  # written by an older release, or by hand
+                return self.default
         return self.default
 
     def check(self, value: Any) -> Any:

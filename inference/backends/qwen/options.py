@@ -29,7 +29,8 @@ QWEN_OPTIONS = OptionSchema([
                default=DEFAULT_NEGATIVE),
     OptionSpec("cfg_normalize", "bool", "renormalize the guided prediction (the model's default)",
                label="CFG normalize", default=True),
-    OptionSpec("caption", "str", "describe the picture (empty: the model captions it)"),
+    OptionSpec("caption", "str", "describe the picture (empty: the model captions it)",
+               remembered=False),
     OptionSpec("caption_language", "str", "language of the model's own caption prompt",
                default="en", choices=CAPTION_LANGUAGES),
 ])
