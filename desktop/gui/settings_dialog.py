@@ -16,8 +16,8 @@ import threading
 from dataclasses import replace
 
 from layerlift.desktop import autostart
+from layerlift.desktop.gui.option_widgets import control_value, make_control
 from layerlift.desktop.option_model import apply_defaults, memory_mode_items, settings_fields
-from layerlift.desktop.option_widgets import control_value, make_control
 from layerlift.inference.settings import DEFAULT_MODEL, Settings
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (

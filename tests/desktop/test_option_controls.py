@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from layerlift.desktop.gui.settings_dialog import SettingsDialog
 from layerlift.desktop.option_model import memory_mode_items, settings_fields
-from layerlift.desktop.settings_dialog import SettingsDialog
 from layerlift.inference.backends.qwen.memory import MODES
 from layerlift.inference.backends.qwen.options import QWEN_OPTIONS
 from layerlift.inference.settings import Settings
@@ -39,3 +39,16 @@ def test_memory_modes_are_described_once():
     assert items["auto"].startswith("auto: picked per job")
     for mode in MODES:
         assert items[mode.name] == f"{mode.name}: {mode.summary}"
+
+
+def test_the_window_asks_for_the_per_picture_options_the_backends_declare(window):
+    from tests.desktop.conftest import LOGO
+
+    per_picture = [spec.name for spec in QWEN_OPTIONS if not spec.remembered]
+    assert list(window.option_controls) == per_picture == ["caption"]
+    window.open_path(LOGO)
+    window.caption_edit.setText("a logo")
+    assert window._request().options == {"caption": "a logo"}
+    # The classic backend declares no caption: choosing it, the caption is not sent.
+    window.backend_combo.setCurrentIndex(window.backend_combo.findData("classic"))
+    assert window._request().options == {}
