@@ -436,7 +436,8 @@ class _Connection:
             spec = message["image"]
             protocol.check_image_spec(spec, self.limits)
             # The backend's declared options, checked before the picture is uploaded.
-            runner.option_schema(message["backend"]).validate(message["request"].options)
+            runner.option_schema(message["backend"]).validate(message["request"].options,
+                                                              client=True)
             self._check_quota()
             self.pending = message
             # The client sends the picture only now, so a refused one is never uploaded.

@@ -48,3 +48,12 @@ def test_defaults_come_from_the_settings_where_declared():
     assert wire["steps"]["default"] == 12 and wire["steps"]["maximum"] == 200
     assert wire["resolution"]["choices"] == [640, 1024]
     assert wire["cfg_normalize"]["type"] == "bool"
+
+
+def test_an_option_only_the_local_user_may_set_is_not_offered_to_clients():
+    local = OptionSpec("weights_file", "str", "a file on this computer", client=False)
+    schema = OptionSchema([local, OptionSpec("steps", "int", "")])
+    assert [spec["name"] for spec in schema.to_json()] == ["steps"]
+    assert schema.validate({"weights_file": "/x"}) == {"weights_file": "/x"}
+    with pytest.raises(BadRequest, match="only be set on the computer running"):
+        schema.validate({"weights_file": "/x"}, client=True)

@@ -52,6 +52,7 @@ class OptionSpec:
     maximum: float | None = None
     max_length: int | None = None
     remembered: bool = True
+    client: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -160,10 +161,11 @@ class OptionSchema:
         found = self._by_name.get(name)
         return found[0] if found else None
 
-    def validate(self, options: Mapping[str, Any] | None,
-                 others: Collection[str] = ()) -> dict[str, Any]:
+    def validate(self, options: Mapping[str, Any] | None, others: Collection[str] = (),
+                 client: bool = False) -> dict[str, Any]:
         """The checked options (None values dropped). Names in `others` (another backend's,
-        when `auto` picked this one) are dropped; any other unknown name is refused."""
+        when `auto` picked this one) are dropped; any other unknown name is refused, and with
+        `client` (a bridge client asks) so is an option only the local user may set."""
         if options is None:
             return {}
         if not isinstance(options, Mapping):
@@ -171,6 +173,9 @@ class OptionSchema:
         checked: dict[str, Any] = {}
         for name, value in options.items():
             specs = self._by_name.get(name) if isinstance(name, str) else None
+            if specs is not None and client and not all(spec.client for spec in specs):
+                raise BadRequest(f"option {name} can only be set on the computer running "
+                                 "LayerLift, not over the bridge")
             if specs is None:
                 if name in others:
                     continue
@@ -190,7 +195,8 @@ class OptionSchema:
                 for spec in self.specs}
 
     def to_json(self, settings: Any = None) -> list[dict[str, Any]]:
-        return [spec.to_json(settings) for spec in self.specs]
+        """The specs a bridge client may set, as `welcome` lists them."""
+        return [spec.to_json(settings) for spec in self.specs if spec.client]
 
 
 NO_OPTIONS = OptionSchema()
