@@ -1,4 +1,4 @@
-"""Issue 16, item 1: a backend option is declared in exactly one place.
+"""A backend option is declared in exactly one place.
 
 A backend that exists only in this file declares a made-up option; with nothing else touched,
 it must reach the bridge's `welcome` (from a real server on 127.0.0.1), `layerlift decompose
@@ -102,7 +102,7 @@ def test_without_registration_nothing_knows_it():
 
 
 def test_qwen_and_the_bridge_agree_on_cfg_normalize():
-    """The rule sets that disagreed (issue 16) are one schema now."""
+    """The backend and the bridge read one schema, so they accept the same values."""
     provider = BackendProvider()
     assert provider.check_options("qwen", "qwen", {"cfg_normalize": False}) == {
         "cfg_normalize": False}
