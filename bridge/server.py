@@ -193,12 +193,16 @@ class BridgeServer:
             conn.on_job_event(snapshot, owner)
 
     def capabilities(self) -> dict[str, Any]:
+        backends = self.runner.backends()
         return {
-            "backends": self.runner.backends(),
+            # Each backend carries its option specs: clients build their controls from them.
+            "backends": backends,
             "memory_modes": list(ALL_MODE_CHOICES),
             "memory_mode": self.runner.settings.memory_mode,
             "encodings": sorted(protocol.ENCODINGS),
-            "options": sorted(protocol.OPTIONS),
+            # Every option name any backend declares (kept for clients of protocol 1.0).
+            "options": sorted({option["name"] for backend in backends
+                               for option in backend.get("options", [])}),
             "max_layers": protocol.MAX_LAYERS,
             "limits": self.config.limits.as_dict(),
         }
@@ -431,6 +435,9 @@ class _Connection:
         if message.type == "decompose":
             spec = message["image"]
             protocol.check_image_spec(spec, self.limits)
+            # The backend's declared options, checked before the picture is uploaded.
+            runner.option_schema(message["backend"]).validate(message["request"].options,
+                                                              client=True)
             self._check_quota()
             self.pending = message
             # The client sends the picture only now, so a refused one is never uploaded.

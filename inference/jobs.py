@@ -19,7 +19,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -34,6 +34,7 @@ from layerlift.inference.backends.base import (
     ProgressCallback,
     ignore_progress,
 )
+from layerlift.inference.backends.options import OptionSchema
 from layerlift.inference.errors import BadRequest, Cancelled, LayerLiftError
 from layerlift.inference.job_snapshot import (
     JobError,
@@ -104,21 +105,48 @@ class BackendProvider:
 
         return backend_names()
 
+    def backend_type(self, name: str) -> type[Backend]:
+        """The backend's class, read without building it (nor importing torch)."""
+        from layerlift.inference.backends import backend_class
+
+        return backend_class(name)
+
+    def option_schema(self, name: str) -> OptionSchema:
+        """What a request for `name` may set: its backend's options, or for `auto` every
+        backend's (a value must then suit each backend that declares its name)."""
+        if name != "auto":
+            return self.backend_type(name).options
+        schemas = []
+        for candidate in self.names():
+            try:
+                schemas.append(self.backend_type(candidate).options)
+            except LayerLiftError:  # not installed: it cannot be picked either
+                continue
+        return OptionSchema.union(schemas)
+
+    def check_options(self, requested: str, resolved: str,
+                      options: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The one validation of a request's options: refused unless the requested backend
+        (or, for `auto`, some backend) declares them; the backend that runs gets its own."""
+        checked = self.option_schema(requested).validate(options)
+        return self.option_schema(resolved).validate(checked, others=checked.keys())
+
     def describe(self, settings: Settings) -> list[dict[str, Any]]:
-        from layerlift.inference.backends import availability, backend_class
+        from layerlift.inference.backends import availability
 
         described = []
         for name in self.names():
-            label = name
+            label, options = name, []
             try:
                 avail = availability(name, settings)
+                cls = self.backend_type(name)
+                options = cls.options.to_json(settings)
                 if avail.ok:
-                    label = getattr(backend_class(name), "label", name)
+                    label = getattr(cls, "label", name)
             except Exception as exc:  # a broken backend must not hide the others
                 avail = Availability(False, f"{type(exc).__name__}: {exc}")
-            described.append(
-                {"name": name, "label": label, "available": avail.ok, "reason": avail.reason}
-            )
+            described.append({"name": name, "label": label, "available": avail.ok,
+                              "reason": avail.reason, "options": options})
         return described
 
     def resolve(self, name: str, settings: Settings) -> str:
@@ -322,6 +350,9 @@ class JobRunner:
     def backends(self) -> list[dict[str, Any]]:
         return self.provider.describe(self.settings)
 
+    def option_schema(self, name: str) -> OptionSchema:
+        return self.provider.option_schema(name)
+
     def resolve_backend(self, name: str) -> str:
         """`auto` or a name -> the backend that will run (raises if it cannot run here)."""
         return self.provider.resolve(name, self.settings)
@@ -393,6 +424,8 @@ class JobRunner:
         except (TypeError, ValueError) as exc:
             raise BadRequest(f"the image cannot be used: {exc}") from exc
         name = self.provider.resolve(backend, self.settings)
+        request = replace(request, options=self.provider.check_options(backend, name,
+                                                                       request.options))
         with self._lock:
             if self._stopping:
                 raise QueueFull("the server is shutting down")

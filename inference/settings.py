@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from layerlift.inference import paths
 from layerlift.inference.atomic import atomic_writer
@@ -30,6 +31,9 @@ class Settings:
     memory_mode: str = "auto"
     resolution: int = 640
     steps: int = 50
+    # The user's defaults of backend options (name -> value), edited in the settings window.
+    # The option's spec checks a value when it is used; one that no longer fits is ignored.
+    option_defaults: dict[str, Any] = field(default_factory=dict)
     # Bridge.
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT

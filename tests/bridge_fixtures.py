@@ -105,8 +105,15 @@ class DictProvider(BackendProvider):
     def names(self) -> list[str]:
         return list(self.factories)
 
+    def backend_type(self, name: str) -> type[Backend]:
+        if name not in self.factories:
+            raise BadRequest(f"unknown backend {name!r}")
+        factory = self.factories[name]
+        return factory if isinstance(factory, type) else Backend
+
     def describe(self, settings: Settings) -> list[dict[str, Any]]:
-        return [{"name": name, "label": name, "available": True, "reason": ""}
+        return [{"name": name, "label": name, "available": True, "reason": "",
+                 "options": self.backend_type(name).options.to_json(settings)}
                 for name in self.factories]
 
     def resolve(self, name: str, settings: Settings) -> str:

@@ -16,7 +16,8 @@ from types import SimpleNamespace
 import pytest
 from layerlift.desktop.gimp_install import install, plugin_target
 
-MODULES = ("ll_wire", "ll_job_states", "ll_paths", "ll_plan", "ll_websocket", "ll_bridge")
+MODULES = ("ll_wire", "ll_job_states", "ll_paths", "ll_plan", "ll_websocket", "ll_bridge",
+           "ll_options")
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +24,11 @@ from layerlift.desktop.cli.argtypes import (
     EXIT_USAGE,
     int_in_range,
 )
+from layerlift.desktop.cli.backend_options import add_backend_options, request_options
 from layerlift.desktop.cli.progress import ProgressBar
+from layerlift.inference.backends import backend_names
 from layerlift.inference.backends.base import MAX_LAYERS, CancelToken, DecomposeRequest
-from layerlift.inference.backends.qwen.memory import ALL_MODE_CHOICES
+from layerlift.inference.backends.qwen.memory import ALL_MODE_CHOICES, mode_summaries
 from layerlift.inference.errors import BadRequest, Cancelled, InputError, LayerLiftError
 
 if TYPE_CHECKING:
@@ -81,7 +84,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
              "INPUT_STEM.psd in the current folder, or the next free name)",
     )
     parser.add_argument(
-        "--backend", default="auto", choices=["auto", "classic", "qwen"],
+        "--backend", default="auto", choices=["auto", *backend_names()],
         help="auto picks qwen when its weights are configured and a GPU is usable, else classic",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -92,40 +95,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--remote", nargs="?", const="", default=None, metavar="URL",
         help="send the job to a running `layerlift serve` (default URL from the settings)",
     )
-    qwen = parser.add_argument_group(
-        "qwen backend", "Options of the Qwen-Image-Layered backend; the classic backend\n"
-                        "ignores them. Unset options come from the settings."
-    )
+    qwen = parser.add_argument_group("qwen backend settings (this run only)")
     qwen.add_argument("--model", help="model folder or Hugging Face repo id (in the local cache)")
-    qwen.add_argument("--memory-mode", choices=ALL_MODE_CHOICES,
-                      help="how the model is placed in memory: auto picks by free GPU memory; "
-                           "full, offload, int8, torchao and nf4 need less VRAM in that order, "
-                           "lowvram least (slow)")
+    qwen.add_argument("--memory-mode", choices=ALL_MODE_CHOICES, help=memory_mode_help())
     qwen.add_argument("--device", help="auto, cuda, cuda:N, mps or cpu")
-    qwen.add_argument("--resolution", type=int, choices=[640, 1024],
-                      help="the model's working size in pixels (default 640; 1024 is sharper, "
-                           "slower and needs more memory); layers come back at full size")
-    qwen.add_argument("--steps", type=int,
-                      help="denoising steps, 1-200 (default 50; fewer is faster and rougher)")
-    qwen.add_argument("--true-cfg-scale", type=float,
-                      help="true classifier-free guidance scale, 0-30 (default 4.0)")
-    qwen.add_argument("--negative-prompt",
-                      help="what the layers should not look like (default: blank, which "
-                           "keeps true CFG on)")
-    qwen.add_argument("--caption", help="describe the picture (default: the model captions it)")
-    qwen.add_argument("--caption-language", choices=["en", "zh"],
-                      help="language of the model's own caption (default en)")
     qwen.add_argument(
         "--online", action="store_true",
         help="allow the Hugging Face hub to be contacted (off by default: no network)",
     )
+    # The per-job options are generated from the backends' declared schemas.
+    parser.set_defaults(backend_option_names=add_backend_options(parser))
     return parser
 
 
-def _request_options(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("resolution", "steps", "true_cfg_scale", "negative_prompt", "caption",
-             "caption_language")
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+def memory_mode_help() -> str:
+    """The memory modes, described once (memory.py's `ModeSpec.summary`)."""
+    text = "; ".join(f"{name}: {summary}" for name, summary in mode_summaries().items())
+    return text.replace("%", "%%")
 
 
 def _settings(args: argparse.Namespace):
@@ -207,10 +193,14 @@ def _fail(args: argparse.Namespace, code: str, message: str, exit_code: int,
 
 def _run_local(args, image, request, progress, settings):
     from layerlift.inference.backends import choose_backend, create_backend
+    from layerlift.inference.jobs import BackendProvider
 
     name, why = choose_backend(args.backend, settings)
     if not args.json:
         print(f"backend: {name} ({why})", file=sys.stderr)
+    # The one check the bridge and the job runner run too.
+    options = BackendProvider().check_options(args.backend, name, request.options)
+    request = replace(request, options=options)
     backend = create_backend(name, settings)
     cancel = CancelToken()
     try:
@@ -281,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
         for warning in loaded.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         request = DecomposeRequest(
-            layers=args.layers, seed=args.seed, options=_request_options(args)
+            layers=args.layers, seed=args.seed, options=request_options(args)
         )
         if args.remote is not None:
             stack = _run_remote(args, loaded.pixels, request, bar)

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from layerlift.desktop.cli.argtypes import EXIT_OK, EXIT_USAGE, int_in_range
+from layerlift.inference.backends.qwen.memory import RESOLUTIONS
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -25,7 +26,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--layers", "-n", type=int_in_range(1, 10, "the layer count"),
                         default=4, help="layers of the job to plan (default 4)")
-    parser.add_argument("--resolution", type=int, choices=[640, 1024], default=None,
+    parser.add_argument("--resolution", type=int, choices=list(RESOLUTIONS), default=None,
                         help="bucket of the job to plan (default: the settings', 640)")
     parser.add_argument("--model", help="model folder or Hugging Face repo id (default: the "
                                         "settings')")

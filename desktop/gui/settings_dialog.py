@@ -16,7 +16,8 @@ import threading
 from dataclasses import replace
 
 from layerlift.desktop import autostart
-from layerlift.inference.backends.qwen.memory import ALL_MODE_CHOICES
+from layerlift.desktop.gui.option_widgets import control_value, make_control
+from layerlift.desktop.option_model import apply_defaults, memory_mode_items, settings_fields
 from layerlift.inference.settings import DEFAULT_MODEL, Settings
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
@@ -37,15 +38,6 @@ from PySide6.QtWidgets import (
 )
 
 DEVICES = ("auto", "cuda", "cuda:0", "cuda:1", "mps", "cpu")
-MEMORY_HELP = {
-    "auto": "picked per job from its layers, resolution and the free VRAM",
-    "full": "everything on the GPU (fastest, needs the most VRAM)",
-    "offload": "transformer kept on the GPU, text encoder from pinned RAM",
-    "lowvram": "layer-by-layer offload (slowest, least VRAM)",
-    "int8": "8-bit weights (bitsandbytes)",
-    "nf4": "4-bit weights (bitsandbytes)",
-    "torchao": "torchao quantized weights",
-}
 
 
 def detect_vram(timeout: float = 5.0) -> str:
@@ -111,8 +103,8 @@ class SettingsDialog(QDialog):
         form.addRow("Device:", self.device_combo)
 
         self.memory_combo = QComboBox()
-        for mode in ALL_MODE_CHOICES:
-            self.memory_combo.addItem(f"{mode}: {MEMORY_HELP[mode]}", mode)
+        for mode, text in memory_mode_items():
+            self.memory_combo.addItem(text, mode)
         index = self.memory_combo.findData(settings.memory_mode)
         self.memory_combo.setCurrentIndex(max(0, index))
         form.addRow("Memory mode:", self.memory_combo)
@@ -122,6 +114,14 @@ class SettingsDialog(QDialog):
         self.plan_label = QLabel("planning…" if detect else "")
         self.plan_label.setWordWrap(True)
         form.addRow("Memory plan:", self.plan_label)
+
+        # The backends' options, generated from their schemas: the defaults of every job.
+        self.option_fields = settings_fields(settings)
+        self.option_controls = {}
+        for option in self.option_fields:
+            control = make_control(option, self)
+            self.option_controls[option.name] = control
+            form.addRow(f"{option.label}:", control)
 
         self.offline_check = QCheckBox("never contact a model hub (local files only)")
         self.offline_check.setChecked(settings.offline)
@@ -178,8 +178,11 @@ class SettingsDialog(QDialog):
     def result_settings(self) -> Settings:
         """The edited settings (a new object; the original is untouched)."""
         model = self.model_edit.text().strip() or None
+        options = {option.name: control_value(option, self.option_controls[option.name])
+                   for option in self.option_fields}
         return replace(
             self._original,
+            **apply_defaults(self._original, self.option_fields, options),
             model=model,
             device=self.device_combo.currentText().strip() or "auto",
             memory_mode=str(self.memory_combo.currentData()),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from layerlift.desktop.gui.checkerboard import checkered_pixmap
@@ -22,7 +23,9 @@ from layerlift.desktop.gui.document_jobs import (
 )
 from layerlift.desktop.gui.history import HistoryList, SourceNames
 from layerlift.desktop.gui.layer_list import LayerList
+from layerlift.desktop.gui.option_widgets import control_value, make_control
 from layerlift.desktop.gui.server_host import ServerHost
+from layerlift.desktop.option_model import picture_fields
 from layerlift.inference.backends.base import DecomposeRequest
 from layerlift.inference.errors import LayerLiftError
 from layerlift.inference.job_snapshot import JobSnapshot
@@ -126,13 +129,13 @@ class MainWindow(QMainWindow):
 
         for name in backend_names():
             self.backend_combo.addItem(name, name)
-        # Qwen only: what the picture shows. Empty, the model captions the picture itself (on a
-        # small GPU that can take a while); its caption comes back here, ready to reuse.
-        self.caption_edit = QLineEdit()
-        self.caption_edit.setPlaceholderText("caption (empty: the model describes the picture)")
-        self.caption_edit.setToolTip("Qwen backend: describe the picture, or leave it empty "
-                                     "and the model captions it")
-        self.caption_edit.setClearButtonEnabled(True)
+        # The backends' per-picture options (qwen's caption), generated from their schemas.
+        # Empty, the option is left out: for the caption, the model captions the picture itself
+        # (on a small GPU that can take a while); its caption comes back here, ready to reuse.
+        self.picture_fields = picture_fields(self.runner.settings)
+        self.option_controls = {field.name: make_control(field, self)
+                                for field in self.picture_fields}
+        self.caption_edit = self.option_controls.get("caption")
         self.decompose_button = QPushButton("Decompose")
         self.decompose_button.clicked.connect(self.decompose)
         self.cancel_button = QPushButton("Cancel")
@@ -196,8 +199,9 @@ class MainWindow(QMainWindow):
         outer.setStretchFactor(1, 1)
 
         caption_row = QHBoxLayout()
-        caption_row.addWidget(QLabel("Caption:"))
-        caption_row.addWidget(self.caption_edit, 1)
+        for field in self.picture_fields:
+            caption_row.addWidget(QLabel(f"{field.label}:"))
+            caption_row.addWidget(self.option_controls[field.name], 1)
 
         main = QVBoxLayout()
         main.addLayout(top)
@@ -265,7 +269,9 @@ class MainWindow(QMainWindow):
 
     def set_document(self, source: np.ndarray, name: str, stack: LayerStack | None) -> None:
         if source is not self.source:
-            self.caption_edit.clear()  # a caption describes one picture
+            for control in self.option_controls.values():  # they describe one picture
+                if isinstance(control, QLineEdit):
+                    control.clear()
         self.source, self.source_name, self.source_path = source, name, None
         self.setWindowTitle(f"LayerLift: {name}")
         self._set_stack(stack)
@@ -299,10 +305,16 @@ class MainWindow(QMainWindow):
     # -- jobs --------------------------------------------------------------------------------
     def _request(self, purpose: Purpose | None = None) -> DecomposeRequest:
         count = self.layers_spin.value()
-        options = {}
-        caption = self.caption_edit.text().strip()
-        if caption and not isinstance(purpose, SplitLayer):  # it describes the whole picture
-            options["caption"] = caption
+        options: dict[str, Any] = {}
+        if not isinstance(purpose, SplitLayer):  # they describe the whole picture
+            # Only what the chosen backend (for auto: any backend) declares is sent.
+            schema = self.runner.option_schema(str(self.backend_combo.currentData()))
+            for field in self.picture_fields:
+                value = control_value(field, self.option_controls[field.name])
+                if isinstance(value, str):
+                    value = value.strip()
+                if value not in ("", None) and field.name in schema:
+                    options[field.name] = value
         return DecomposeRequest(layers=count or None, options=options)
 
     @property
@@ -418,6 +430,7 @@ class MainWindow(QMainWindow):
         status = landing.status
         details = job.result.details if job.result is not None else {}
         if (isinstance(purpose, WholePicture) and landing.stack is not None
+                and self.caption_edit is not None
                 and details.get("caption_source") == "model" and details.get("caption")):
             # The model's caption, ready to reuse (and to edit) for the next run.
             self.caption_edit.setText(str(details["caption"]))

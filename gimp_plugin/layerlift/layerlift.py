@@ -18,6 +18,7 @@ import gi
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 import ll_bridge  # noqa: E402
+import ll_options  # noqa: E402
 import ll_plan  # noqa: E402
 from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 
@@ -108,6 +109,71 @@ def _insert(image, source, plan: ll_plan.InsertPlan):
     return target
 
 
+class _BackendOptionFields:
+    """One field per option the app's backends declare, added under GIMP's own dialog.
+
+    The options come from the server's `welcome` (ll_options), so a new backend option needs
+    no plug-in release. If the app cannot be reached the dialog simply has no such fields.
+    """
+
+    def __init__(self, dialog) -> None:
+        self.capabilities: dict = {}
+        self.widgets: list[tuple[dict, object]] = []
+        try:
+            with ll_bridge.BridgeSession(connect_timeout=3.0) as session:
+                self.capabilities = session.capabilities
+        except Exception as exc:  # best effort: the decompose itself reports a dead app
+            print(f"LayerLift: no backend options in the dialog: {exc}", file=sys.stderr)
+            return
+        gi.require_version("Gtk", "3.0")
+        from gi.repository import Gtk
+
+        grid = Gtk.Grid(row_spacing=4, column_spacing=8, margin=8)
+        row = 0
+        seen: set[str] = set()
+        for backend in self.capabilities.get("backends") or []:
+            for spec in ll_options.option_specs(self.capabilities, backend.get("name")):
+                if spec["name"] in seen:
+                    continue
+                seen.add(spec["name"])
+                label = Gtk.Label(label=f"{spec.get('label') or spec['name']} "
+                                        f"({backend.get('name')}):", xalign=0.0)
+                widget = self._widget(Gtk, spec)
+                widget.set_tooltip_text(spec.get("help") or "")
+                grid.attach(label, 0, row, 1, 1)
+                grid.attach(widget, 1, row, 1, 1)
+                self.widgets.append((spec, widget))
+                row += 1
+        if row:
+            dialog.get_content_area().pack_start(grid, False, False, 0)
+            grid.show_all()
+
+    @staticmethod
+    def _widget(Gtk, spec: dict):
+        default = ll_options.shown(spec.get("default")).strip()
+        choices = ll_options.choices_of(spec)
+        if choices is not None:
+            combo = Gtk.ComboBoxText()
+            combo.append("", f"default ({default})" if default else "default")
+            for choice in choices:
+                combo.append(ll_options.shown(choice), ll_options.shown(choice))
+            combo.set_active_id("")
+            return combo
+        entry = Gtk.Entry()
+        entry.set_placeholder_text(f"default: {default}" if default else spec.get("help") or "")
+        if spec.get("max_length"):
+            entry.set_max_length(int(spec["max_length"]))
+        return entry
+
+    def values(self) -> dict:
+        """The options the user filled in; ValueError names a field that does not fit."""
+        texts = {}
+        for spec, widget in self.widgets:
+            texts[spec["name"]] = (widget.get_active_id() or "") if hasattr(
+                widget, "get_active_id") else widget.get_text()
+        return ll_options.collect([spec for spec, _ in self.widgets], texts)
+
+
 class LayerLift(Gimp.PlugIn):
     def do_query_procedures(self):
         return [PROC_NAME]
@@ -136,11 +202,12 @@ class LayerLift(Gimp.PlugIn):
             choice.add(key, index, label, "")
         procedure.add_choice_argument("backend", "_Backend", "Which decomposer to use", choice,
                                       "auto", flags)
-        procedure.add_int_argument("steps", "_Steps", "Denoising steps for the Qwen backend "
-                                   "(0 = the app's setting)", 0, 200, 0, flags)
         procedure.add_int_argument("seed", "S_eed", "Random seed", 0, 2**31 - 1, 0, flags)
-        procedure.add_string_argument("caption", "_Caption", "Describe the picture (empty: the "
-                                      "model describes it itself)", "", flags)
+        # The backends' own options (steps, caption, ...) are declared by the app, not here:
+        # the dialog shows them from its welcome; scripts pass them as one JSON object.
+        procedure.add_string_argument("options", "_Options", 'Backend options as JSON, e.g. '
+                                      '{"steps": 20, "caption": "a red logo"} (empty: the '
+                                      "app's settings)", "", flags)
         procedure.add_boolean_argument("use-selection", "Use _selection bounds",
                                        "Send only the selected part of the layer", True, flags)
         return procedure
@@ -158,12 +225,26 @@ class LayerLift(Gimp.PlugIn):
             GimpUi.init("layerlift")
             dialog = GimpUi.ProcedureDialog.new(procedure, config, "Decompose into Layers")
             dialog.fill(None)
+            fields = _BackendOptionFields(dialog)
             accepted = dialog.run()
-            dialog.destroy()
+            try:
+                chosen = fields.values() if accepted else {}
+            except ValueError as exc:
+                return _error(procedure, f"LayerLift: {exc}")
+            finally:
+                dialog.destroy()
             if not accepted:
                 return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+        else:
+            fields, chosen = None, {}
         try:
-            return self._decompose(procedure, image, source, config)
+            options = {**ll_options.parse_argument(config.get_property("options")), **chosen}
+            if fields is not None and fields.capabilities:
+                # Send only what the chosen backend (for auto: any backend) declares.
+                declared = {spec["name"] for spec in ll_options.option_specs(
+                    fields.capabilities, config.get_property("backend"))}
+                options = {name: value for name, value in options.items() if name in declared}
+            return self._decompose(procedure, image, source, config, options)
         except ll_bridge.BridgeError as exc:
             return _error(procedure, f"LayerLift: {exc.message}")
         except ValueError as exc:
@@ -171,19 +252,13 @@ class LayerLift(Gimp.PlugIn):
         finally:
             Gimp.progress_end()
 
-    def _decompose(self, procedure, image, source, config):
+    def _decompose(self, procedure, image, source, config, options):
         _, x, y = source.get_offsets()
         rect = (x, y, source.get_width(), source.get_height())
         selection = _selection_bounds(image) if config.get_property("use-selection") else None
         region = ll_plan.region_for(rect, selection)
         pixels = _read_region(source, region)
         Gimp.progress_init("LayerLift: connecting…")
-        options = {}
-        if config.get_property("steps") > 0:
-            options["steps"] = config.get_property("steps")
-        caption = (config.get_property("caption") or "").strip()
-        if caption:
-            options["caption"] = caption
 
         def show(fraction: float, text: str) -> None:
             Gimp.progress_set_text(f"LayerLift: {text}")

@@ -16,6 +16,7 @@ from layerlift.inference.backends.base import (
     Progress,
     ProgressCallback,
 )
+from layerlift.inference.backends.options import OptionSchema
 from layerlift.inference.errors import BackendUnavailable, BadRequest
 from layerlift.inference.settings import Settings
 
@@ -30,6 +31,7 @@ __all__ = [
     "backend_names",
     "choose_backend",
     "create_backend",
+    "option_schemas",
 ]
 
 # name -> "module:Class". Order matters for `auto`: the first available one wins.
@@ -59,6 +61,21 @@ def backend_class(name: str) -> type[Backend]:
     if cls is None:
         raise BackendUnavailable(f"backend {name!r} is incomplete: {target} is missing")
     return cls
+
+
+def option_schemas() -> list[tuple[str, OptionSchema]]:
+    """(name, declared options) of every backend whose class can be read here, in order.
+
+    What the CLI's flags and the settings model are generated from; reading a class never
+    imports torch. A backend that is not installed offers nothing.
+    """
+    schemas = []
+    for name in _REGISTRY:
+        try:
+            schemas.append((name, backend_class(name).options))
+        except BackendUnavailable:
+            continue
+    return schemas
 
 
 def availability(name: str, settings: Settings | None = None, *,

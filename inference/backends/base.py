@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+from layerlift.inference.backends.options import NO_OPTIONS, OptionSchema
 from layerlift.inference.errors import BadRequest, Cancelled
 from layerlift.inference.layers import LayerStack
 from layerlift.inference.settings import Settings
@@ -87,6 +88,9 @@ class Backend(abc.ABC):
     # the model used, its memory mode, …): the job runner copies these, and only these, into
     # the job's result, so no layer above the backend needs to know its vocabulary.
     reported_meta: ClassVar[tuple[str, ...]] = ()
+    # The knobs a request may turn, declared once: the bridge's `welcome`, the CLI's flags,
+    # the settings model and every validation are generated from this schema.
+    options: ClassVar[OptionSchema] = NO_OPTIONS
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings if settings is not None else Settings()

@@ -12,6 +12,7 @@ const { GroupRegistry } = require("./registry");
 const { decomposeActiveLayer, RunControl } = require("./decompose");
 const { hostSupport } = require("./host");
 const { toArray } = require("./collection");
+const { optionSpecs, renderOptions, readOptions } = require("./options");
 
 const STATUS_TEXT = {
   [STATUS.CONNECTING]: "Connecting to LayerLift…",
@@ -22,6 +23,7 @@ const STATUS_TEXT = {
   [STATUS.CONNECTION_FAILED]: "LayerLift answered but the connection failed — retrying (see its log)",
 };
 
+/** Presets over the qwen options; a key the chosen backend does not declare is not sent. */
 const QUALITY = {
   default: {},
   fast: { resolution: 640, steps: 20 },
@@ -53,22 +55,21 @@ function readPicker(picker, fallback) {
   return fallback;
 }
 
-/** The decompose parameters from the form; throws a LayerLift-style error for bad input. */
-function readParams(get) {
+/**
+ * The decompose parameters from the form; throws a LayerLift-style error for bad input.
+ * `specs` are the backend options rendered from `welcome` (see options.js): the quality
+ * preset fills those it names, a control the user set wins over the preset.
+ */
+function readParams(get, specs = []) {
   const layersValue = readPicker(get("layers"), "auto");
   const layers = layersValue === "auto" ? null : Number.parseInt(layersValue, 10);
-  const options = { ...(QUALITY[readPicker(get("quality"), "default")] || {}) };
-  const stepsText = readValue(get("steps")).trim();
-  if (stepsText) {
-    const steps = Number(stepsText);
-    if (!Number.isInteger(steps) || steps < 1 || steps > 200) throw Object.assign(new Error("steps must be a whole number from 1 to 200"), { code: "bad_request" });
-    options.steps = steps;
-  }
+  const declared = new Set(specs.map((spec) => spec.name));
+  const preset = QUALITY[readPicker(get("quality"), "default")] || {};
+  const options = Object.fromEntries(Object.entries(preset).filter(([name]) => declared.has(name)));
+  Object.assign(options, readOptions(get, specs));
   const seedText = readValue(get("seed"), "0").trim() || "0";
   const seed = Number(seedText);
   if (!Number.isInteger(seed) || seed < 0 || seed > 4294967295) throw Object.assign(new Error("the seed must be a whole number from 0 to 4294967295"), { code: "bad_request" });
-  const caption = readValue(get("caption")).trim();
-  if (caption) options.caption = caption;
   return { backend: readPicker(get("backend"), "auto"), layers, seed, options };
 }
 
@@ -76,6 +77,7 @@ function createPanel({ document, photoshop, uxp, WebSocket, fetch = null, storag
   const get = (id) => document.getElementById(id);
   const registry = new GroupRegistry(storage);
   let control = null;
+  let specs = [];
 
   const showError = (err) => {
     get("error").textContent = err ? `${err.message}${err.code ? ` (${err.code})` : ""}` : "";
@@ -106,6 +108,13 @@ function createPanel({ document, photoshop, uxp, WebSocket, fetch = null, storag
     }
   };
 
+  /** Render the chosen backend's options from the server's `welcome`. */
+  const refreshOptions = () => {
+    const capabilities = manager.connection ? manager.connection.capabilities : {};
+    specs = optionSpecs(capabilities, readPicker(get("backend"), "auto"));
+    renderOptions(document, get("backend-options"), specs);
+  };
+
   const manager = new ConnectionManager({
     WebSocket,
     url: `ws://127.0.0.1:${port}`,
@@ -117,9 +126,14 @@ function createPanel({ document, photoshop, uxp, WebSocket, fetch = null, storag
       get("status-text").textContent = STATUS_TEXT[status] || status;
       get("status-text").title = detail || "";
       get("pairing").className = status === STATUS.PAIRING_NEEDED ? "" : "hidden";
-      if (status === STATUS.CONNECTED && manager.connection) fillBackends(manager.connection);
+      if (status === STATUS.CONNECTED && manager.connection) {
+        fillBackends(manager.connection);
+        refreshOptions();
+      }
     },
   });
+
+  get("backend").addEventListener("change", refreshOptions);
 
   get("pair-button").addEventListener("click", async () => {
     showError(null);
@@ -139,7 +153,7 @@ function createPanel({ document, photoshop, uxp, WebSocket, fetch = null, storag
     try {
       await decomposeActiveLayer({
         photoshop, manager, registry, control,
-        params: readParams(get),
+        params: readParams(get, specs),
         useSelection: Boolean(get("use-selection").checked),
         onProgress: setProgress,
       });
@@ -173,7 +187,7 @@ function createPanel({ document, photoshop, uxp, WebSocket, fetch = null, storag
     get("decompose").setAttribute("disabled", "true");
     showError({ message: support.message, code: support.code });
   }
-  return { manager, registry, support, readParams: () => readParams(get) };
+  return { manager, registry, support, refreshOptions, readParams: () => readParams(get, specs) };
 }
 
 module.exports = { createPanel, readParams, readPicker, QUALITY, STATUS_TEXT };

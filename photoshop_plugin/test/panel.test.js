@@ -3,6 +3,7 @@
 const test = require("node:test");
 const assert = require("node:assert/strict");
 const { readParams, readPicker, createPanel, STATUS_TEXT } = require("../src/panel");
+const { optionSpecs, renderOptions } = require("../src/options");
 const { STATUS, REFUSED_TEXT } = require("../src/connection");
 const { TOO_OLD } = require("../src/host");
 const { panelDocument } = require("./fakes/dom");
@@ -26,29 +27,63 @@ test("the fake picker is unfriendly: its .value is the label text, not the item'
   assert.equal(quality.selectedIndex, 1);
 });
 
+/** Backend options as a `welcome` carries them (docs/protocol.md, "Backend options"). */
+const QWEN_SPECS = [
+  { name: "resolution", type: "int", label: "Resolution", help: "working size", default: 640, choices: [640, 1024] },
+  { name: "steps", type: "int", label: "Steps", help: "denoising steps", default: 50, minimum: 1, maximum: 200 },
+  { name: "cfg_normalize", type: "bool", label: "CFG normalize", help: "renormalize", default: true },
+  { name: "caption", type: "str", label: "Caption", help: "describe the picture", default: null, max_length: 2000 },
+];
+const CAPABILITIES = {
+  backends: [
+    { name: "qwen", label: "Qwen", available: true, reason: "", options: QWEN_SPECS },
+    { name: "classic", label: "Classic (CPU)", available: true, reason: "", options: [] },
+  ],
+};
+
+function rendered(document, specs) {
+  renderOptions(document, document.getElementById("backend-options"), specs);
+  return (id) => document.getElementById(id);
+}
+
 test("the form becomes decompose parameters, read by selectedIndex and each item's value", () => {
   const document = panelDocument();
-  const get = (id) => document.getElementById(id);
-  addBackend(document, "classic", "Classic (CPU)");
+  const specs = optionSpecs(CAPABILITIES, "qwen");
+  const get = rendered(document, specs);
+  addBackend(document, "qwen", "Qwen");
   get("layers").choose("4");
-  get("backend").choose("classic");
+  get("backend").choose("qwen");
   get("quality").choose("fast");
   get("seed").value = "12";
-  get("caption").value = " a poster ";
-  assert.deepEqual(readParams(get),
-    { backend: "classic", layers: 4, seed: 12, options: { resolution: 640, steps: 20, caption: "a poster" } });
+  get("option-caption").value = " a poster ";
+  assert.deepEqual(readParams(get, specs),
+    { backend: "qwen", layers: 4, seed: 12, options: { resolution: 640, steps: 20, caption: "a poster" } });
 
   get("layers").choose("auto");
   get("quality").choose("best");
-  get("steps").value = "30";
+  get("option-steps").value = "30";
+  get("option-cfg_normalize").choose("false");
   get("seed").value = "";
-  get("caption").value = "";
-  assert.deepEqual(readParams(get), { backend: "classic", layers: null, seed: 0, options: { resolution: 1024, steps: 30 } });
+  get("option-caption").value = "";
+  assert.deepEqual(readParams(get, specs),
+    { backend: "qwen", layers: null, seed: 0, options: { resolution: 1024, steps: 30, cfg_normalize: false } });
+  get("option-resolution").choose("640");
+  assert.equal(readParams(get, specs).options.resolution, 640, "a control the user set wins over the preset");
+});
+
+test("a preset names only options the chosen backend declares", () => {
+  const document = panelDocument();
+  const get = rendered(document, optionSpecs(CAPABILITIES, "classic"));
+  get("quality").choose("fast");
+  assert.deepEqual(readParams(get, []).options, {});
+  assert.equal(document.getElementById("backend-options").children.length, 0);
 });
 
 test("untouched pickers give the markup's selected items", () => {
   const document = panelDocument();
-  assert.deepEqual(readParams((id) => document.getElementById(id)), { backend: "auto", layers: null, seed: 0, options: {} });
+  const specs = optionSpecs(CAPABILITIES, "auto");
+  const get = rendered(document, specs);
+  assert.deepEqual(readParams(get, specs), { backend: "auto", layers: null, seed: 0, options: {} });
 });
 
 test(".value is used only when it is one of the items' values", () => {
@@ -62,16 +97,70 @@ test(".value is used only when it is one of the items' values", () => {
   assert.equal(readPicker(null, "auto"), "auto");
 });
 
-test("bad steps or seed are refused before anything is sent", () => {
+test("values outside an option's spec, or a bad seed, are refused before anything is sent", () => {
   const document = panelDocument();
-  const get = (id) => document.getElementById(id);
-  get("steps").value = "0";
-  assert.throws(() => readParams(get), /steps/);
-  get("steps").value = "";
+  const specs = optionSpecs(CAPABILITIES, "qwen");
+  const get = rendered(document, specs);
+  get("option-steps").value = "0";
+  assert.throws(() => readParams(get, specs), /Steps must be from 1 to 200/);
+  get("option-steps").value = "2.5";
+  assert.throws(() => readParams(get, specs), /whole number/);
+  get("option-steps").value = "";
   get("seed").value = "-3";
-  assert.throws(() => readParams(get), /seed/);
+  assert.throws(() => readParams(get, specs), /seed/);
   get("seed").value = "1.5";
-  assert.throws(() => readParams(get), /seed/);
+  assert.throws(() => readParams(get, specs), /seed/);
+});
+
+/** A WebSocket whose server side is a function: `serve(message, socket)` answers each send. */
+function scriptedSocket(serve) {
+  return class ScriptedSocket {
+    constructor(url) {
+      this.url = url;
+      setTimeout(() => this.onopen && this.onopen(), 0);
+    }
+    send(data) {
+      const message = typeof data === "string" ? JSON.parse(data) : new Uint8Array(data);
+      setTimeout(() => serve(message, this), 0);
+    }
+    push(message) {
+      this.onmessage({ data: JSON.stringify(message) });
+    }
+    close() {
+      if (this.closed) return;
+      this.closed = true;
+      setTimeout(() => this.onclose && this.onclose({ code: 1000, reason: "" }), 0);
+    }
+  };
+}
+
+test("a made-up option in welcome appears as a control and its value is sent", async () => {
+  const sparkle = { name: "sparkle", type: "float", label: "Sparkle", help: "glitter", default: 0.5, minimum: 0, maximum: 2 };
+  const capabilities = { backends: [{ name: "sparkly", label: "Sparkly", available: true, reason: "", options: [sparkle] }] };
+  const decomposes = [];
+  const Socket = scriptedSocket((m, s) => {
+    if (m.type === "hello") s.push({ type: "welcome", protocol: 1, server: { name: "layerlift", version: "0" }, capabilities });
+    else if (m.type === "decompose") {
+      decomposes.push(m);
+      s.push({ type: "error", code: "bad_request", message: "stop here", request_id: m.request_id });
+    }
+  });
+  const document = panelDocument();
+  const { photoshop } = createFakePhotoshop();
+  const doc = photoshop.app.createFakeDocument({ width: 4, height: 4, title: "Poster.psd" });
+  doc.addPixelLayer("Poster", { width: 4, height: 4, data: new Uint8Array(4 * 4 * 4).fill(200) });
+  const panel = createPanel({ document, photoshop, uxp: await pairedUxp(), WebSocket: Socket, retryMs: [5] });
+  for (let i = 0; i < 100 && !document.getElementById("option-sparkle"); i += 1) await sleep(5);
+  const control = document.getElementById("option-sparkle");
+  assert.ok(control, "the control was rendered from welcome");
+  assert.equal(control.getAttribute("placeholder"), "default: 0.5");
+  assert.equal(control.title, "glitter");
+  control.value = "1.25";
+  await document.getElementById("decompose").dispatch("click");
+  panel.manager.stop();
+  assert.equal(decomposes.length, 1);
+  assert.deepEqual(decomposes[0].options, { sparkle: 1.25 });
+  assert.equal(document.getElementById("error").textContent, "stop here (bad_request)");
 });
 
 /** A WebSocket that never opens, like one whose upgrade got HTTP 403 (or a closed port). */
@@ -146,4 +235,22 @@ test("without the Imaging API the panel says Photoshop 25 is needed and does not
   assert.equal(document.getElementById("error").textContent, `${TOO_OLD} (photoshop_too_old)`);
   assert.equal(document.getElementById("decompose").getAttribute("disabled"), "true");
   assert.equal(sockets.length, 0);
+});
+
+test("choosing another backend renders that backend's options", async () => {
+  const Socket = scriptedSocket((m, s) => {
+    if (m.type === "hello") s.push({ type: "welcome", protocol: 1, server: { name: "layerlift", version: "0" }, capabilities: CAPABILITIES });
+  });
+  const document = panelDocument();
+  const { photoshop } = createFakePhotoshop();
+  const panel = createPanel({ document, photoshop, uxp: await pairedUxp(), WebSocket: Socket, retryMs: [5] });
+  for (let i = 0; i < 100 && !document.getElementById("option-steps"); i += 1) await sleep(5);
+  assert.ok(document.getElementById("option-steps"), "auto: every backend's options");
+  document.getElementById("backend").choose("classic");
+  await document.getElementById("backend").dispatch("change");
+  assert.equal(document.getElementById("option-steps"), null);
+  document.getElementById("backend").choose("qwen");
+  await document.getElementById("backend").dispatch("change");
+  assert.ok(document.getElementById("option-caption"));
+  panel.manager.stop();
 });

@@ -30,6 +30,7 @@ from layerlift.inference.backends.base import (
     ProgressCallback,
     ignore_progress,
 )
+from layerlift.inference.backends.options import OptionSchema
 from layerlift.inference.backends.qwen import devices, memory
 from layerlift.inference.backends.qwen.caption import (
     CaptionResult,
@@ -42,6 +43,7 @@ from layerlift.inference.backends.qwen.loading import (
     check_model_files,
     resolve_model,
 )
+from layerlift.inference.backends.qwen.options import QWEN_OPTIONS
 from layerlift.inference.backends.qwen.pipeline_call import (
     CallOptions,
     StepReporter,
@@ -107,6 +109,7 @@ class QwenBackend(Backend):
 
     name: ClassVar[str] = "qwen"
     label: ClassVar[str] = "Qwen-Image-Layered (GPU)"
+    options: ClassVar[OptionSchema] = QWEN_OPTIONS
     reported_meta: ClassVar[tuple[str, ...]] = (
         "caption", "caption_source", "caption_way", "caption_seconds", "caption_tokens",
         "caption_truncated", "memory_mode", "memory_mode_reason", "planned_vram_gib",

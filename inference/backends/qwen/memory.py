@@ -101,6 +101,12 @@ MODES: tuple[ModeSpec, ...] = (
 MODE_NAMES: tuple[str, ...] = tuple(spec.name for spec in MODES)
 ALL_MODE_CHOICES: tuple[str, ...] = ("auto", *MODE_NAMES)
 _SPECS = {spec.name: spec for spec in MODES}
+AUTO_SUMMARY = "picked per job from its layers, resolution and the free VRAM"
+
+
+def mode_summaries() -> dict[str, str]:
+    """Every choice of the memory-mode setting and its one description (CLI, settings)."""
+    return {"auto": AUTO_SUMMARY, **{s.name: s.summary for s in MODES}}
 
 
 def spec(mode: str) -> ModeSpec:

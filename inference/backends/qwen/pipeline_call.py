@@ -9,7 +9,7 @@ within one step.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,16 +20,12 @@ from layerlift.inference.backends.base import (
     ProgressCallback,
 )
 from layerlift.inference.backends.qwen.memory import bucket_dims
+from layerlift.inference.backends.qwen.options import QWEN_OPTIONS
 from layerlift.inference.errors import BadRequest
 from layerlift.inference.job_states import JobState
 from layerlift.inference.settings import Settings
 
-RESOLUTIONS = (640, 1024)
-MAX_STEPS = 200
 DEFAULT_LAYERS = 4
-DEFAULT_TRUE_CFG = 4.0
-# A blank negative prompt switches true CFG on, as the model card's example does.
-DEFAULT_NEGATIVE = " "
 MIN_BUCKET_SIDE = 64
 
 
@@ -52,53 +48,28 @@ class CallOptions:
         return self.caption_language == "en"
 
 
-def _number(options: Mapping[str, Any], key: str, default: Any, kind: type) -> Any:
-    value = options.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadRequest(f"option {key!r} must be a number, got {value!r}")
-    if kind is int and float(value) != int(value):
-        raise BadRequest(f"option {key!r} must be a whole number, got {value!r}")
-    return kind(value)
-
-
 def parse_options(request: DecomposeRequest, settings: Settings) -> CallOptions:
-    """Check the request against what the pipeline accepts; BadRequest says what is wrong."""
-    options = request.options or {}
+    """Check the request against the backend's declared options (`QWEN_OPTIONS`, the same
+    check the bridge and the CLI run); BadRequest says what is wrong."""
     layers = DEFAULT_LAYERS if request.layers is None else int(request.layers)
     if not 1 <= layers <= 10:
         raise BadRequest(f"Qwen-Image-Layered makes 1 to 10 layers, not {layers}")
-    resolution = _number(options, "resolution", settings.resolution, int)
-    if resolution not in RESOLUTIONS:
-        raise BadRequest(f"resolution must be 640 or 1024 (the model's buckets), got {resolution}")
-    steps = _number(options, "steps", settings.steps, int)
-    if not 1 <= steps <= MAX_STEPS:
-        raise BadRequest(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
-    cfg = _number(options, "true_cfg_scale", DEFAULT_TRUE_CFG, float)
-    if not 0.0 <= cfg <= 30.0:
-        raise BadRequest(f"true_cfg_scale must be between 0 and 30, got {cfg}")
-    negative = options.get("negative_prompt", DEFAULT_NEGATIVE)
-    if negative is not None and not isinstance(negative, str):
-        raise BadRequest("option 'negative_prompt' must be text")
-    normalize = options.get("cfg_normalize", True)
-    if not isinstance(normalize, bool):
-        raise BadRequest("option 'cfg_normalize' must be true or false")
-    caption = options.get("caption")
-    if caption is not None and not isinstance(caption, str):
-        raise BadRequest("option 'caption' must be text")
-    language = options.get("caption_language") or "en"
-    if language not in ("en", "zh"):
-        raise BadRequest(f"caption_language must be 'en' or 'zh', got {language!r}")
+    values = QWEN_OPTIONS.resolve(request.options, settings)
+    # The settings file is checked by type only: its defaults go through the same specs.
+    for name in ("resolution", "steps"):
+        spec = QWEN_OPTIONS.get(name)
+        assert spec is not None
+        values[name] = spec.check(values[name])
+    caption = values["caption"]
     return CallOptions(
         layers=layers,
-        resolution=resolution,
-        steps=steps,
-        true_cfg_scale=cfg,
-        negative_prompt=negative,
-        cfg_normalize=normalize,
+        resolution=values["resolution"],
+        steps=values["steps"],
+        true_cfg_scale=values["true_cfg_scale"],
+        negative_prompt=values["negative_prompt"],
+        cfg_normalize=values["cfg_normalize"],
         caption=caption.strip() if caption else None,
-        caption_language=language,
+        caption_language=values["caption_language"],
         seed=int(request.seed),
     )
 
