@@ -27,6 +27,7 @@ import pytest
 from layerlift.bridge.client import decompose_remote
 from layerlift.inference import __version__
 from layerlift.inference.backends.base import DecomposeRequest
+from layerlift.inference.formats.ownership import MARKER
 from layerlift.inference.formats.reader import read_image
 from layerlift.inference.layers import Layer, LayerStack, psnr
 from psd_tools import PSDImage
@@ -225,7 +226,9 @@ def test_install_gimp_plugin_from_the_bundle(exe: Path, layerlift_home: Path,
     # The modules the plug-in shares with LayerLift come from the bundle's data files.
     shared = {"ll_wire.py": REPO / "bridge" / "wire.py",
               "ll_job_states.py": REPO / "inference" / "job_states.py"}
-    assert sorted(p.name for p in installed.iterdir()) == sorted([*names, *shared])
+    # Beside the modules, the installer's ownership marker (a later install may replace only
+    # a folder it wrote).
+    assert sorted(p.name for p in installed.iterdir()) == sorted([MARKER, *names, *shared])
     assert all(filecmp.cmp(source / n, installed / n, shallow=False) for n in names)
     assert all(filecmp.cmp(path, installed / n, shallow=False) for n, path in shared.items())
     assert (installed / "layerlift.py").stat().st_mode & stat.S_IXUSR
