@@ -110,16 +110,28 @@ def _render_layers(document: PSDImage, label: str, why: Exception | None) -> Ima
     failure: Exception | None = why
     for options in ({"ignore_preview": True}, {"force": True}):
         try:
-            return document.composite(**options)
-        except MemoryError as exc:
-            raise ImageTooLarge(
-                f"'{label}' is too large to flatten in the memory available"
-            ) from exc
-        except Exception as exc:
-            if _missing_aggdraw(exc):
-                raise _needs_aggdraw(label) from exc
-            failure = exc
+            return _composite(document, label, **options)
+        except _CompositeFailed as exc:
+            failure = exc.__cause__
     raise CorruptImage(f"'{label}' could not be flattened: {failure}") from failure
+
+
+class _CompositeFailed(Exception):
+    """psd-tools could not composite the document this way (the cause says why)."""
+
+
+def _composite(document: PSDImage, label: str, **options: bool) -> Image.Image:
+    """psd-tools' composite; memory and a missing aggdraw become LayerLift's own errors,
+    anything else `_CompositeFailed` so the caller can try another way."""
+    try:
+        return document.composite(**options)
+    except MemoryError as exc:
+        raise ImageTooLarge(f"'{label}' is too large to flatten in the memory available") \
+            from exc
+    except Exception as exc:
+        if _missing_aggdraw(exc):
+            raise _needs_aggdraw(label) from exc
+        raise _CompositeFailed(str(exc)) from exc
 
 
 def flatten(
@@ -140,14 +152,9 @@ def flatten(
         image = _render_layers(document, label, None)
     else:
         try:
-            image = document.composite()
-        except MemoryError as exc:
-            raise ImageTooLarge(
-                f"'{label}' is too large to flatten in the memory available"
-            ) from exc
-        except Exception as exc:
-            if _missing_aggdraw(exc):
-                raise _needs_aggdraw(label) from exc
+            image = _composite(document, label)
+        except _CompositeFailed as failed:
+            exc = failed.__cause__
             image = _render_layers(document, label, exc)
             notes.append(
                 f"the file's stored flattened picture is damaged ({exc}); its layers were "

@@ -34,7 +34,7 @@ from layerlift.inference.errors import (
 from layerlift.inference.formats import sniff
 from layerlift.inference.formats.colour import raw_is_wide, to_srgb_rgba
 from layerlift.inference.formats.liblog import library_warnings
-from layerlift.inference.formats.safety import open_regular
+from layerlift.inference.formats.safety import open_regular, read_error
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # The input limit: the largest picture LayerLift decomposes. Measured with
@@ -282,19 +282,10 @@ def read_image(
                     f"{_bytes_text(max_bytes)}"
                 )
             loaded = _decode(handle, label, source.suffix, max_pixels, max_bytes)
-    except FileNotFoundError as exc:
-        raise InputError(f"no such file: '{label}'") from exc
-    except PermissionError as exc:
-        raise InputError(f"cannot read '{label}': permission denied") from exc
-    except IsADirectoryError as exc:
-        raise InputError(f"'{label}' is a folder, not a picture") from exc
-    except NotADirectoryError as exc:
-        raise InputError(f"no such file: '{label}' (a part of the path is not a folder)") \
-            from exc
     except LayerLiftError:
         raise
     except OSError as exc:
-        raise InputError(f"cannot read '{label}': {exc.strerror or exc}") from exc
+        raise read_error(exc, label) from exc
     loaded.path = source
     return loaded
 

@@ -108,17 +108,23 @@ def check_input_file(path: str | os.PathLike[str]) -> None:
     label = str(path)
     try:
         open_regular(path, label).close()
-    except FileNotFoundError as exc:
-        raise InputError(f"no such file: '{label}'") from exc
-    except PermissionError as exc:
-        raise InputError(f"cannot read '{label}': permission denied") from exc
-    except NotADirectoryError as exc:
-        raise InputError(f"no such file: '{label}' (a part of the path is not a folder)") \
-            from exc
     except InputError:
         raise
     except OSError as exc:
-        raise InputError(f"cannot read '{label}': {exc.strerror or exc}") from exc
+        raise read_error(exc, label) from exc
+
+
+def read_error(exc: OSError, label: str) -> InputError:
+    """The sentence for an OS error met while opening or reading the input `label`."""
+    if isinstance(exc, FileNotFoundError):
+        return InputError(f"no such file: '{label}'")
+    if isinstance(exc, PermissionError):
+        return InputError(f"cannot read '{label}': permission denied")
+    if isinstance(exc, IsADirectoryError):
+        return InputError(f"'{label}' is a folder, not a picture")
+    if isinstance(exc, NotADirectoryError):
+        return InputError(f"no such file: '{label}' (a part of the path is not a folder)")
+    return InputError(f"cannot read '{label}': {exc.strerror or exc}")
 
 
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
