@@ -35,7 +35,8 @@ from layerlift.inference.backends.base import (
     ignore_progress,
 )
 from layerlift.inference.backends.options import OptionSchema
-from layerlift.inference.errors import BadRequest, Cancelled, LayerLiftError
+from layerlift.inference.errors import Cancelled, LayerLiftError
+from layerlift.inference.input_check import checked_pixels
 from layerlift.inference.job_snapshot import (
     JobError,
     JobParams,
@@ -46,7 +47,7 @@ from layerlift.inference.job_snapshot import (
 )
 from layerlift.inference.job_states import TERMINAL, JobState, parse_state
 from layerlift.inference.job_store import JobStore, valid_job_id
-from layerlift.inference.layers import LayerStack, as_rgba8
+from layerlift.inference.layers import LayerStack
 from layerlift.inference.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -419,10 +420,7 @@ class JobRunner:
         owner: str | None = None,
     ) -> JobSnapshot:
         """Queue a decomposition; returns the job's snapshot (state queued, with position)."""
-        try:
-            pixels = as_rgba8(image)
-        except (TypeError, ValueError) as exc:
-            raise BadRequest(f"the image cannot be used: {exc}") from exc
+        pixels = checked_pixels(image)
         name = self.provider.resolve(backend, self.settings)
         request = replace(request, options=self.provider.check_options(backend, name,
                                                                        request.options))
