@@ -49,7 +49,6 @@ ENCODING_NAMES = wire.ENCODING_NAMES
 
 _JOB_ID_RE = re.compile(r"^[0-9a-f]{16}$")
 _BACKEND_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-MAX_STRING = 2000
 MAX_SEED = 2**32 - 1
 
 CLIENT_TYPES = ("hello", "pair", "decompose", "cancel", "list_jobs", "fetch", "ping")
