@@ -18,6 +18,7 @@ from dataclasses import replace
 from layerlift.desktop import autostart
 from layerlift.desktop.gui.option_widgets import control_value, make_control
 from layerlift.desktop.option_model import apply_defaults, memory_mode_items, settings_fields
+from layerlift.inference.backends.qwen.devices import DEVICE_CHOICES
 from layerlift.inference.settings import DEFAULT_MODEL, Settings
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
@@ -36,8 +37,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-
-DEVICES = ("auto", "cuda", "cuda:0", "cuda:1", "mps", "cpu")
 
 
 def detect_vram(timeout: float = 5.0) -> str:
@@ -98,7 +97,7 @@ class SettingsDialog(QDialog):
 
         self.device_combo = QComboBox()
         self.device_combo.setEditable(True)
-        self.device_combo.addItems(DEVICES)
+        self.device_combo.addItems(DEVICE_CHOICES)
         self.device_combo.setCurrentText(settings.device)
         form.addRow("Device:", self.device_combo)
 

@@ -114,7 +114,7 @@ class QwenBackend(Backend):
     reported_meta: ClassVar[tuple[str, ...]] = (
         "caption", "caption_source", "caption_way", "caption_seconds", "caption_tokens",
         "caption_truncated", "memory_mode", "memory_mode_reason", "planned_vram_gib",
-        "peak_vram_gib", "device", "resolution", "steps", *(
+        "peak_vram_gib", "device", "resolution", "steps", "timings", *(
             f"{phase}_seconds" for phase in ("text", "denoise", "decode", "moves", "fixed",
                                              "total")))
 
