@@ -137,17 +137,18 @@ class BackendProvider:
 
         described = []
         for name in self.names():
-            label, options = name, []
+            label, options, presets = name, [], []
             try:
                 avail = availability(name, settings)
                 cls = self.backend_type(name)
                 options = cls.options.to_json(settings)
+                presets = cls.options.presets_json()
                 if avail.ok:
                     label = getattr(cls, "label", name)
             except Exception as exc:  # a broken backend must not hide the others
                 avail = Availability(False, f"{type(exc).__name__}: {exc}")
             described.append({"name": name, "label": label, "available": avail.ok,
-                              "reason": avail.reason, "options": options})
+                              "reason": avail.reason, "options": options, "presets": presets})
         return described
 
     def resolve(self, name: str, settings: Settings) -> str:
