@@ -16,6 +16,7 @@ import signal
 import sys
 from typing import Any
 
+from layerlift.bridge.wire import DEFAULT_PORT
 from layerlift.desktop.cli.argtypes import EXIT_FAILURE, EXIT_OK, int_in_range
 from layerlift.desktop.cli.stop_deadline import StopDeadline
 
@@ -33,7 +34,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Serve the LayerLift WebSocket bridge (docs/protocol.md) until Ctrl-C.",
     )
     parser.add_argument("--port", type=int_in_range(0, 65535, "the port"), default=None,
-                        help="TCP port (default: the settings' port, 47811)")
+                        help=f"TCP port (default: the settings' port, {DEFAULT_PORT})")
     parser.add_argument("--host", default=None,
                         help="address to listen on (default 127.0.0.1; anything else exposes "
                              "the server to the network)")
