@@ -193,7 +193,7 @@ def test_runs_on_the_standard_library_alone(tmp_path):
 def test_the_panel_copies_of_the_wire_constants_match():
     """The Photoshop panel cannot import Python: its copies of the facts it must know before
     it connects (the port its manifest allows, the protocol version, the header size, the
-    layer count the server accepts) are checked against the one Python definition."""
+    layer count and seeds the server accepts) are checked against the one Python definition."""
     from layerlift.inference.backends.base import MAX_LAYERS
 
     source = (REPO / "photoshop_plugin" / "src" / "protocol.js").read_text(encoding="utf-8")
@@ -207,3 +207,4 @@ def test_the_panel_copies_of_the_wire_constants_match():
     assert js_constant("PROTOCOL_VERSION") == wire.PROTOCOL_VERSION
     assert js_constant("HEADER_SIZE") == wire.HEADER_SIZE
     assert js_constant("MAX_LAYERS") == MAX_LAYERS
+    assert js_constant("MAX_SEED") == protocol.MAX_SEED

@@ -5,7 +5,7 @@
  * modules; this one only connects them to the DOM.
  */
 
-const { DEFAULT_PORT } = require("./protocol");
+const { DEFAULT_PORT, MAX_SEED } = require("./protocol");
 const { ConnectionManager, STATUS } = require("./connection");
 const { TokenStore } = require("./pairing");
 const { GroupRegistry } = require("./registry");
@@ -60,7 +60,7 @@ function readParams(get, specs = [], presets = []) {
   Object.assign(options, readOptions(get, specs));
   const seedText = readValue(get("seed"), "0").trim() || "0";
   const seed = Number(seedText);
-  if (!Number.isInteger(seed) || seed < 0 || seed > 4294967295) throw Object.assign(new Error("the seed must be a whole number from 0 to 4294967295"), { code: "bad_request" });
+  if (!Number.isInteger(seed) || seed < 0 || seed > MAX_SEED) throw Object.assign(new Error(`the seed must be a whole number from 0 to ${MAX_SEED}`), { code: "bad_request" });
   return { backend: readPicker(get("backend"), "auto"), layers, seed, options };
 }
 
