@@ -1,6 +1,6 @@
 """Peak memory and time of `layerlift decompose --backend classic` on a large, detailed picture.
 
-The input limit (`inference.formats.reader.MAX_PIXELS`) is only honest if a picture at that
+The input limit (`inference.input_check.MAX_PIXELS`) is only honest if a picture at that
 limit decomposes within a desktop's memory. A uniform picture proves nothing (it is one
 region), so this draws a detailed photograph-like one: several octaves of smooth colour
 noise (sky, fields, shading), hard-edged shapes, thin lines and per-pixel grain, saved as a
@@ -129,7 +129,7 @@ def measure(megapixels: float, workdir: Path, kill_above_gb: float, seed: int) -
     detailed_picture(width, height, seed).save(source, quality=92)
     made_s = time.monotonic() - started
     output = workdir / f"detailed_{width}x{height}.psd"
-    from layerlift.inference.formats.reader import MAX_PIXELS
+    from layerlift.inference.input_check import MAX_PIXELS
 
     command = [sys.executable, "-m", "layerlift.desktop.cli"]
     if width * height > MAX_PIXELS:

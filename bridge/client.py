@@ -51,12 +51,9 @@ _LOCAL_ERRORS: dict[str, type[LayerLiftError]] = {
 }
 
 
-class BridgeError(LayerLiftError):
-    """An error the server reported (or a failure to reach it); `.code` is the server's code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+class BridgeError(wire.BridgeError, LayerLiftError):
+    """`wire.BridgeError` (its code and message) that is also a `LayerLiftError`, the one
+    base the app's error handling catches, so a remote failure reads like a local one."""
 
 
 class ServerNotRunning(BackendUnavailable):

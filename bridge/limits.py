@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from layerlift.bridge.wire import HEADER_SIZE
+from layerlift.inference.input_check import MAX_PIXELS
 
 
 @dataclass(frozen=True)
@@ -22,10 +23,8 @@ class Limits:
     # Largest text (JSON) message after authentication.
     max_text_bytes: int = 256 * 1024
     # Input image bounds: pixels (width x height), either side, and the encoded payload.
-    # Pixels: the same 64 MP input limit as files (inference.formats.reader.MAX_PIXELS): a
-    # detailed picture needs about 0.09 GB of memory per megapixel to decompose
-    # (bench/large_input.py), so larger ones would pass 8 GB.
-    max_image_pixels: int = 64_000_000
+    # Pixels: the input limit of files too (inference.input_check says why it is where it is).
+    max_image_pixels: int = MAX_PIXELS
     max_image_side: int = 16384
     max_image_bytes: int = 8192 * 8192 * 4
     # Jobs queued or running per connection, and connections at once.

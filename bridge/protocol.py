@@ -39,6 +39,7 @@ from layerlift.bridge.wire import (
 )
 from layerlift.inference.backends.base import MAX_LAYERS, DecomposeRequest
 from layerlift.inference.errors import BadRequest, CorruptImage, ImageTooLarge, LayerLiftError
+from layerlift.inference.input_check import check_size
 from layerlift.inference.layers import Layer
 
 SUPPORTED_VERSIONS = (PROTOCOL_VERSION,)
@@ -48,7 +49,6 @@ ENCODING_NAMES = wire.ENCODING_NAMES
 
 _JOB_ID_RE = re.compile(r"^[0-9a-f]{16}$")
 _BACKEND_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-MAX_STRING = 2000
 MAX_SEED = 2**32 - 1
 
 CLIENT_TYPES = ("hello", "pair", "decompose", "cancel", "list_jobs", "fetch", "ping")
@@ -275,15 +275,10 @@ _PARSERS = {
 
 
 def check_image_spec(spec: ImageSpec, limits: Limits) -> None:
-    """Refuse an image by its announced size, before a byte of it is read."""
-    if spec.width < 1 or spec.height < 1:
-        raise BadRequest(f"the image must be at least 1x1, got {spec.width}x{spec.height}")
-    if spec.width > limits.max_image_side or spec.height > limits.max_image_side:
-        raise ImageTooLarge(f"the image is {spec.width}x{spec.height}; each side may be at "
-                            f"most {limits.max_image_side} pixels")
-    if spec.width * spec.height > limits.max_image_pixels:
-        raise ImageTooLarge(f"the image has {spec.width * spec.height} pixels; the limit is "
-                            f"{limits.max_image_pixels}")
+    """Refuse an image by its announced size, before a byte of it is read (the check files
+    get too, with the bridge's limits)."""
+    check_size(spec.width, spec.height, label="the image", max_pixels=limits.max_image_pixels,
+               max_side=limits.max_image_side)
     if spec.size < 1 or spec.size > limits.max_image_bytes:
         raise ImageTooLarge(f"the image data is {spec.size} bytes; the limit is "
                             f"{limits.max_image_bytes}")

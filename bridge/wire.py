@@ -32,12 +32,31 @@ from dataclasses import dataclass
 from typing import Any
 
 PROTOCOL_VERSION = 1
+# The loopback port the server listens on unless the settings say otherwise. The Photoshop
+# panel keeps the one other copy (photoshop_plugin/src/protocol.js; a test compares them),
+# because its manifest must name the port before any code runs.
+DEFAULT_PORT = 47811
 
 Buffer = bytes | bytearray | memoryview
 
 
 class WireError(ValueError):
     """Bytes or values that do not follow docs/protocol.md."""
+
+
+class BridgeError(Exception):
+    """A failure a client of the bridge reports: the server's `error` message, or its own
+    (the server is unreachable, a frame came out of order).
+
+    `code` is the stable code of docs/protocol.md (or the client's own, like
+    `protocol_error`), `message` a sentence for the user. Both Python clients raise this one
+    class: the app's (`bridge.client`) and the GIMP plug-in's (`ll_bridge`).
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 # -- LLF1 binary messages ---------------------------------------------------------------------

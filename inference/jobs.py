@@ -35,7 +35,8 @@ from layerlift.inference.backends.base import (
     ignore_progress,
 )
 from layerlift.inference.backends.options import OptionSchema
-from layerlift.inference.errors import BadRequest, Cancelled, LayerLiftError
+from layerlift.inference.errors import Cancelled, LayerLiftError
+from layerlift.inference.input_check import checked_pixels
 from layerlift.inference.job_snapshot import (
     JobError,
     JobParams,
@@ -46,7 +47,7 @@ from layerlift.inference.job_snapshot import (
 )
 from layerlift.inference.job_states import TERMINAL, JobState, parse_state
 from layerlift.inference.job_store import JobStore, valid_job_id
-from layerlift.inference.layers import LayerStack, as_rgba8
+from layerlift.inference.layers import LayerStack
 from layerlift.inference.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -136,17 +137,18 @@ class BackendProvider:
 
         described = []
         for name in self.names():
-            label, options = name, []
+            label, options, presets = name, [], []
             try:
                 avail = availability(name, settings)
                 cls = self.backend_type(name)
                 options = cls.options.to_json(settings)
+                presets = cls.options.presets_json()
                 if avail.ok:
                     label = getattr(cls, "label", name)
             except Exception as exc:  # a broken backend must not hide the others
                 avail = Availability(False, f"{type(exc).__name__}: {exc}")
             described.append({"name": name, "label": label, "available": avail.ok,
-                              "reason": avail.reason, "options": options})
+                              "reason": avail.reason, "options": options, "presets": presets})
         return described
 
     def resolve(self, name: str, settings: Settings) -> str:
@@ -419,10 +421,7 @@ class JobRunner:
         owner: str | None = None,
     ) -> JobSnapshot:
         """Queue a decomposition; returns the job's snapshot (state queued, with position)."""
-        try:
-            pixels = as_rgba8(image)
-        except (TypeError, ValueError) as exc:
-            raise BadRequest(f"the image cannot be used: {exc}") from exc
+        pixels = checked_pixels(image)
         name = self.provider.resolve(backend, self.settings)
         request = replace(request, options=self.provider.check_options(backend, name,
                                                                        request.options))

@@ -12,12 +12,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from layerlift.bridge.wire import DEFAULT_PORT
 from layerlift.inference import paths
 from layerlift.inference.atomic import atomic_writer
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 47811
 DEFAULT_MODEL = "Qwen/Qwen-Image-Layered"
 
 

@@ -151,3 +151,44 @@ def test_serve_warns_loudly_off_loopback():
     assert exposure_warning("127.0.0.1") is None
     assert exposure_warning("localhost") is None
     assert "WARNING" in exposure_warning("0.0.0.0")
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("number", "inherited"), [
+    (signal.SIGINT, _ignore_sigint),  # how a shell starts a script's background command
+    (signal.SIGTERM, None),
+], ids=["sigint-inherited-ignored", "sigterm"])
+def test_serve_stops_on_its_signals_whatever_it_inherited(number, inherited):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "layerlift.desktop.cli", "serve", "--port", "0"],
+        cwd=REPO, env=dict(os.environ), stderr=subprocess.PIPE, text=True,
+        preexec_fn=inherited,
+    )
+    try:
+        assert re.search(r"ws://127\.0\.0\.1:\d+", process.stderr.readline())
+        process.send_signal(number)
+        _, log = process.communicate(timeout=20)
+        assert process.returncode == 0, log
+        assert "stopped" in log
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_a_stop_past_its_deadline_says_what_each_thread_does_and_exits():
+    """A thread that never ends (a stuck decode, say) cannot keep a stopping server alive."""
+    script = ("import threading, time\n"
+              "from layerlift.desktop.cli.stop_deadline import StopDeadline\n"
+              "def stuck_in_a_decode():\n"
+              "    time.sleep(600)\n"
+              "threading.Thread(target=stuck_in_a_decode).start()\n"
+              "StopDeadline(0.5).start()\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1
+    assert "stopping took longer than 0.5 s; exiting anyway" in done.stderr
+    assert "stuck_in_a_decode" in done.stderr

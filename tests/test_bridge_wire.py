@@ -9,6 +9,7 @@ tests pin the byte layouts and the rules a server must not break.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -187,3 +188,23 @@ def test_runs_on_the_standard_library_alone(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "3"
+
+
+def test_the_panel_copies_of_the_wire_constants_match():
+    """The Photoshop panel cannot import Python: its copies of the facts it must know before
+    it connects (the port its manifest allows, the protocol version, the header size, the
+    layer count and seeds the server accepts) are checked against the one Python definition."""
+    from layerlift.inference.backends.base import MAX_LAYERS
+
+    source = (REPO / "photoshop_plugin" / "src" / "protocol.js").read_text(encoding="utf-8")
+
+    def js_constant(name: str) -> int:
+        match = re.search(rf"^const {name} = (\d+);", source, re.M)
+        assert match, f"protocol.js has no const {name}"
+        return int(match.group(1))
+
+    assert js_constant("DEFAULT_PORT") == wire.DEFAULT_PORT
+    assert js_constant("PROTOCOL_VERSION") == wire.PROTOCOL_VERSION
+    assert js_constant("HEADER_SIZE") == wire.HEADER_SIZE
+    assert js_constant("MAX_LAYERS") == MAX_LAYERS
+    assert js_constant("MAX_SEED") == protocol.MAX_SEED

@@ -53,3 +53,12 @@ def test_the_options_argument_is_a_json_object(ll_options):
     assert ll_options.parse_argument('{"steps": 20}') == {"steps": 20}
     with pytest.raises(ValueError, match="JSON object"):
         ll_options.parse_argument("[1]")
+
+
+def test_the_backend_menu_is_the_apps_backends(capabilities, ll_options):
+    """GIMP fixes a choice argument at registration: the dialog's menu comes from welcome."""
+    assert ll_options.backend_choices(capabilities) == [
+        ("auto", "Automatic"), ("split", "split"), ("sparkly", "sparkly")]
+    unavailable = {"backends": [{"name": "qwen", "label": "Qwen", "available": False}]}
+    assert ll_options.backend_choices(unavailable)[1] == ("qwen", "Qwen (unavailable)")
+    assert ll_options.backend_choices({}) == [("auto", "Automatic")]

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 from layerlift.inference.backends.base import DecomposeRequest
-from layerlift.inference.errors import BadRequest
+from layerlift.inference.errors import BadRequest, InputError
 from layerlift.inference.job_snapshot import JobError
 from layerlift.inference.job_store import JobStore
 from layerlift.inference.jobs import JobRunner, QueueFull, ResultUnavailable, UnknownJob
@@ -104,8 +104,9 @@ def test_failure_is_recorded_with_its_code(runner):
 def test_bad_submissions_are_refused(runner):
     with pytest.raises(BadRequest):
         runner.submit(picture(), DecomposeRequest(), "nope")
-    with pytest.raises(BadRequest):
+    with pytest.raises(InputError, match=r"\(h, w, 3\|4\) uint8") as caught:
         runner.submit(np.zeros((4, 4), np.uint8), DecomposeRequest(), "split")
+    assert caught.value.code == "bad_input"
     with pytest.raises(UnknownJob):
         runner.cancel("0123456789abcdef")
     with pytest.raises(UnknownJob):

@@ -57,3 +57,18 @@ def test_an_option_only_the_local_user_may_set_is_not_offered_to_clients():
     assert schema.validate({"weights_file": "/x"}) == {"weights_file": "/x"}
     with pytest.raises(BadRequest, match="only be set on the computer running"):
         schema.validate({"weights_file": "/x"}, client=True)
+
+
+def test_presets_pass_their_schema_and_welcome_lists_them():
+    from layerlift.inference.backends.options import OptionPreset
+    from layerlift.inference.jobs import BackendProvider
+
+    steps = OptionSpec("steps", "int", "steps", minimum=1, maximum=200)
+    with pytest.raises(BadRequest, match="between"):
+        OptionSchema([steps], presets=[OptionPreset("broken", "Broken", {"steps": 0})])
+    with pytest.raises(BadRequest, match="unknown option"):
+        OptionSchema([steps], presets=[OptionPreset("other", "Other", {"seed": 1})])
+    described = {entry["name"]: entry for entry in BackendProvider().describe(Settings())}
+    assert described["qwen"]["presets"] == QWEN_OPTIONS.presets_json()
+    assert [p["name"] for p in described["qwen"]["presets"]] == ["fast", "best"]
+    assert described["classic"]["presets"] == []

@@ -606,7 +606,7 @@ def test_outputs_get_the_umask_or_the_replaced_files_permissions(tmp_path, capsy
 def test_the_input_limit_says_why(tmp_path, capsys):
     """bench/large_input.py: 8.4 GB at 100 MP, so the limit is 64 MP, and the error says why."""
     from layerlift.inference.formats import MAX_PIXELS
-    from layerlift.inference.formats.reader import MEMORY_BUDGET_GB, MEMORY_PER_MEGAPIXEL_GB
+    from layerlift.inference.input_check import MEMORY_BUDGET_GB, MEMORY_PER_MEGAPIXEL_GB
 
     from tests.helpers import png_header_only
 

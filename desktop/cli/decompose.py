@@ -26,8 +26,9 @@ from layerlift.desktop.cli.argtypes import (
 )
 from layerlift.desktop.cli.backend_options import add_backend_options, request_options
 from layerlift.desktop.cli.progress import ProgressBar
-from layerlift.inference.backends import backend_names
+from layerlift.inference.backends import backend_class, backend_names
 from layerlift.inference.backends.base import MAX_LAYERS, CancelToken, DecomposeRequest
+from layerlift.inference.backends.qwen.devices import DEVICE_HELP
 from layerlift.inference.backends.qwen.memory import ALL_MODE_CHOICES, mode_summaries
 from layerlift.inference.errors import BadRequest, Cancelled, InputError, LayerLiftError
 
@@ -98,7 +99,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     qwen = parser.add_argument_group("qwen backend settings (this run only)")
     qwen.add_argument("--model", help="model folder or Hugging Face repo id (in the local cache)")
     qwen.add_argument("--memory-mode", choices=ALL_MODE_CHOICES, help=memory_mode_help())
-    qwen.add_argument("--device", help="auto, cuda, cuda:N, mps or cpu")
+    qwen.add_argument("--device", help=DEVICE_HELP)
     qwen.add_argument(
         "--online", action="store_true",
         help="allow the Hugging Face hub to be contacted (off by default: no network)",
@@ -227,14 +228,17 @@ def _finite_or_none(value: Any) -> float | None:
     return None
 
 
-# What the qwen backend reports about a job, copied into the summary when present.
-_QWEN_KEYS = ("caption", "caption_source", "caption_way", "caption_seconds", "caption_tokens",
-              "caption_truncated", "memory_mode", "memory_mode_reason", "planned_vram_gib",
-              "peak_vram_gib", "timings")
+def _reported(meta: dict[str, Any]) -> dict[str, Any]:
+    """What the backend that made the stack reports about a job (its `reported_meta`)."""
+    try:
+        keys = backend_class(str(meta.get("backend"))).reported_meta
+    except LayerLiftError:  # a remote server's backend this installation does not have
+        return {}
+    return {key: meta[key] for key in keys if key in meta}
 
 
 def _summary(stack, files, output: str, seconds: float, warnings: list[str]) -> dict[str, Any]:
-    extra = {key: stack.meta[key] for key in _QWEN_KEYS if key in stack.meta}
+    extra = _reported(stack.meta)
     return {
         "output": str(output),
         "files": [str(path) for path in files],

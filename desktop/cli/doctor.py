@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from layerlift.desktop.cli.argtypes import EXIT_OK, EXIT_USAGE, int_in_range
+from layerlift.inference.backends.qwen.devices import DEVICE_HELP
 from layerlift.inference.backends.qwen.memory import RESOLUTIONS
 
 
@@ -30,8 +31,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="bucket of the job to plan (default: the settings', 640)")
     parser.add_argument("--model", help="model folder or Hugging Face repo id (default: the "
                                         "settings')")
-    parser.add_argument("--device", help="auto, cuda, cuda:N, mps or cpu (default: the "
-                                         "settings')")
+    parser.add_argument("--device", help=f"{DEVICE_HELP} (default: the settings')")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 

@@ -10,11 +10,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
 from typing import Any
 
+from layerlift.bridge.wire import DEFAULT_PORT
 from layerlift.desktop.cli.argtypes import EXIT_FAILURE, EXIT_OK, int_in_range
+from layerlift.desktop.cli.stop_deadline import StopDeadline
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# How long a stop may take (closing connections, cancelling the running job, the worker
+# threads' last steps) before the process exits anyway: under the 20 s a supervisor or a
+# test gives it, and longer than a WebSocket close handshake may take (10 s).
+STOP_SECONDS = 15.0
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -24,7 +34,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Serve the LayerLift WebSocket bridge (docs/protocol.md) until Ctrl-C.",
     )
     parser.add_argument("--port", type=int_in_range(0, 65535, "the port"), default=None,
-                        help="TCP port (default: the settings' port, 47811)")
+                        help=f"TCP port (default: the settings' port, {DEFAULT_PORT})")
     parser.add_argument("--host", default=None,
                         help="address to listen on (default 127.0.0.1; anything else exposes "
                              "the server to the network)")
@@ -44,6 +54,26 @@ def exposure_warning(host: str) -> str | None:
             + "=" * 72)
 
 
+def stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event,
+                    deadline: StopDeadline) -> None:
+    """Ctrl-C (SIGINT) and SIGTERM set `stop`; a second one ends the process at once.
+
+    Installed whatever the inherited disposition: a shell runs a script's background command
+    with SIGINT ignored, and a server started that way (a test suite run in the background)
+    would otherwise never stop on SIGINT. Where the loop cannot take signal handlers
+    (Windows), `asyncio.run`'s own Ctrl-C handling cancels the serving task instead.
+    """
+
+    def on_signal() -> None:
+        if stop.is_set():
+            deadline.expire("asked to stop again")
+        stop.set()
+
+    for number in STOP_SIGNALS:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(number, on_signal)
+
+
 def run(args: argparse.Namespace) -> int:
     from layerlift.bridge.auth import load_or_create_token, token_path
     from layerlift.bridge.server import BridgeServer, ServerConfig
@@ -61,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     token = load_or_create_token()
     runner = JobRunner(settings).start()
     server = BridgeServer(runner, ServerConfig(host=host, port=port), token=token)
+    deadline = StopDeadline(STOP_SECONDS)
 
     async def main() -> None:
         try:
@@ -69,20 +100,28 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit(
                 f"error: cannot listen on {host}:{port}: {exc.strerror or exc}"
             ) from None
+        stop = asyncio.Event()
+        stop_on_signals(asyncio.get_running_loop(), stop, deadline)
         print(f"LayerLift bridge on {server.url} (token in {token_path()}); Ctrl-C stops it",
               file=sys.stderr, flush=True)
         try:
-            await server.serve_forever()
+            await stop.wait()
         finally:
-            await server.stop()
+            # Everything from here on, asyncio.run's wait for its worker threads included,
+            # is bounded by the deadline.
+            deadline.start()
+            # The running job is cancelled while the connections close, so its client hears
+            # that it was cancelled rather than that the connection dropped.
+            await asyncio.gather(asyncio.to_thread(runner.stop), server.stop())
 
     try:
         asyncio.run(main())
     except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
+        pass  # Ctrl-C where the loop takes no signal handlers: the same stop, already done
     except SystemExit as exc:
         print(exc.code, file=sys.stderr)
         return EXIT_FAILURE
     finally:
         runner.stop()
+    print("stopped", file=sys.stderr)
     return EXIT_OK

@@ -11,13 +11,13 @@ resolution): each mode's peak VRAM and RAM, whether it fits here, and what `auto
 from __future__ import annotations
 
 import contextlib
-import sys
 import threading
 from dataclasses import replace
 
 from layerlift.desktop import autostart
 from layerlift.desktop.gui.option_widgets import control_value, make_control
 from layerlift.desktop.option_model import apply_defaults, memory_mode_items, settings_fields
+from layerlift.inference.backends.qwen.devices import DEVICE_CHOICES
 from layerlift.inference.settings import DEFAULT_MODEL, Settings
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
@@ -37,30 +37,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-DEVICES = ("auto", "cuda", "cuda:0", "cuda:1", "mps", "cpu")
-
 
 def detect_vram(timeout: float = 5.0) -> str:
     """A sentence naming each GPU and its memory, or why none was found."""
-    torch = sys.modules.get("torch")  # only if something else already paid for the import
-    if torch is not None:
-        with contextlib.suppress(Exception):
-            if torch.cuda.is_available():
-                lines = []
-                for index in range(torch.cuda.device_count()):
-                    free, total = torch.cuda.mem_get_info(index)
-                    lines.append(f"cuda:{index} {torch.cuda.get_device_name(index)}: "
-                                 f"{total / 2**30:.1f} GiB ({free / 2**30:.1f} GiB free)")
-                return "; ".join(lines)
-    from layerlift.inference.backends.qwen.doctor import nvidia_gpus
+    from layerlift.inference.backends.qwen.doctor import gpu_summary
 
-    gpus, note = nvidia_gpus(timeout)
-    if not gpus and sys.platform == "darwin":
-        return "Apple GPU: memory is shared with the system"
-    if not gpus:
-        return f"no NVIDIA GPU detected ({note})"
-    return "; ".join(f"cuda:{gpu['index']} {gpu['name']}: {gpu['total_bytes'] / 2**30:.1f} GiB "
-                     f"({gpu['free_bytes'] / 2**30:.1f} GiB free)" for gpu in gpus)
+    return gpu_summary(timeout)
 
 
 def plan_text(settings: Settings, layers: int = 4) -> str:
@@ -98,7 +80,7 @@ class SettingsDialog(QDialog):
 
         self.device_combo = QComboBox()
         self.device_combo.setEditable(True)
-        self.device_combo.addItems(DEVICES)
+        self.device_combo.addItems(DEVICE_CHOICES)
         self.device_combo.setCurrentText(settings.device)
         form.addRow("Device:", self.device_combo)
 

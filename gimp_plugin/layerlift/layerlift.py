@@ -24,8 +24,8 @@ from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 
 PROC_NAME = "plug-in-layerlift-decompose"
 PIXEL_FORMAT = "R'G'B'A u8"
-BACKENDS = (("auto", "Automatic"), ("classic", "Classic (CPU, no weights)"),
-            ("qwen", "Qwen-Image-Layered (GPU)"))
+# The arguments GIMP's own dialog shows; the backend menu is ours, from the app's welcome.
+DIALOG_ARGUMENTS = ["layers", "seed", "options", "use-selection"]
 
 
 def _error(procedure, message: str, status=Gimp.PDBStatusType.EXECUTION_ERROR):
@@ -110,15 +110,18 @@ def _insert(image, source, plan: ll_plan.InsertPlan):
 
 
 class _BackendOptionFields:
-    """One field per option the app's backends declare, added under GIMP's own dialog.
+    """The backend menu and one field per option the app's backends declare, added under
+    GIMP's own dialog.
 
-    The options come from the server's `welcome` (ll_options), so a new backend option needs
-    no plug-in release. If the app cannot be reached the dialog simply has no such fields.
+    Both come from the server's `welcome` (ll_options), so a new backend or option needs no
+    plug-in release. If the app cannot be reached the dialog has neither: the backend stays
+    the procedure's `backend` argument (`auto` unless a script set it).
     """
 
-    def __init__(self, dialog) -> None:
+    def __init__(self, dialog, backend: str) -> None:
         self.capabilities: dict = {}
         self.widgets: list[tuple[dict, object]] = []
+        self.backend_menu = None
         try:
             with ll_bridge.BridgeSession(connect_timeout=3.0) as session:
                 self.capabilities = session.capabilities
@@ -129,7 +132,15 @@ class _BackendOptionFields:
         from gi.repository import Gtk
 
         grid = Gtk.Grid(row_spacing=4, column_spacing=8, margin=8)
-        row = 0
+        self.backend_menu = Gtk.ComboBoxText()
+        choices = ll_options.backend_choices(self.capabilities)
+        for name, label in choices:
+            self.backend_menu.append(name, label)
+        known = [name for name, _ in choices]
+        self.backend_menu.set_active_id(backend if backend in known else ll_options.AUTO[0])
+        grid.attach(Gtk.Label(label="Backend:", xalign=0.0), 0, 0, 1, 1)
+        grid.attach(self.backend_menu, 1, 0, 1, 1)
+        row = 1
         seen: set[str] = set()
         for backend in self.capabilities.get("backends") or []:
             for spec in ll_options.option_specs(self.capabilities, backend.get("name")):
@@ -144,9 +155,8 @@ class _BackendOptionFields:
                 grid.attach(widget, 1, row, 1, 1)
                 self.widgets.append((spec, widget))
                 row += 1
-        if row:
-            dialog.get_content_area().pack_start(grid, False, False, 0)
-            grid.show_all()
+        dialog.get_content_area().pack_start(grid, False, False, 0)
+        grid.show_all()
 
     @staticmethod
     def _widget(Gtk, spec: dict):
@@ -164,6 +174,11 @@ class _BackendOptionFields:
         if spec.get("max_length"):
             entry.set_max_length(int(spec["max_length"]))
         return entry
+
+    def backend(self, fallback: str) -> str:
+        """The backend chosen in the menu (`fallback` where there is no menu)."""
+        chosen = self.backend_menu.get_active_id() if self.backend_menu is not None else None
+        return chosen or fallback
 
     def values(self) -> dict:
         """The options the user filled in; ValueError names a field that does not fit."""
@@ -197,10 +212,10 @@ class LayerLift(Gimp.PlugIn):
         flags = GObject.ParamFlags.READWRITE
         procedure.add_int_argument("layers", "_Layers", "How many layers to make", 1, 10, 4,
                                    flags)
-        choice = Gimp.Choice.new()
-        for index, (key, label) in enumerate(BACKENDS):
-            choice.add(key, index, label, "")
-        procedure.add_choice_argument("backend", "_Backend", "Which decomposer to use", choice,
+        # Text, not a choice: a choice's values are fixed at registration, and the app may
+        # have backends this plug-in has never heard of (the dialog's menu lists them).
+        procedure.add_string_argument("backend", "_Backend", "Which decomposer to use: auto, "
+                                      "or a backend the LayerLift app has (classic, qwen, ...)",
                                       "auto", flags)
         procedure.add_int_argument("seed", "S_eed", "Random seed", 0, 2**31 - 1, 0, flags)
         # The backends' own options (steps, caption, ...) are declared by the app, not here:
@@ -224,10 +239,12 @@ class LayerLift(Gimp.PlugIn):
 
             GimpUi.init("layerlift")
             dialog = GimpUi.ProcedureDialog.new(procedure, config, "Decompose into Layers")
-            dialog.fill(None)
-            fields = _BackendOptionFields(dialog)
+            dialog.fill(DIALOG_ARGUMENTS)
+            fields = _BackendOptionFields(dialog, config.get_property("backend"))
             accepted = dialog.run()
             try:
+                if accepted:
+                    config.set_property("backend", fields.backend(config.get_property("backend")))
                 chosen = fields.values() if accepted else {}
             except ValueError as exc:
                 return _error(procedure, f"LayerLift: {exc}")

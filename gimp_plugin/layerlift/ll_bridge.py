@@ -23,17 +23,9 @@ import ll_websocket
 import ll_wire
 from ll_job_states import UNSUCCESSFUL, JobState
 
-DEFAULT_PORT = 47811
 START_HINT = "Start the LayerLift app (or run `layerlift serve` in a terminal), then try again."
-
-
-class BridgeError(Exception):
-    """A failure with a stable code (from the server or ours) and a sentence for the user."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+# A failure with a stable code (from the server or ours) and a sentence for the user.
+BridgeError = ll_wire.BridgeError
 
 
 @dataclass
@@ -86,7 +78,7 @@ def read_port() -> int:
             return port
     except (OSError, ValueError, AttributeError):
         pass
-    return DEFAULT_PORT
+    return ll_wire.DEFAULT_PORT
 
 
 STAGE_LABELS = {JobState.LOADING: "Loading the model", JobState.RUNNING: "Decomposing",

@@ -1,10 +1,13 @@
-"""The backends' options for the GIMP dialog, read from the server's `welcome` (stdlib only).
+"""The backends and their options for the GIMP dialog, read from the server's `welcome`
+(stdlib only).
 
-GIMP fixes a procedure's arguments when the plug-in registers, so the backends' options cannot
-be procedure arguments without a plug-in release per option. Instead the dialog asks the app
-which options the backends declare (`capabilities.backends[].options`, docs/protocol.md,
-"Backend options") and shows one field per option; scripts pass them as one JSON `options`
-argument. Nothing here names an option: the server declares them and checks every value again.
+GIMP fixes a procedure's arguments, and a choice argument's choices, when the plug-in
+registers, so neither the backends nor their options can be declared there without a plug-in
+release for each new one. Instead the dialog asks the app which backends it has
+(`capabilities.backends`) and which options they declare (`capabilities.backends[].options`,
+docs/protocol.md, "Backend options") and shows a menu and one field per option; scripts pass
+the backend's name as text and the options as one JSON `options` argument. Nothing here names
+a backend or an option: the server declares them and checks every value again.
 """
 
 from __future__ import annotations
@@ -12,6 +15,21 @@ from __future__ import annotations
 import json
 import math
 from typing import Any
+
+AUTO = ("auto", "Automatic")
+
+
+def backend_choices(capabilities: dict) -> list[tuple[str, str]]:
+    """(name, label) of each backend the dialog's menu offers: `auto` first, then the app's,
+    an unavailable one marked so (the app says why when it is chosen)."""
+    choices = [AUTO]
+    for entry in capabilities.get("backends") or []:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or name == AUTO[0]:
+            continue
+        label = str(entry.get("label") or name)
+        choices.append((name, label if entry.get("available", True) else f"{label} (unavailable)"))
+    return choices
 
 
 def option_specs(capabilities: dict, backend: str) -> list[dict]:

@@ -86,7 +86,8 @@ class Backend(abc.ABC):
     label: ClassVar[str]
     # The keys of a result stack's `meta` that the user should see with the job (the caption
     # the model used, its memory mode, …): the job runner copies these, and only these, into
-    # the job's result, so no layer above the backend needs to know its vocabulary.
+    # the job's result (the plain values), `layerlift decompose` into its summary, so no layer
+    # above the backend needs to know its vocabulary.
     reported_meta: ClassVar[tuple[str, ...]] = ()
     # The knobs a request may turn, declared once: the bridge's `welcome`, the CLI's flags,
     # the settings model and every validation are generated from this schema.

@@ -130,14 +130,35 @@ class OptionSpec:
         return body
 
 
-class OptionSchema:
-    """The ordered options of one backend (or, via `union`, of every backend `auto` may pick)."""
+@dataclass(frozen=True)
+class OptionPreset:
+    """A named set of option values a client offers as one choice ("Fast", "Best").
 
-    def __init__(self, specs: Iterable[OptionSpec] = ()) -> None:
+    Declared with the options it sets, so a client's quality menu comes from `welcome` like
+    its option controls do; a value the user sets on its own control wins over the preset's.
+    """
+
+    name: str
+    label: str
+    values: Mapping[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "label": self.label, "options": dict(self.values)}
+
+
+class OptionSchema:
+    """The ordered options of one backend (or, via `union`, of every backend `auto` may pick),
+    and the presets it offers over them."""
+
+    def __init__(self, specs: Iterable[OptionSpec] = (),
+                 presets: Iterable[OptionPreset] = ()) -> None:
         self.specs: tuple[OptionSpec, ...] = tuple(specs)
         self._by_name: dict[str, list[OptionSpec]] = {}
         for spec in self.specs:
             self._by_name.setdefault(spec.name, []).append(spec)
+        self.presets: tuple[OptionPreset, ...] = tuple(presets)
+        for preset in self.presets:  # a preset a client sends must pass the specs
+            self.validate(preset.values, client=True)
 
     @classmethod
     def union(cls, schemas: Iterable[OptionSchema]) -> OptionSchema:
@@ -197,6 +218,10 @@ class OptionSchema:
     def to_json(self, settings: Any = None) -> list[dict[str, Any]]:
         """The specs a bridge client may set, as `welcome` lists them."""
         return [spec.to_json(settings) for spec in self.specs if spec.client]
+
+    def presets_json(self) -> list[dict[str, Any]]:
+        """The presets, as `welcome` lists them."""
+        return [preset.to_json() for preset in self.presets]
 
 
 NO_OPTIONS = OptionSchema()

@@ -22,6 +22,7 @@ from layerlift.inference.atomic import atomic_writer
 from layerlift.inference.errors import BadRequest, CorruptImage, ImageTooLarge, InputError
 from layerlift.inference.formats.fastpng import encode_png
 from layerlift.inference.formats.psd import DEFAULT_GROUP
+from layerlift.inference.input_check import check_size
 from layerlift.inference.layers import Layer, LayerStack
 from PIL import Image
 
@@ -175,13 +176,7 @@ def read_ora(path: str | Path, *, max_pixels: int) -> LayerStack:
         except (ET.ParseError, ValueError) as exc:
             raise CorruptImage(f"'{label}' has a damaged stack.xml: {exc}") from exc
         width, height = _int_attr(image, "w", label), _int_attr(image, "h", label)
-        if width < 1 or height < 1:
-            raise CorruptImage(f"'{label}' declares an empty canvas ({width} x {height})")
-        if width * height > max_pixels:
-            raise ImageTooLarge(
-                f"'{label}' is {width} x {height} pixels, more than the limit of "
-                f"{max_pixels / 1e6:.1f} megapixels"
-            )
+        check_size(width, height, label=f"the canvas of '{label}'", max_pixels=max_pixels)
         root = image.find("stack")
         if root is None:
             raise CorruptImage(f"'{label}' has no <stack> in stack.xml")

@@ -39,7 +39,7 @@ from layerlift.inference.atomic import (
     staged_file,
     temp_path_for,
 )
-from layerlift.inference.errors import CorruptImage, ImageTooLarge, InputError
+from layerlift.inference.errors import CorruptImage, InputError
 from layerlift.inference.formats.ownership import (
     bytes_sha256,
     claim_folder,
@@ -47,6 +47,7 @@ from layerlift.inference.formats.ownership import (
     write_marker,
 )
 from layerlift.inference.formats.safety import open_regular
+from layerlift.inference.input_check import MAX_PIXELS, check_size
 from layerlift.inference.layers import Layer, LayerStack
 
 MANIFEST = "stack.json"
@@ -240,7 +241,6 @@ def _read_entry(folder: Path, entry: Any, index: int, max_pixels: int) -> Layer:
 
 def read_png_dir(folder: str | Path, *, max_pixels: int | None = None) -> LayerStack:
     """The stack stored in `folder` by `write_png_dir`."""
-    from layerlift.inference.formats.reader import MAX_PIXELS
 
     source = Path(folder)
     if not source.exists():
@@ -268,14 +268,8 @@ def read_png_dir(folder: str | Path, *, max_pixels: int | None = None) -> LayerS
         )
     where = f"'{source / MANIFEST}'"
     width, height = _int(manifest, "width", where), _int(manifest, "height", where)
-    if width < 1 or height < 1:
-        raise CorruptImage(f"{where} declares an empty canvas ({width} x {height})")
     limit = MAX_PIXELS if max_pixels is None else max_pixels
-    if width * height > limit:
-        raise ImageTooLarge(
-            f"{where} declares a {width} x {height} canvas, more than the limit of "
-            f"{limit / 1e6:.1f} megapixels"
-        )
+    check_size(width, height, label=f"the canvas of {where}", max_pixels=limit)
     layers = [
         _read_entry(source, entry, index, limit) for index, entry in enumerate(manifest["layers"])
     ]

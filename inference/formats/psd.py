@@ -33,6 +33,7 @@ from layerlift.inference.errors import (
 from layerlift.inference.formats.colour import to_srgb_rgba
 from layerlift.inference.formats.liblog import library_warnings
 from layerlift.inference.formats.safety import open_regular
+from layerlift.inference.input_check import check_size
 from layerlift.inference.layers import Layer, LayerStack
 from PIL import Image
 
@@ -299,11 +300,7 @@ def read_psd(path: str | Path, *, max_pixels: int) -> LayerStack:
     try:
         with open_regular(source, label) as handle, library_warnings(warnings):
             header = read_header(handle.read(26), label)
-            if header.width * header.height > max_pixels:
-                raise ImageTooLarge(
-                    f"'{label}' is {header.width} x {header.height} pixels, more than the "
-                    f"limit of {max_pixels / 1e6:.1f} megapixels"
-                )
+            check_size(header.width, header.height, label=f"'{label}'", max_pixels=max_pixels)
             handle.seek(0)
             document = _open_document(handle, label)
             layers = _read_layers(document, label, warnings)

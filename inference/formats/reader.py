@@ -35,15 +35,9 @@ from layerlift.inference.formats import sniff
 from layerlift.inference.formats.colour import raw_is_wide, to_srgb_rgba
 from layerlift.inference.formats.liblog import library_warnings
 from layerlift.inference.formats.safety import open_regular, read_error
+from layerlift.inference.input_check import MAX_PIXELS, check_size, megapixels, too_large
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# The input limit: the largest picture LayerLift decomposes. Measured with
-# bench/large_input.py on a detailed (noisy, photograph-like) picture, `decompose --backend
-# classic` peaks at about 0.09 GB of memory per megapixel (5.6 GB at 64 MP, 8.4 GB at
-# 100 MP): 64 MP stays under 8 GB, which a desktop with 16 GB can spare.
-MAX_PIXELS = 64_000_000
-MEMORY_PER_MEGAPIXEL_GB = 0.09
-MEMORY_BUDGET_GB = 8
 MAX_BYTES = 1 << 30
 HEAD_BYTES = 64
 
@@ -71,35 +65,11 @@ class LoadedImage:
         return int(self.pixels.shape[0])
 
 
-def _megapixels(pixels: int) -> str:
-    return f"{pixels / 1e6:.1f} megapixels"
-
-
 def _bytes_text(size: int) -> str:
     for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
         if size >= scale:
             return f"{size / scale:.1f} {unit}"
     return f"{size} bytes"
-
-
-def _too_large(label: str, width: int, height: int, max_pixels: int) -> ImageTooLarge:
-    needed = width * height / 1e6 * MEMORY_PER_MEGAPIXEL_GB
-    why = ""
-    if max_pixels == MAX_PIXELS:
-        why = (f" (decomposing needs about {MEMORY_PER_MEGAPIXEL_GB:g} GB of memory per "
-               f"megapixel, here about {needed:.0f} GB; the limit keeps it under "
-               f"{MEMORY_BUDGET_GB} GB)")
-    return ImageTooLarge(
-        f"'{label}' is {width} x {height} pixels ({_megapixels(width * height)}), more than "
-        f"the limit of {_megapixels(max_pixels)}{why}; scale it down before decomposing"
-    )
-
-
-def _check_pixels(label: str, width: int, height: int, max_pixels: int) -> None:
-    if width < 1 or height < 1:
-        raise CorruptImage(f"'{label}' declares an empty picture ({width} x {height} pixels)")
-    if width * height > max_pixels:
-        raise _too_large(label, width, height, max_pixels)
 
 
 _bomb_warning_quiet = False
@@ -124,10 +94,10 @@ def _align_pillow_guard(max_pixels: int) -> None:
 def _bomb_error(label: str, head: bytes, exc: Exception, max_pixels: int) -> ImageTooLarge:
     size = sniff.png_size(head)
     if size is not None:
-        return _too_large(label, *size, max_pixels)
+        return too_large(f"'{label}'", *size, max_pixels)
     match = re.search(r"\((\d+) pixels\)", str(exc))
-    pixels = f" ({_megapixels(int(match.group(1)))})" if match else ""
-    return ImageTooLarge(f"'{label}' is too large{pixels}; the limit is {_megapixels(max_pixels)}")
+    pixels = f" ({megapixels(int(match.group(1)))})" if match else ""
+    return ImageTooLarge(f"'{label}' is too large{pixels}; the limit is {megapixels(max_pixels)}")
 
 
 def _unreadable(label: str, head: bytes, suffix: str, detail: str) -> LayerLiftError:
@@ -162,7 +132,7 @@ def _decode_pillow(
 
     with image:
         width, height = image.size
-        _check_pixels(label, width, height, max_pixels)
+        check_size(width, height, label=f"'{label}'", max_pixels=max_pixels)
         fmt = _FORMAT_NAMES.get(image.format or "", image.format or "?")
         warnings: list[str] = []
         try:
@@ -206,7 +176,7 @@ def _decode_psd(handle: BinaryIO, label: str, head: bytes, max_pixels: int) -> L
     from layerlift.inference.formats import psd
 
     header = psd.read_header(head, label)
-    _check_pixels(label, header.width, header.height, max_pixels)
+    check_size(header.width, header.height, label=f"'{label}'", max_pixels=max_pixels)
     warnings: list[str] = []
     with library_warnings(warnings):
         image = psd.flatten(handle, label, warnings)

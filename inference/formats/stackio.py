@@ -29,7 +29,6 @@ from layerlift.inference.formats.ora import read_ora, write_ora
 from layerlift.inference.formats.ownership import claim_folder
 from layerlift.inference.formats.pngdir import MANIFEST, read_png_dir, write_png_dir
 from layerlift.inference.formats.psd import read_psd, write_psd
-from layerlift.inference.formats.reader import MAX_PIXELS
 from layerlift.inference.formats.safety import (
     OUTPUT_FORMS,
     NotRegularFile,
@@ -37,6 +36,7 @@ from layerlift.inference.formats.safety import (
     describe_mode,
     open_regular,
 )
+from layerlift.inference.input_check import MAX_PIXELS
 from layerlift.inference.layers import LayerStack
 
 SUPPORTED_OUTPUTS = (".psd", ".psb", ".ora", "a folder (path ending in '/')")

@@ -70,8 +70,12 @@ class JobQueue {
   }
 }
 
-/** One authenticated connection. Use `BridgeConnection.open(...)`. */
-class BridgeConnection {
+/**
+ * The panel's client of the bridge over one authenticated connection, as `BridgeClient` of
+ * bridge/client.py is Python's: requests matched to answers, a queue of events per job.
+ * Use `BridgeClient.open(...)`; `ConnectionManager` keeps one open.
+ */
+class BridgeClient {
   constructor({ WebSocket, url, timers = defaultTimers, requestTimeoutMs = 30000, clientName }) {
     if (typeof WebSocket !== "function") throw new Error("a WebSocket class is required");
     this.WebSocket = WebSocket;
@@ -98,7 +102,7 @@ class BridgeConnection {
    * result's `token`); with `token`, say hello directly. Resolves to the connection.
    */
   static async open(options) {
-    const conn = new BridgeConnection(options);
+    const conn = new BridgeClient(options);
     await conn._connect(options);
     return conn;
   }
@@ -432,7 +436,7 @@ class ConnectionManager {
     }
     this._setStatus(STATUS.CONNECTING);
     try {
-      return this._adopt(await BridgeConnection.open({ WebSocket: this.WebSocket, url: this.url, token, timers: this.timers }));
+      return this._adopt(await BridgeClient.open({ WebSocket: this.WebSocket, url: this.url, token, timers: this.timers }));
     } catch (err) {
       if (err.authFailed) {
         await this.tokenStore.clear();
@@ -475,7 +479,7 @@ class ConnectionManager {
     this._setStatus(STATUS.CONNECTING, "pairing");
     let conn;
     try {
-      conn = await BridgeConnection.open({ WebSocket: this.WebSocket, url: this.url, code: clean, timers: this.timers });
+      conn = await BridgeClient.open({ WebSocket: this.WebSocket, url: this.url, code: clean, timers: this.timers });
     } catch (err) {
       if (err.authFailed) {
         this._setStatus(STATUS.PAIRING_NEEDED, err.message);
@@ -529,4 +533,4 @@ class ConnectionManager {
   }
 }
 
-module.exports = { STATUS, REFUSED_TEXT, BridgeConnection, ConnectionManager, JobQueue, normalizeData };
+module.exports = { STATUS, REFUSED_TEXT, BridgeClient, ConnectionManager, JobQueue, normalizeData };

@@ -12,20 +12,30 @@
 
 const { toArray } = require("./collection");
 
-/** The option specs a decompose with `backend` may set (`auto`: every backend's, once each). */
-function optionSpecs(capabilities, backend) {
+/** Each named entry of `key` ("options", "presets") of `backend` (`auto`: every backend's, once each). */
+function declared(capabilities, backend, key) {
   const backends = (capabilities && capabilities.backends) || [];
   const chosen = backend === "auto" ? backends : backends.filter((b) => b.name === backend);
-  const specs = [];
+  const found = [];
   const seen = new Set();
   for (const entry of chosen) {
-    for (const spec of entry.options || []) {
-      if (!spec || typeof spec.name !== "string" || seen.has(spec.name)) continue;
-      seen.add(spec.name);
-      specs.push(spec);
+    for (const item of entry[key] || []) {
+      if (!item || typeof item.name !== "string" || seen.has(item.name)) continue;
+      seen.add(item.name);
+      found.push(item);
     }
   }
-  return specs;
+  return found;
+}
+
+/** The option specs a decompose with `backend` may set. */
+function optionSpecs(capabilities, backend) {
+  return declared(capabilities, backend, "options");
+}
+
+/** The presets (named sets of option values: "Fast", "Best") `backend` offers. */
+function optionPresets(capabilities, backend) {
+  return declared(capabilities, backend, "presets").filter((preset) => preset.options && typeof preset.options === "object");
 }
 
 const controlId = (spec) => `option-${spec.name}`;
@@ -69,6 +79,24 @@ function createControl(document, spec) {
   control.setAttribute("id", controlId(spec));
   control.title = spec.help || "";
   return control;
+}
+
+/** The quality picker's items: "Backend default", then one per preset, the choice kept if still offered. */
+function renderPresets(document, picker, presets) {
+  const menu = picker && picker.querySelector("sp-menu");
+  if (!menu) return;
+  const chosen = controlText(picker);
+  menu.textContent = "";
+  const names = presets.map((preset) => preset.name);
+  menu.appendChild(menuItem(document, "default", "Backend default", !names.includes(chosen)));
+  for (const preset of presets) menu.appendChild(menuItem(document, preset.name, preset.label || preset.name, preset.name === chosen));
+}
+
+/** The values of the chosen preset that `specs` declare (a preset may name another backend's). */
+function presetOptions(presets, name, specs) {
+  const preset = presets.find((entry) => entry.name === name);
+  const names = new Set(specs.map((spec) => spec.name));
+  return Object.fromEntries(Object.entries((preset && preset.options) || {}).filter(([key]) => names.has(key)));
 }
 
 /** Replace what `container` holds with one labelled control per spec. */
@@ -136,4 +164,4 @@ function readOptions(get, specs) {
   return options;
 }
 
-module.exports = { optionSpecs, renderOptions, readOptions, parseValue, controlId };
+module.exports = { optionSpecs, optionPresets, renderOptions, renderPresets, presetOptions, readOptions, parseValue, controlId };

@@ -5,14 +5,14 @@
  * modules; this one only connects them to the DOM.
  */
 
-const { DEFAULT_PORT } = require("./protocol");
+const { DEFAULT_PORT, MAX_SEED } = require("./protocol");
 const { ConnectionManager, STATUS } = require("./connection");
 const { TokenStore } = require("./pairing");
 const { GroupRegistry } = require("./registry");
 const { decomposeActiveLayer, RunControl } = require("./decompose");
 const { hostSupport } = require("./host");
 const { toArray } = require("./collection");
-const { optionSpecs, renderOptions, readOptions } = require("./options");
+const { optionSpecs, optionPresets, renderOptions, renderPresets, presetOptions, readOptions } = require("./options");
 
 const STATUS_TEXT = {
   [STATUS.CONNECTING]: "Connecting to LayerLift…",
@@ -21,13 +21,6 @@ const STATUS_TEXT = {
   [STATUS.PAIRING_NEEDED]: "Pairing needed",
   [STATUS.REFUSED]: "The LayerLift app refused this panel (see its log)",
   [STATUS.CONNECTION_FAILED]: "LayerLift answered but the connection failed — retrying (see its log)",
-};
-
-/** Presets over the qwen options; a key the chosen backend does not declare is not sent. */
-const QUALITY = {
-  default: {},
-  fast: { resolution: 640, steps: 20 },
-  best: { resolution: 1024, steps: 50 },
 };
 
 /** A text field's text (sp-textfield documents `.value`). */
@@ -57,19 +50,17 @@ function readPicker(picker, fallback) {
 
 /**
  * The decompose parameters from the form; throws a LayerLift-style error for bad input.
- * `specs` are the backend options rendered from `welcome` (see options.js): the quality
- * preset fills those it names, a control the user set wins over the preset.
+ * `specs` and `presets` are the backend's options and presets from `welcome` (see
+ * options.js): the chosen preset fills the options it names, a control the user set wins.
  */
-function readParams(get, specs = []) {
+function readParams(get, specs = [], presets = []) {
   const layersValue = readPicker(get("layers"), "auto");
   const layers = layersValue === "auto" ? null : Number.parseInt(layersValue, 10);
-  const declared = new Set(specs.map((spec) => spec.name));
-  const preset = QUALITY[readPicker(get("quality"), "default")] || {};
-  const options = Object.fromEntries(Object.entries(preset).filter(([name]) => declared.has(name)));
+  const options = presetOptions(presets, readPicker(get("quality"), "default"), specs);
   Object.assign(options, readOptions(get, specs));
   const seedText = readValue(get("seed"), "0").trim() || "0";
   const seed = Number(seedText);
-  if (!Number.isInteger(seed) || seed < 0 || seed > 4294967295) throw Object.assign(new Error("the seed must be a whole number from 0 to 4294967295"), { code: "bad_request" });
+  if (!Number.isInteger(seed) || seed < 0 || seed > MAX_SEED) throw Object.assign(new Error(`the seed must be a whole number from 0 to ${MAX_SEED}`), { code: "bad_request" });
   return { backend: readPicker(get("backend"), "auto"), layers, seed, options };
 }
 
@@ -78,6 +69,7 @@ function createPanel({ document, photoshop, uxp, WebSocket, fetch = null, storag
   const registry = new GroupRegistry(storage);
   let control = null;
   let specs = [];
+  let presets = [];
 
   const showError = (err) => {
     get("error").textContent = err ? `${err.message}${err.code ? ` (${err.code})` : ""}` : "";
@@ -108,11 +100,14 @@ function createPanel({ document, photoshop, uxp, WebSocket, fetch = null, storag
     }
   };
 
-  /** Render the chosen backend's options from the server's `welcome`. */
+  /** Render the chosen backend's options and quality presets from the server's `welcome`. */
   const refreshOptions = () => {
     const capabilities = manager.connection ? manager.connection.capabilities : {};
-    specs = optionSpecs(capabilities, readPicker(get("backend"), "auto"));
+    const backend = readPicker(get("backend"), "auto");
+    specs = optionSpecs(capabilities, backend);
+    presets = optionPresets(capabilities, backend);
     renderOptions(document, get("backend-options"), specs);
+    renderPresets(document, get("quality"), presets);
   };
 
   const manager = new ConnectionManager({
@@ -153,7 +148,7 @@ function createPanel({ document, photoshop, uxp, WebSocket, fetch = null, storag
     try {
       await decomposeActiveLayer({
         photoshop, manager, registry, control,
-        params: readParams(get, specs),
+        params: readParams(get, specs, presets),
         useSelection: Boolean(get("use-selection").checked),
         onProgress: setProgress,
       });
@@ -187,7 +182,7 @@ function createPanel({ document, photoshop, uxp, WebSocket, fetch = null, storag
     get("decompose").setAttribute("disabled", "true");
     showError({ message: support.message, code: support.code });
   }
-  return { manager, registry, support, refreshOptions, readParams: () => readParams(get, specs) };
+  return { manager, registry, support, refreshOptions, readParams: () => readParams(get, specs, presets) };
 }
 
-module.exports = { createPanel, readParams, readPicker, QUALITY, STATUS_TEXT };
+module.exports = { createPanel, readParams, readPicker, STATUS_TEXT };

@@ -7,6 +7,8 @@
  * `node --test`, and the tests can check the byte layout against the Python bridge.
  */
 
+// Copies of bridge/wire.py's (MAX_LAYERS: inference/backends/base.py's, MAX_SEED:
+// bridge/protocol.py's), which the panel cannot import; tests/test_bridge_wire.py checks them.
 const PROTOCOL_VERSION = 1;
 const DEFAULT_PORT = 47811;
 const CLIENT_NAME = "layerlift-photoshop";

@@ -3,7 +3,7 @@
 const test = require("node:test");
 const assert = require("node:assert/strict");
 const protocol = require("../src/protocol");
-const { BridgeConnection, ConnectionManager, STATUS } = require("../src/connection");
+const { BridgeClient, ConnectionManager, STATUS } = require("../src/connection");
 const { TokenStore } = require("../src/pairing");
 const { createFakeUxp } = require("./fakes/uxp");
 
@@ -43,7 +43,7 @@ test("an auth error that arrives just before the close is what the caller sees",
     s.push({ type: "error", code: "unauthorized", message: "wrong token" });
     s.close();
   });
-  await assert.rejects(BridgeConnection.open({ WebSocket: Socket, url: "ws://x", token: "t" }),
+  await assert.rejects(BridgeClient.open({ WebSocket: Socket, url: "ws://x", token: "t" }),
     (e) => e.code === "unauthorized" && e.authFailed === true);
 });
 
@@ -64,7 +64,7 @@ test("a job's progress, result and layer frames are delivered in order", async (
       s.push(layerFrame(1, 1, 1, 9));
     }
   });
-  const conn = await BridgeConnection.open({ WebSocket: Socket, url: "ws://x", token: "tok" });
+  const conn = await BridgeClient.open({ WebSocket: Socket, url: "ws://x", token: "tok" });
   assert.deepEqual(sent[0], protocol.hello("tok"));
   const job = await conn.submit(new Uint8Array(16), 2, 2, { backend: "classic", layers: 2 });
   assert.equal(job.id, JOB);
@@ -83,7 +83,7 @@ test("cancel sends the job id; a cancelled job ends the wait with code 'cancelle
       s.push({ type: "progress", job: { id: m.job_id, state: "cancelled", error: { code: "cancelled", message: "cancelled" } } });
     }
   });
-  const conn = await BridgeConnection.open({ WebSocket: Socket, url: "ws://x", token: "tok" });
+  const conn = await BridgeClient.open({ WebSocket: Socket, url: "ws://x", token: "tok" });
   const waiting = conn.wait(JOB);
   const record = await conn.cancel(JOB);
   assert.equal(record.state, "cancelled");

@@ -3,7 +3,7 @@
 const test = require("node:test");
 const assert = require("node:assert/strict");
 const { readParams, readPicker, createPanel, STATUS_TEXT } = require("../src/panel");
-const { optionSpecs, renderOptions } = require("../src/options");
+const { optionSpecs, optionPresets, renderOptions, renderPresets } = require("../src/options");
 const { STATUS, REFUSED_TEXT } = require("../src/connection");
 const { TOO_OLD } = require("../src/host");
 const { panelDocument } = require("./fakes/dom");
@@ -21,10 +21,10 @@ function addBackend(document, value, label) {
 
 test("the fake picker is unfriendly: its .value is the label text, not the item's value", () => {
   const document = panelDocument();
-  const quality = document.getElementById("quality");
-  quality.choose("fast");
-  assert.equal(quality.value, "Fast (640 px, 20 steps)");
-  assert.equal(quality.selectedIndex, 1);
+  const backend = document.getElementById("backend");
+  backend.choose("auto");
+  assert.equal(backend.value, "Automatic");
+  assert.equal(backend.selectedIndex, 0);
 });
 
 /** Backend options as a `welcome` carries them (docs/protocol.md, "Backend options"). */
@@ -34,29 +34,37 @@ const QWEN_SPECS = [
   { name: "cfg_normalize", type: "bool", label: "CFG normalize", help: "renormalize", default: true },
   { name: "caption", type: "str", label: "Caption", help: "describe the picture", default: null, max_length: 2000 },
 ];
+const QWEN_PRESETS = [
+  { name: "fast", label: "Fast (640 px, 20 steps)", options: { resolution: 640, steps: 20 } },
+  { name: "best", label: "Best (1024 px, 50 steps)", options: { resolution: 1024, steps: 50 } },
+];
 const CAPABILITIES = {
   backends: [
-    { name: "qwen", label: "Qwen", available: true, reason: "", options: QWEN_SPECS },
-    { name: "classic", label: "Classic (CPU)", available: true, reason: "", options: [] },
+    { name: "qwen", label: "Qwen", available: true, reason: "", options: QWEN_SPECS, presets: QWEN_PRESETS },
+    { name: "classic", label: "Classic (CPU)", available: true, reason: "", options: [], presets: [] },
   ],
 };
 
-function rendered(document, specs) {
+/** The panel's controls for `backend` as `welcome` declares them; `get` and what to read. */
+function rendered(document, backend) {
+  const specs = optionSpecs(CAPABILITIES, backend);
+  const presets = optionPresets(CAPABILITIES, backend);
   renderOptions(document, document.getElementById("backend-options"), specs);
-  return (id) => document.getElementById(id);
+  renderPresets(document, document.getElementById("quality"), presets);
+  return { get: (id) => document.getElementById(id), specs, presets };
 }
 
 test("the form becomes decompose parameters, read by selectedIndex and each item's value", () => {
   const document = panelDocument();
-  const specs = optionSpecs(CAPABILITIES, "qwen");
-  const get = rendered(document, specs);
+  const { get, specs, presets } = rendered(document, "qwen");
   addBackend(document, "qwen", "Qwen");
   get("layers").choose("4");
   get("backend").choose("qwen");
   get("quality").choose("fast");
+  assert.equal(get("quality").value, "Fast (640 px, 20 steps)");
   get("seed").value = "12";
   get("option-caption").value = " a poster ";
-  assert.deepEqual(readParams(get, specs),
+  assert.deepEqual(readParams(get, specs, presets),
     { backend: "qwen", layers: 4, seed: 12, options: { resolution: 640, steps: 20, caption: "a poster" } });
 
   get("layers").choose("auto");
@@ -65,29 +73,46 @@ test("the form becomes decompose parameters, read by selectedIndex and each item
   get("option-cfg_normalize").choose("false");
   get("seed").value = "";
   get("option-caption").value = "";
-  assert.deepEqual(readParams(get, specs),
+  assert.deepEqual(readParams(get, specs, presets),
     { backend: "qwen", layers: null, seed: 0, options: { resolution: 1024, steps: 30, cfg_normalize: false } });
   get("option-resolution").choose("640");
-  assert.equal(readParams(get, specs).options.resolution, 640, "a control the user set wins over the preset");
+  assert.equal(readParams(get, specs, presets).options.resolution, 640, "a control the user set wins over the preset");
 });
 
-test("a preset names only options the chosen backend declares", () => {
+test("the quality menu is the chosen backend's presets from welcome, a made-up one included", () => {
   const document = panelDocument();
-  const get = rendered(document, optionSpecs(CAPABILITIES, "classic"));
-  get("quality").choose("fast");
-  assert.deepEqual(readParams(get, []).options, {});
+  const labels = () => document.getElementById("quality").items().map((item) => item.textContent.trim());
+  rendered(document, "classic");
+  assert.deepEqual(labels(), ["Backend default"]);
+  rendered(document, "qwen").get("quality").choose("best");
+  assert.deepEqual(labels(), ["Backend default", "Fast (640 px, 20 steps)", "Best (1024 px, 50 steps)"]);
+  CAPABILITIES.backends[0].presets = [...QWEN_PRESETS, { name: "draft", label: "Draft", options: { steps: 4 } }];
+  try {
+    const { get, specs, presets } = rendered(document, "qwen");
+    assert.equal(get("quality").selectedIndex, 2, "the choice survives a new welcome");
+    get("quality").choose("draft");
+    assert.deepEqual(readParams(get, specs, presets).options, { steps: 4 });
+  } finally {
+    CAPABILITIES.backends[0].presets = QWEN_PRESETS;
+  }
+});
+
+test("a preset sends only options the chosen backend declares", () => {
+  const document = panelDocument();
+  const { get, presets } = rendered(document, "classic");
+  assert.deepEqual(readParams(get, [], [...presets, ...QWEN_PRESETS]).options, {});
   assert.equal(document.getElementById("backend-options").children.length, 0);
 });
 
 test("untouched pickers give the markup's selected items", () => {
   const document = panelDocument();
-  const specs = optionSpecs(CAPABILITIES, "auto");
-  const get = rendered(document, specs);
-  assert.deepEqual(readParams(get, specs), { backend: "auto", layers: null, seed: 0, options: {} });
+  const { get, specs, presets } = rendered(document, "auto");
+  assert.deepEqual(readParams(get, specs, presets), { backend: "auto", layers: null, seed: 0, options: {} });
 });
 
 test(".value is used only when it is one of the items' values", () => {
   const document = panelDocument();
+  rendered(document, "qwen");
   // A picker with no selectedIndex and no item marked selected: only .value is left.
   const items = document.getElementById("quality").querySelectorAll("sp-menu-item")
     .map((item) => ({ getAttribute: (name) => item.getAttribute(name), hasAttribute: () => false }));
@@ -99,8 +124,7 @@ test(".value is used only when it is one of the items' values", () => {
 
 test("values outside an option's spec, or a bad seed, are refused before anything is sent", () => {
   const document = panelDocument();
-  const specs = optionSpecs(CAPABILITIES, "qwen");
-  const get = rendered(document, specs);
+  const { get, specs } = rendered(document, "qwen");
   get("option-steps").value = "0";
   assert.throws(() => readParams(get, specs), /Steps must be from 1 to 200/);
   get("option-steps").value = "2.5";

@@ -52,10 +52,10 @@ from layerlift.inference.backends.classic.grouping import element_map, form_elem
 from layerlift.inference.backends.classic.ordering import z_order
 from layerlift.inference.backends.classic.regions import find_units
 from layerlift.inference.backends.classic.residual import find_details
-from layerlift.inference.errors import InputError
 from layerlift.inference.exact_recomposition import recomposite_exact
+from layerlift.inference.input_check import checked_pixels
 from layerlift.inference.job_states import JobState
-from layerlift.inference.layers import Layer, LayerStack, as_rgba8
+from layerlift.inference.layers import Layer, LayerStack
 from PIL import Image
 
 
@@ -84,16 +84,6 @@ class _Stages:
         self._last = now
 
 
-def _check_image(image: np.ndarray) -> np.ndarray:
-    try:
-        rgba = as_rgba8(image)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"the classic backend needs an (h, w, 3|4) uint8 picture: {exc}") from exc
-    if rgba.shape[0] == 0 or rgba.shape[1] == 0:
-        raise InputError("the picture is empty (0 pixels)")
-    return rgba
-
-
 class ClassicBackend(Backend):
     """Weight-free CPU decomposer for posters, slides and logos."""
 
@@ -108,7 +98,7 @@ class ClassicBackend(Backend):
         cancel: CancelToken | None = None,
     ) -> LayerStack:
         stages = _Stages(progress, cancel)
-        full = _check_image(image)
+        full = checked_pixels(image)
         full_h, full_w = full.shape[:2]
         factor = analysis_factor(full_h, full_w)
         rgba = _reduce(full, factor)

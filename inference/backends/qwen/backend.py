@@ -58,8 +58,9 @@ from layerlift.inference.errors import (
     LayerLiftError,
     OutOfMemory,
 )
+from layerlift.inference.input_check import checked_pixels
 from layerlift.inference.job_states import JobState
-from layerlift.inference.layers import LayerStack, as_rgba8, psnr
+from layerlift.inference.layers import LayerStack, psnr
 from layerlift.inference.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ class QwenBackend(Backend):
     reported_meta: ClassVar[tuple[str, ...]] = (
         "caption", "caption_source", "caption_way", "caption_seconds", "caption_tokens",
         "caption_truncated", "memory_mode", "memory_mode_reason", "planned_vram_gib",
-        "peak_vram_gib", "device", "resolution", "steps", *(
+        "peak_vram_gib", "device", "resolution", "steps", "timings", *(
             f"{phase}_seconds" for phase in ("text", "denoise", "decode", "moves", "fixed",
                                              "total")))
 
@@ -528,12 +529,7 @@ class QwenBackend(Backend):
         cancel: CancelToken | None = None,
     ) -> LayerStack:
         options = parse_options(request, self.settings)
-        try:
-            pixels = as_rgba8(image)
-        except (TypeError, ValueError) as exc:
-            raise BadRequest(f"the image cannot be used: {exc}") from exc
-        if pixels.shape[0] == 0 or pixels.shape[1] == 0:
-            raise BadRequest("the image is empty")
+        pixels = checked_pixels(image)
         bucket_size(pixels.shape[1], pixels.shape[0], options.resolution)
         cancel = cancel or CancelToken()
         cancel.raise_if_cancelled()

@@ -112,9 +112,7 @@ def _criterion(*args: Any) -> _Watch:
 
 def prompt_image(pipe: Any, picture: Any, resolution: int) -> Any:
     """The picture at the size the pipeline captions it (its bucket)."""
-    from diffusers.pipelines.qwenimage.pipeline_qwenimage_layered import calculate_dimensions
-
-    width, height = calculate_dimensions(resolution * resolution, picture.width / picture.height)
+    width, height = memory.bucket_dims(picture.width, picture.height, resolution)
     return pipe.image_processor.resize(picture, height, width)
 
 

@@ -19,6 +19,15 @@ CPU_WARNING = (
 )
 
 
+# The device settings a user may give: a kind, or `cuda:N` for one GPU of several ("gpu" is
+# also read, as cuda). The CLI's help, the settings window's list and the refusal below
+# come from here.
+DEVICE_KINDS = ("auto", "cuda", "mps", "cpu")
+DEVICE_HELP = "auto, cuda, cuda:N, mps or cpu"
+# What the settings window lists (it takes any other text as well).
+DEVICE_CHOICES = ("auto", "cuda", "cuda:0", "cuda:1", "mps", "cpu")
+
+
 @dataclass(frozen=True)
 class DeviceInfo:
     """The chosen device. `free_bytes`/`total_bytes` are None where they cannot be measured."""
@@ -42,11 +51,11 @@ class DeviceInfo:
 
 def _parse(setting: str | None) -> tuple[str, int | None]:
     text = (setting or "auto").strip().lower()
-    if text in ("auto", "cpu", "mps", "cuda", "gpu"):
+    if text in (*DEVICE_KINDS, "gpu"):
         return ("cuda" if text == "gpu" else text), None
     if text.startswith("cuda:") and text[5:].isdigit():
         return "cuda", int(text[5:])
-    raise BadRequest(f"unknown device {setting!r}; use auto, cuda, cuda:N, mps or cpu")
+    raise BadRequest(f"unknown device {setting!r}; use {DEVICE_HELP}")
 
 
 def gpu_check(setting: str | None) -> tuple[bool, str]:

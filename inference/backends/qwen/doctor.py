@@ -75,6 +75,40 @@ def nvidia_gpus(timeout: float = 1.5) -> tuple[list[dict[str, Any]], str]:
     return gpus, "" if gpus else "nvidia-smi lists no GPU"
 
 
+def torch_gpus() -> list[dict[str, Any]] | None:
+    """Each CUDA GPU as torch sees it (the fields of `nvidia_gpus`), or None when torch is not
+    imported yet: importing it only to ask would cost seconds."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    try:
+        if not torch.cuda.is_available():
+            return None
+        gpus = []
+        for index in range(torch.cuda.device_count()):
+            free, total = torch.cuda.mem_get_info(index)
+            gpus.append({"index": index, "name": torch.cuda.get_device_name(index),
+                         "total_bytes": int(total), "free_bytes": int(free)})
+        return gpus
+    except Exception:  # a driver that fails here: nvidia-smi may still answer
+        return None
+
+
+def gpu_summary(timeout: float = 1.5) -> str:
+    """A sentence naming each GPU and its memory, or why none was found (the settings
+    window's line): torch's view where it is loaded, else nvidia-smi's."""
+    gpus = torch_gpus()
+    note = ""
+    if gpus is None:
+        gpus, note = nvidia_gpus(timeout)
+    if not gpus and sys.platform == "darwin":
+        return "Apple GPU: memory is shared with the system"
+    if not gpus:
+        return f"no NVIDIA GPU detected ({note or 'torch lists none'})"
+    return "; ".join(f"cuda:{gpu['index']} {gpu['name']}: {gpu['total_bytes'] / GIB:.1f} GiB "
+                     f"({gpu['free_bytes'] / GIB:.1f} GiB free)" for gpu in gpus)
+
+
 def parse_nvidia_smi(text: str) -> list[dict[str, Any]]:
     """`index, name, driver, total MiB, free MiB` CSV rows -> one dict per GPU. A name may
     itself hold commas (the numbers are the last fields); rows that do not parse are skipped."""

@@ -7,7 +7,7 @@ request's, so no client can name a file or move the model between devices.
 
 from __future__ import annotations
 
-from layerlift.inference.backends.options import OptionSchema, OptionSpec
+from layerlift.inference.backends.options import OptionPreset, OptionSchema, OptionSpec
 from layerlift.inference.backends.qwen.memory import RESOLUTIONS
 
 MAX_STEPS = 200
@@ -33,4 +33,7 @@ QWEN_OPTIONS = OptionSchema([
                remembered=False),
     OptionSpec("caption_language", "str", "language of the model's own caption prompt",
                default="en", choices=CAPTION_LANGUAGES),
+], presets=[
+    OptionPreset("fast", "Fast (640 px, 20 steps)", {"resolution": 640, "steps": 20}),
+    OptionPreset("best", "Best (1024 px, 50 steps)", {"resolution": 1024, "steps": 50}),
 ])
