@@ -59,9 +59,28 @@ class BuiltLayer:
 
 
 def _grow(mask: np.ndarray, steps: int) -> np.ndarray:
-    if steps <= 0 or not mask.any():
+    """`mask` dilated `steps` times by the 3 x 3 square (Chebyshev distance <= steps).
+
+    Done as two running maxima of width 2 * steps + 1 inside the mask's bounding box grown by
+    `steps`: the same pixels as iterated binary dilation, at a cost that follows the mask's
+    extent rather than the box's and does not grow with `steps`.
+    """
+    if steps <= 0:
         return mask
-    return ndimage.binary_dilation(mask, SQUARE, iterations=steps)
+    rows = np.flatnonzero(mask.any(axis=1))
+    if not rows.size:
+        return mask
+    cols = np.flatnonzero(mask.any(axis=0))
+    h, w = mask.shape
+    top, bottom = max(int(rows[0]) - steps, 0), min(int(rows[-1]) + steps + 1, h)
+    left, right = max(int(cols[0]) - steps, 0), min(int(cols[-1]) + steps + 1, w)
+    size = 2 * steps + 1
+    crop = mask[top:bottom, left:right].view(np.uint8)
+    grown = ndimage.maximum_filter1d(crop, size, axis=0, mode="constant")
+    grown = ndimage.maximum_filter1d(grown, size, axis=1, mode="constant")
+    out = np.zeros(mask.shape, bool)
+    out[top:bottom, left:right] = grown.view(bool)
+    return out
 
 
 def _union(a: Box, b: Box) -> Box:
