@@ -16,7 +16,7 @@ from scipy import ndimage
 
 SMOOTHING_SWEEPS = 12
 # Below this share of unknown pixels in their box, `_relax` visits only those pixels.
-SPARSE_UNKNOWN = 0.15
+SPARSE_UNKNOWN = 0.03
 
 
 def _down(values: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +83,9 @@ def _relax(filled: np.ndarray, known: np.ndarray, sweeps: int) -> np.ndarray:
     crop = filled[top:bottom, left:right]
     padded = np.pad(crop, ((1, 1), (1, 1), (0, 0)), mode="edge")
     inner = padded[1:-1, 1:-1]
-    where = np.broadcast_to(unknown[..., None], inner.shape)
+    # A mask of the values' own shape: numpy's masked copy is many times slower with a
+    # broadcast one.
+    where = np.repeat(unknown[..., None], inner.shape[-1], axis=-1)
     mean = np.empty_like(inner)  # one buffer for every sweep: the sums are done in place
     for _ in range(sweeps):
         np.add(padded[:-2, 1:-1], padded[2:, 1:-1], out=mean)
