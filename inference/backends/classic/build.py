@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from layerlift.inference.backends.classic.alpha import unmix
+from layerlift.inference.backends.classic.channels import channel_max
 from layerlift.inference.backends.classic.colour_fit import fit
 from layerlift.inference.backends.classic.completion import push_pull
 from layerlift.inference.backends.classic.facts import Box, UnitFacts
@@ -139,7 +140,7 @@ class Canvas:
         for top in range(0, h, rows):
             band = slice(top, min(h, top + rows))
             pixels = image[band].astype(np.float32) / 255.0
-            out[band] = np.abs(pixels - self.rgb[band]).max(axis=-1)
+            out[band] = channel_max(np.abs(pixels - self.rgb[band]))
         return out
 
 
@@ -184,7 +185,7 @@ def _interior(
     colour, _ = _colour_field(element, facts, box, image, own & defined)
     if loose.any():
         pixels = image[top:bottom, left:right][loose].astype(np.float32) / 255.0
-        agree = np.abs(pixels - colour[loose]).max(axis=-1) <= MODEL_AGREEMENT
+        agree = channel_max(np.abs(pixels - colour[loose])) <= MODEL_AGREEMENT
         loose[loose] = agree
     return own & (defined | loose), colour
 
