@@ -31,6 +31,12 @@ def _down(values: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return v, wt
 
 
+def _spread(plane: np.ndarray, channels: int) -> np.ndarray:
+    """An (h, w) plane repeated over `channels`: numpy multiplies two arrays of one shape
+    several times faster than it broadcasts an (h, w, 1) factor over the channels."""
+    return np.repeat(plane[..., None], channels, axis=-1)
+
+
 def _up(coarse: np.ndarray, h: int, w: int) -> np.ndarray:
     """Double a level's size and soften the block edges."""
     up = np.repeat(np.repeat(coarse, 2, axis=0), 2, axis=1)[:h, :w]
@@ -49,7 +55,8 @@ def push_pull(values: np.ndarray, known: np.ndarray, sweeps: int = SMOOTHING_SWE
     if known.all() or not known.any():
         return values.copy() if known.all() else np.zeros_like(values)
     levels = []
-    v = values * known[..., None]
+    channels = values.shape[-1]
+    v = values * _spread(known, channels)
     wt = known.astype(np.float32)
     while True:
         levels.append((v, wt))
@@ -57,12 +64,16 @@ def push_pull(values: np.ndarray, known: np.ndarray, sweeps: int = SMOOTHING_SWE
             break
         v, wt = _down(v, wt)
     v, wt = levels[-1]
-    filled = v / np.maximum(wt, 1e-12)[..., None]
+    filled = v / _spread(np.maximum(wt, 1e-12), channels)
     for v, wt in reversed(levels[:-1]):
         h, w = wt.shape
         up = _up(filled, h, w)
-        conf = np.minimum(wt, 1.0)[..., None]
-        filled = conf * (v / np.maximum(wt, 1e-12)[..., None]) + (1.0 - conf) * up
+        conf = _spread(np.minimum(wt, 1.0), channels)
+        filled = v / _spread(np.maximum(wt, 1e-12), channels)
+        filled *= conf
+        conf = np.subtract(1.0, conf, out=conf)
+        conf *= up
+        filled += conf  # conf * (v / wt) + (1 - conf) * up
     filled[known] = values[known]
     return _relax(filled, known, sweeps)
 
