@@ -14,5 +14,4 @@ def channel_max(values: np.ndarray) -> np.ndarray:
     """``values.max(axis=-1)``, faster for three channels."""
     if values.shape[-1] != 3:
         return values.max(axis=-1)
-    out = np.maximum(values[..., 0], values[..., 1])
-    return np.maximum(out, values[..., 2], out=out)
+    return np.maximum(np.maximum(values[..., 0], values[..., 1]), values[..., 2])
