@@ -41,7 +41,6 @@ OVERLAY_LINE_REACH = 1.0  # text lines reach this many line heights beyond their
 OVERLAY_MIN_ALPHA = 0.3
 MIN_RIM_ALPHA = 0.02
 CROSS = ndimage.generate_binary_structure(2, 1)
-SQUARE = np.ones((3, 3), bool)
 
 
 @dataclass
