@@ -9,6 +9,7 @@ at all: a large residual means p is a mix of other colours (a junction, or an ob
 from __future__ import annotations
 
 import numpy as np
+from layerlift.inference.backends.classic.channels import channel_max
 
 # |F - B|^2 below this (0-1 units) leaves alpha undetermined: F and B look the same.
 MIN_CONTRAST_SQ = (6.0 / 255.0) ** 2
@@ -27,5 +28,5 @@ def unmix(pixel: np.ndarray, over: np.ndarray, under: np.ndarray) -> tuple[np.nd
         alpha = np.clip(dot / length, 0.0, 1.0)
     alpha = np.where(length >= MIN_CONTRAST_SQ, alpha, np.nan)
     recon = under + np.nan_to_num(alpha)[..., None] * span
-    residual = np.abs(recon - pixel).max(axis=-1)
+    residual = channel_max(np.abs(recon - pixel))
     return alpha.astype(np.float32), residual.astype(np.float32)

@@ -60,9 +60,15 @@ def merge(lower: BuiltLayer, upper: BuiltLayer) -> BuiltLayer:
     src = upper.rgba.astype(np.float32) / 255.0
     a, below = src[..., 3], low[..., 3] * (1.0 - src[..., 3])
     out_a = a + below
-    out_p = src[..., :3] * a[..., None] + low[..., :3] * below[..., None]
     safe = np.where(out_a > 0, out_a, 1.0)
-    view[..., :3] = np.clip(np.rint(out_p / safe[..., None] * 255.0), 0, 255)
+    # One channel at a time: numpy broadcasts an (h, w, 1) factor over three channels
+    # several times slower than it multiplies two planes.
+    for c in range(3):
+        out_p = src[..., c] * a
+        out_p += low[..., c] * below
+        out_p /= safe
+        out_p *= 255.0
+        view[..., c] = np.clip(np.rint(out_p), 0, 255)
     view[..., 3] = np.clip(np.rint(out_a * 255.0), 0, 255)
     return BuiltLayer(lower.kinds + upper.kinds, lower.names + upper.names, box, rgba)
 

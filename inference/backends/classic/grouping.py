@@ -32,6 +32,7 @@ from layerlift.inference.backends.classic.background import (
     textured_members,
 )
 from layerlift.inference.backends.classic.facts import Box, UnitFacts
+from layerlift.inference.backends.classic.masks import dilate
 from layerlift.inference.backends.classic.photo import find_photos
 from layerlift.inference.backends.classic.text import (
     TEXT_MIN_GLYPHS,
@@ -49,7 +50,6 @@ from layerlift.inference.backends.classic.translucency import (
     same_tint,
 )
 from layerlift.inference.backends.classic.unionfind import UnionFind
-from scipy import ndimage
 
 HOLE_WRAP = 0.9  # share of a hole's boundary its wrapper must own
 HOLE_TOLERANCE = 10.0
@@ -523,6 +523,6 @@ def element_map(
         photos = [i for i, e in enumerate(elements) if e.kind == "photo"]
         objects = (emap >= 0) & (emap != background) & ~np.isin(emap, photos)
         defined = facts.labels > 0
-        near = ndimage.binary_dilation(defined & objects, iterations=TEXTURE_EDGE)
+        near = dilate(defined & objects, TEXTURE_EDGE)
         emap[objects & ~near & facts.texture_pixels] = background
     return emap

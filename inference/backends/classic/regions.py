@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from layerlift.inference.backends.classic.channels import channel_max
 from scipy import ndimage
 
 # Neighbours closer than this (max over RGB, 0-255 levels) count as "the same colour". Large
@@ -58,7 +59,8 @@ class Units:
 
 def _max_abs_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per-pixel max over channels of |a - b| for uint8 arrays, as int16."""
-    return np.abs(a.astype(np.int16) - b.astype(np.int16)).max(axis=-1)
+    diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    return channel_max(diff)
 
 
 def _axis_runs(rgb: np.ndarray, axis: int, tol: int) -> tuple[np.ndarray, np.ndarray]:
@@ -87,8 +89,8 @@ def _axis_runs(rgb: np.ndarray, axis: int, tol: int) -> tuple[np.ndarray, np.nda
         span = b - a
         length = (span * span).sum(axis=-1)
         t = ((p - a) * span).sum(axis=-1) / np.maximum(length, 1e-6)
-        residual = np.abs(a + t[:, None] * span - p).max(axis=-1)
-        is_blend = (np.abs(span).max(axis=-1) > 2 * tol) & (t > 0.08) & (t < 0.92)
+        residual = channel_max(np.abs(a + t[:, None] * span - p))
+        is_blend = (channel_max(np.abs(span)) > 2 * tol) & (t > 0.08) & (t < 0.92)
         is_blend &= residual <= max(tol, 3)
         blend[ys[is_blend], xs[is_blend]] = True
     return flat, blend

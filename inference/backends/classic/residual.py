@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 from layerlift.inference.backends.classic.alpha import unmix
 from layerlift.inference.backends.classic.build import BuiltLayer, Canvas
+from layerlift.inference.backends.classic.channels import channel_max
 from layerlift.inference.backends.classic.count import merge
 from layerlift.inference.backends.classic.grouping import STYLE_REACH
 from layerlift.inference.backends.classic.text import group_text
@@ -86,7 +87,7 @@ def _cluster(
     top, left, bottom, right = box
     pixels = image[top:bottom, left:right].astype(np.float32) / 255.0
     under = canvas.rgb[top:bottom, left:right]
-    diff = np.abs(pixels - under).max(axis=-1)
+    diff = channel_max(np.abs(pixels - under))
     candidates = mask & (diff > FAINT)
     for index, host_box, host_colour in hosts:
         if _on_line(box, host_box):

@@ -19,6 +19,7 @@ never contradicted.
 from __future__ import annotations
 
 import numpy as np
+from layerlift.inference.backends.classic.masks import dilate
 from PIL import Image, ImageDraw
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
@@ -98,7 +99,7 @@ def ellipse_completion(
     """An ellipse fitted to the boundary the shape shares with what lies beneath, or None."""
     h, w = own.shape
     cross = ndimage.generate_binary_structure(2, 1)
-    free = own & ndimage.binary_dilation(below, cross)
+    free = own & dilate(below, 1, cross)
     free[0, :] = free[-1, :] = False
     free[:, 0] = free[:, -1] = False
     ys, xs = np.nonzero(free)

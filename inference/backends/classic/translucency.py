@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from layerlift.inference.backends.classic.facts import UnitFacts
-from scipy import ndimage
+from layerlift.inference.backends.classic.masks import dilate
 
 MIN_CONTRAST = 20.0  # levels: the colours beneath must differ this much to measure anything
 TOLERANCE = 12.0  # levels of disagreement allowed in X - Y = (1 - a)(W - Z)
@@ -80,8 +80,8 @@ def _across(facts: UnitFacts, a: int, b: int) -> tuple[np.ndarray, np.ndarray] |
     right = min(w, max(box_a[3], box_b[3]) + 1)
     own = facts.own[top:bottom, left:right]
     labels = facts.labels[top:bottom, left:right]
-    near_b = ndimage.binary_dilation(own == b, iterations=BOUNDARY_REACH)
-    near_a = ndimage.binary_dilation(own == a, iterations=BOUNDARY_REACH)
+    near_b = dilate(own == b, BOUNDARY_REACH)
+    near_a = dilate(own == a, BOUNDARY_REACH)
     side_a, side_b = (labels == a) & near_b, (labels == b) & near_a
     if side_a.sum() < MIN_SIDE or side_b.sum() < MIN_SIDE:
         return None
@@ -176,8 +176,8 @@ def _boundary_tiles(
     bottom, right = min(h, box_a[2] + 1), min(w, box_a[3] + 1)
     own = facts.own[top:bottom, left:right]
     labels = facts.labels[top:bottom, left:right]
-    side_a = (labels == a) & ndimage.binary_dilation(own == b, iterations=BOUNDARY_REACH)
-    side_b = (labels == b) & ndimage.binary_dilation(own == a, iterations=BOUNDARY_REACH)
+    side_a = (labels == a) & dilate(own == b, BOUNDARY_REACH)
+    side_b = (labels == b) & dilate(own == a, BOUNDARY_REACH)
     if side_a.sum() < MIN_SIDE or side_b.sum() < MIN_SIDE:
         return None
     tile = max(8, min(h, w) // 32)
