@@ -337,7 +337,7 @@ class BridgeClient:
             if kind == "closed":
                 raise ServerNotRunning(str(message["error"]))
             if kind == "result":
-                if (message.get("job") or {}).get("state") != "done":
+                if (message.get("job") or {}).get("state", "done") != "done":
                     held = message["stack"]
                     continue
                 self._jobs.pop(job_id, None)

@@ -81,5 +81,3 @@ def test_a_failed_write_drops_the_layers_with_a_sentence(plugin, tmp_path):
     assert isinstance(error, plugin.ll_bridge.BridgeError), outcome
     assert error.code == "write_failed" and "could not be saved" in error.message
     assert "result" not in outcome
-
-

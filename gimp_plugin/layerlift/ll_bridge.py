@@ -248,7 +248,7 @@ class BridgeSession:
                     return held
             elif kind == "result" and message.get("job_id") == job_id:
                 result = self._read_result(message)
-                if result.job.get("state") == JobState.DONE:
+                if result.job.get("state", JobState.DONE) == JobState.DONE:
                     return result
                 held = result  # sent while the server saves it: "done" comes next
 

@@ -337,7 +337,7 @@ class BridgeClient {
       const message = await queue.next();
       if (message.type === "closed") throw message.error;
       if (message.type === "result") {
-        if ((message.job || {}).state !== "done") {
+        if (message.job && message.job.state !== "done") {
           held = message;
           continue;
         }
