@@ -479,7 +479,7 @@ class _Connection:
                 return
             if not snapshot.terminal:
                 self.subscriptions[job_id] = encoding
-                if message["result_before_done"]:
+                if message["result_before_done"] and job_id not in self.sent_before_done:
                     self.before_done.add(job_id)
             reply = {"type": "job", "job": snapshot.to_json()}
             if message.get("request_id") is not None:
