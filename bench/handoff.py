@@ -258,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolution", type=int, default=640)
     parser.add_argument("--clients", nargs="+", choices=CLIENTS, default=["python"])
     parser.add_argument("--json", action="store_true", help="also print every run as JSON")
+    parser.add_argument("--tmp", help="folder for the job store (default: the system's "
+                        "temporary folder; /dev/shm leaves the disk's writeback out)")
     parser.add_argument("--client-run", choices=CLIENTS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--picture", help=argparse.SUPPRESS)
@@ -278,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         runs: dict[str, list[dict[str, float]]] = {client: [] for client in args.clients}
         for index in range(args.repeat):
             for client in args.clients:  # interleaved, so load changes hit every client alike
-                with tempfile.TemporaryDirectory() as tmp:
+                with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
                     row = time_handoff(backend, image, DecomposeRequest(layers=args.layers),
                                        Path(tmp), client)
                 runs[client].append(row)
