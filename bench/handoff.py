@@ -18,8 +18,8 @@ Linux, so the two processes share the clock):
 `held_s` = held - refining, `shown_s` = shown - refining. The picture's upload comes before
 `refining`, so it is not counted. `handoff_s` = shown - writing leaves out the refinement,
 whose time varies most on a shared machine: it is the part that saving and sending take
-("writing" comes once the final stack exists; before layers were sent ahead of "done" it came
-just before trimming, a copy-free 0.07 s at 4096 px for these layers).
+("writing" comes just before trimming, which copies nothing for these layers: 0.07 s at
+4096 px).
 
 Alone, it runs the Qwen backend's own refinement on smooth noise layers (the worst case of
 `bench/qwen_overhead.py --no-model`) for the 480 x 640 poster and square sizes, several times

@@ -37,7 +37,7 @@ from layerlift.inference.errors import (
     UnsupportedFormat,
 )
 from layerlift.inference.job_snapshot import JobSnapshot
-from layerlift.inference.job_states import UNSUCCESSFUL, JobState
+from layerlift.inference.job_states import UNSUCCESSFUL
 from layerlift.inference.layers import Layer, LayerStack
 
 log = logging.getLogger(__name__)
@@ -91,15 +91,6 @@ def _error_of(job: JobSnapshot) -> dict[str, str]:
     if job.error is not None:
         return job.error.to_json()
     return {"code": str(job.state), "message": str(job.state)}
-
-
-def stack_meta(job: JobSnapshot) -> dict[str, Any]:
-    """A received stack's meta, from its job's record (the result's figures once done)."""
-    meta: dict[str, Any] = {"backend": job.backend}
-    if job.result is not None:
-        meta.update(job.result.details, note=job.result.note, psnr=job.result.quality.psnr,
-                    psnr_before=job.result.quality_before.psnr)
-    return meta
 
 
 def progress_from_job(job: JobSnapshot) -> Progress:
@@ -217,8 +208,6 @@ class BridgeClient:
                 self.closed.set_result(None)
 
     async def _read_layers(self, message: dict[str, Any]) -> LayerStack:
-        """The layer frames that follow a `result`, as a stack (its meta from the job record;
-        a result sent before "done" gets its meta from the "done" event, see `wait`)."""
         assert self.ws is not None
         job_id = message["job_id"]
         layers = []
@@ -235,7 +224,11 @@ class BridgeClient:
                                 bool(info.get("visible", True))))
         canvas = message["canvas"]
         job = JobSnapshot.from_json(message["job"])
-        return LayerStack(int(canvas["width"]), int(canvas["height"]), layers, stack_meta(job))
+        meta: dict[str, Any] = {"backend": job.backend}
+        if job.result is not None:
+            meta.update(job.result.details, note=job.result.note, psnr=job.result.quality.psnr,
+                        psnr_before=job.result.quality_before.psnr)
+        return LayerStack(int(canvas["width"]), int(canvas["height"]), layers, meta)
 
     def _route(self, message: dict[str, Any]) -> None:
         request_id = message.get("request_id")
@@ -292,9 +285,7 @@ class BridgeClient:
         """Send a decompose (raw RGBA8 array or PNG bytes); returns the accepted job.
 
         With `cancel_on_disconnect` the server cancels the job if this connection ends
-        before the job does (otherwise it runs on and can be fetched later). The layers are
-        asked for before "done" (`wait` holds them until then): they travel while the server
-        saves them.
+        before the job does (otherwise it runs on and can be fetched later).
         """
         request_id = self._new_id()
         if isinstance(image, (bytes, bytearray)):
@@ -310,8 +301,7 @@ class BridgeClient:
         message = wire.decompose(request_id, width=width, height=height, size=size,
                                  encoding=encoding, backend=backend, layers=layers, seed=seed,
                                  options=options, result_encoding=result_encoding,
-                                 cancel_on_disconnect=cancel_on_disconnect,
-                                 result_before_done=True)
+                                 cancel_on_disconnect=cancel_on_disconnect)
         await self.request(message)  # "ready": the server will take the picture
         answer = await self.request({"request_id": request_id}, frame, raw=True)
         job = JobSnapshot.from_json(answer["job"])
@@ -320,13 +310,8 @@ class BridgeClient:
 
     async def wait(self, job_id: str, progress: ProgressCallback | None = None,
                    timeout: float | None = None) -> LayerStack:
-        """Wait for a subscribed job's result; raises Cancelled or the job's error.
-
-        Layers that come before "done" (the server was still saving them) are held here and
-        returned only with "done"; a "failed" instead (the save failed) drops them.
-        """
+        """Wait for a subscribed job's result; raises Cancelled or the job's error."""
         queue = self._queue(job_id)
-        held: LayerStack | None = None
 
         async def next_message() -> dict[str, Any]:
             return await queue.get()
@@ -337,9 +322,6 @@ class BridgeClient:
             if kind == "closed":
                 raise ServerNotRunning(str(message["error"]))
             if kind == "result":
-                if (message.get("job") or {}).get("state", "done") != "done":
-                    held = message["stack"]
-                    continue
                 self._jobs.pop(job_id, None)
                 return message["stack"]
             if kind == "error":
@@ -352,10 +334,6 @@ class BridgeClient:
             if job.state in UNSUCCESSFUL:
                 self._jobs.pop(job_id, None)
                 raise remote_error(_error_of(job))
-            if job.state is JobState.DONE and held is not None:
-                self._jobs.pop(job_id, None)
-                held.meta = stack_meta(job)
-                return held
 
     async def run(self, image: np.ndarray | bytes, *,
                   progress: ProgressCallback | None = None, **params: Any) -> LayerStack:
@@ -380,8 +358,7 @@ class BridgeClient:
                     result_encoding: str = "rgba8", timeout: float | None = None) -> LayerStack:
         """A finished job's result, or wait for it if it is still queued or running."""
         answer = await self.request({"type": "fetch", "job_id": job_id,
-                                     "result_encoding": result_encoding,
-                                     "result_before_done": True})
+                                     "result_encoding": result_encoding})
         if answer.get("type") == "result":
             return answer["stack"]
         job = JobSnapshot.from_json(answer["job"])

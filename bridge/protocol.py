@@ -236,14 +236,7 @@ def _parse_decompose(data: Mapping[str, Any]) -> dict[str, Any]:
         # GIMP's Cancel kills the plug-in, which then cannot send `cancel`: it asks for this.
         "cancel_on_disconnect": _field(data, "cancel_on_disconnect", bool, required=False,
                                        default=False),
-        "result_before_done": _result_before_done(data),
     }
-
-
-def _result_before_done(data: Mapping[str, Any]) -> bool:
-    """Whether the client takes a job's layers before "done" (and waits for it to use them):
-    the transfer then overlaps the job store's write."""
-    return _field(data, "result_before_done", bool, required=False, default=False)
 
 
 def _missing(name: str) -> Any:
@@ -255,8 +248,7 @@ def _parse_job(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _parse_fetch(data: Mapping[str, Any]) -> dict[str, Any]:
-    return {"job_id": _job_id(data), "result_encoding": _encoding(data, "result_encoding"),
-            "result_before_done": _result_before_done(data)}
+    return {"job_id": _job_id(data), "result_encoding": _encoding(data, "result_encoding")}
 
 
 def _parse_empty(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,9 +3,7 @@
 One asyncio loop serves every connection; backends run in the runner's worker thread, so a
 decomposition never blocks the socket. Each connection has one writer task fed by a queue,
 which keeps a `result` message and its binary layer frames together and in order with the
-progress events of other jobs. A client that asks for it (`result_before_done`) gets its job's
-layers at the "writing" event, from the runner's memory, while the job store writes them; the
-"done" (or "failed") event is queued behind them, so it always arrives after the last layer.
+progress events of other jobs.
 
 Security (docs/protocol.md, "Security"): Host and Origin are checked before the upgrade
 (HTTP 403), the first message must authenticate within `Limits.auth_timeout` seconds, and
@@ -221,9 +219,6 @@ class _Connection:
         self.outbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         # job id -> result encoding, for jobs whose progress and result this client gets.
         self.subscriptions: dict[str, int] = {}
-        # Subscribed jobs whose result goes at "writing" (before "done"), and those sent so.
-        self.before_done: set[str] = set()
-        self.sent_before_done: set[str] = set()
         self.pending: Message | None = None
         self.writer: asyncio.Task[None] | None = None
         self.authenticated = False
@@ -234,15 +229,8 @@ class _Connection:
     def send(self, message: dict[str, Any]) -> None:
         self.outbox.put_nowait(("json", message))
 
-    def send_result(self, job_id: str, encoding: int, request_id: str | None = None,
-                    before_done: bool = False) -> None:
-        self.outbox.put_nowait(("result", (job_id, encoding, request_id, before_done)))
-
-    def send_result_before_done(self, job_id: str) -> None:
-        """Queue a writing job's layers; its "done" or "failed" event comes after them."""
-        self.before_done.discard(job_id)
-        self.sent_before_done.add(job_id)
-        self.send_result(job_id, self.subscriptions[job_id], before_done=True)
+    def send_result(self, job_id: str, encoding: int, request_id: str | None = None) -> None:
+        self.outbox.put_nowait(("result", (job_id, encoding, request_id)))
 
     async def _write(self) -> None:
         try:
@@ -263,16 +251,11 @@ class _Connection:
             with contextlib.suppress(Exception):
                 await self.ws.close(CLOSE_INTERNAL, "internal error")
 
-    async def _write_result(self, job_id: str, encoding: int, request_id: str | None,
-                            before_done: bool = False) -> None:
+    async def _write_result(self, job_id: str, encoding: int, request_id: str | None) -> None:
         runner = self.server.runner
         try:
             snapshot = runner.get(job_id)
-            stack = runner.ready_result(job_id) if before_done else None
-            if stack is None:
-                if before_done and snapshot.state is not JobState.DONE:
-                    return  # the store's write failed: the "failed" event follows
-                stack = await asyncio.to_thread(runner.read_result, job_id)
+            stack = await asyncio.to_thread(runner.read_result, job_id)
         except LayerLiftError as exc:
             await self.ws.send(protocol.dumps(protocol.error_message(
                 exc, job_id=job_id, request_id=request_id)))
@@ -311,14 +294,9 @@ class _Connection:
         if not snapshot.terminal and self.outbox.qsize() > MAX_BACKLOG:
             return
         self.send({"type": "progress", "job": snapshot.to_json()})
-        if snapshot.state is JobState.WRITING and job_id in self.before_done:
-            self.send_result_before_done(job_id)
         if snapshot.terminal:
             encoding = self.subscriptions.pop(job_id)
-            self.before_done.discard(job_id)
-            sent = job_id in self.sent_before_done
-            self.sent_before_done.discard(job_id)
-            if snapshot.state is JobState.DONE and not sent:
+            if snapshot.state is JobState.DONE:
                 self.send_result(job_id, encoding)
 
     # -- input -------------------------------------------------------------------------------
@@ -479,16 +457,7 @@ class _Connection:
                 return
             if not snapshot.terminal:
                 self.subscriptions[job_id] = encoding
-                if message["result_before_done"] and job_id not in self.sent_before_done:
-                    self.before_done.add(job_id)
             reply = {"type": "job", "job": snapshot.to_json()}
-            if message.get("request_id") is not None:
-                reply["request_id"] = message.get("request_id")
-            self.send(reply)
-            if snapshot.state is JobState.WRITING and job_id in self.before_done:
-                # Its "writing" event has come (or is on its way): the layers go now.
-                self.send_result_before_done(job_id)
-            return
         else:  # hello or pair again
             raise ProtocolError(f"{message.type} is only valid as the first message")
         if message.get("request_id") is not None:
@@ -520,8 +489,6 @@ class _Connection:
         # connection through call_soon_threadsafe, can only come after it.
         snapshot = runner.submit(pixels, pending["request"], backend, owner=self.id)
         self.subscriptions[snapshot.id] = pending["result_encoding"]
-        if pending["result_before_done"]:
-            self.before_done.add(snapshot.id)
         if pending["cancel_on_disconnect"]:
             self.cancel_on_close.add(snapshot.id)
         self.send({"type": "accepted", "request_id": pending["request_id"],

@@ -156,13 +156,10 @@ def decompose(request_id: str, *, width: int, height: int, size: int,
               encoding: str = "rgba8", backend: str = "auto", layers: int | None = None,
               seed: int = 0, options: Mapping[str, Any] | None = None,
               result_encoding: str = "rgba8",
-              cancel_on_disconnect: bool = False,
-              result_before_done: bool = False) -> dict[str, Any]:
+              cancel_on_disconnect: bool = False) -> dict[str, Any]:
     """A `decompose` request; the picture goes as a binary message once the server is ready.
 
-    `size` is the picture's payload in bytes (the frame without its header). With
-    `result_before_done` the layers may come before the job is done (while the server saves
-    them); the caller must then hold them until "done" and drop them on "failed".
+    `size` is the picture's payload in bytes (the frame without its header).
     """
     if not IDENT_RE.fullmatch(request_id):
         raise WireError(f"not a request id: {request_id[:40]!r}")
@@ -174,8 +171,6 @@ def decompose(request_id: str, *, width: int, height: int, size: int,
     }
     if cancel_on_disconnect:
         message["cancel_on_disconnect"] = True
-    if result_before_done:
-        message["result_before_done"] = True
     return message
 
 

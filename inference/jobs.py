@@ -4,10 +4,7 @@ A GPU holds one 20B-parameter model at a time, so jobs from every client (GIMP, 
 desktop window) go through a single worker thread. The runner keeps each job's state, forwards
 backend progress to subscribers, honours cancel for queued and running jobs, and writes every
 finished job to its folder (`inference.job_store`) *before* it reports "done", so a result is
-never announced that a reconnecting client could not fetch. The "writing" event comes once the
-final stack exists and is held in memory (`ready_result`): the bridge sends it to a client that
-asked for it then, while the store writes, and the client keeps it until "done" (or drops it
-on "failed").
+never announced that a reconnecting client could not fetch.
 
 Subscribers are called with the runner's lock held, from the worker thread or from the thread
 that called `submit`/`cancel`: that keeps events in order, but a callback must be quick and
@@ -263,9 +260,8 @@ class JobRunner:
         self._queue: deque[Job] = deque()
         self._jobs: dict[str, Job] = {}
         self._running: Job | None = None
-        # The newest finished result, as it is saved: its first fetch (the bridge sends every
-        # result to its client once it exists) needs no decoding from disk. Set when the job
-        # enters "writing", before the store has written it; dropped if that write fails.
+        # The newest finished result, as it was saved: its first fetch (the bridge sends every
+        # result to its client the moment it is announced) needs no decoding from disk.
         self._recent: tuple[str, LayerStack] | None = None
         self._backends: dict[str, Backend] = {}
         self._listeners: list[JobListener] = []
@@ -402,22 +398,6 @@ class JobRunner:
             return self.store.read_result(job_id)
         except (OSError, ValueError, LayerLiftError) as exc:
             raise ResultUnavailable(f"the result of job {job_id} cannot be read: {exc}") from exc
-
-    def ready_result(self, job_id: str) -> LayerStack | None:
-        """The final stack of a job that is being written or is done, if it is still in memory.
-
-        From the "writing" event on, a job's stack is final: sending it then overlaps the
-        transfer with the store's write. The job is not done until that write succeeds, so
-        whoever takes it must wait for "done" before using it (and drop it on "failed").
-        None when the job failed or another result has taken the memory's place.
-        """
-        with self._lock:
-            recent = self._recent
-            job = self._jobs.get(job_id)
-            if (recent is None or recent[0] != job_id or job is None
-                    or job.state not in (JobState.WRITING, JobState.DONE)):
-                return None
-            return _copy_stack(recent[1])
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobSnapshot:
         """Block until the job is finished (or `timeout` passes); returns its snapshot."""
@@ -567,6 +547,10 @@ class JobRunner:
             del image
             # A cancel that came after the backend's last poll still wins.
             token.raise_if_cancelled()
+            with self._lock:
+                job.state, job.stage = JobState.WRITING, str(JobState.WRITING)
+                job.message = "saving layers"
+                self._emit(job)
             self._finish_done(job, stack, backend.reported_meta)
         except Cancelled as exc:
             self._finish(job, JobState.CANCELLED, JobError(exc.code, exc.message))
@@ -593,27 +577,17 @@ class JobRunner:
             details=MappingProxyType({key: meta[key] for key in reported
                                       if isinstance(meta.get(key), (str, int, float, bool))}),
         )
-        # The stack is final: "writing" tells listeners it can be sent (`ready_result`) while
-        # the store writes it. "done" waits for the write.
-        with self._lock:
-            self._recent = (job.id, _saved_form(trimmed))
-            job.state, job.stage = JobState.WRITING, str(JobState.WRITING)
-            job.message = "saving layers"
-            self._emit(job)
         done = replace(job.snapshot(), state=JobState.DONE, finished=time.time(),
                        result=result, progress=JobProgress(str(JobState.DONE), 1.0))
         try:
             self.store.save(done.to_json(), trimmed)
-        except BaseException as exc:
-            with self._lock:  # never sent as a result from now on
-                if self._recent is not None and self._recent[0] == job.id:
-                    self._recent = None
-            if not isinstance(exc, OSError):
-                raise
+        except OSError as exc:
             self._finish(job, JobState.FAILED, JobError(
                 "write_failed", f"the result could not be saved: {exc}"), save=False)
             return
+        kept = _saved_form(trimmed)
         with self._lock:
+            self._recent = (job.id, kept)
             job.state, job.stage, job.fraction, job.message = (
                 JobState.DONE, str(JobState.DONE), 1.0, "")
             job.step = job.total = None

@@ -41,9 +41,8 @@ json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=
                            | st.dictionaries(st.text(max_size=8), inner, max_size=4),
                            max_leaves=12)
 field_names = st.sampled_from(["request_id", "job_id", "backend", "layers", "seed", "options",
-                               "image", "result_encoding", "result_before_done", "token",
-                               "protocol", "code", "id", "type", "encoding", "width", "height",
-                               "bytes"])
+                               "image", "result_encoding", "token", "protocol", "code", "id",
+                               "type", "encoding", "width", "height", "bytes"])
 image_specs = st.fixed_dictionaries({
     "encoding": st.sampled_from(["rgba8", "png", "jpeg"]) | json_values,
     "width": st.integers(-2, 70) | json_values,

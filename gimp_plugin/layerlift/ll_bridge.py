@@ -194,12 +194,7 @@ class BridgeSession:
                   backend: str = "auto", seed: int = 0, options: dict | None = None,
                   progress: ProgressSink | None = None, poll: Callable[[], None] | None = None
                   ) -> Result:
-        """Send one picture and wait for its layers. `poll` runs ~10 times a second.
-
-        The layers may come before the job is done (the server sends them while it saves
-        them): they are held here and returned only once "done" has come, so nothing reaches
-        the image for a job that then fails.
-        """
+        """Send one picture and wait for its layers. `poll` runs ~10 times a second."""
         if len(pixels) != width * height * 4:
             raise ValueError("pixels must be raw RGBA8 rows")
         request_id = "gimp" + os.urandom(6).hex()
@@ -207,7 +202,7 @@ class BridgeSession:
         # connection itself cancel the job, so the GPU is not kept busy for nobody.
         self._send(ll_wire.decompose(request_id, width=width, height=height, size=len(pixels),
                                      backend=backend, layers=layers, seed=seed, options=options,
-                                     cancel_on_disconnect=True, result_before_done=True))
+                                     cancel_on_disconnect=True))
         # The server checks the announced size first and says `ready` (or refuses without
         # costing a 100 MB upload); only then do the pixels go.
         ready = self._recv_json(timeout=60)
@@ -219,7 +214,6 @@ class BridgeSession:
         except ll_websocket.WebSocketError as exc:
             raise BridgeError("connection_lost", f"Sending the picture failed: {exc}") from None
         job_id = None
-        held: Result | None = None
         last_event = time.monotonic()
         while True:
             if poll is not None:
@@ -243,14 +237,8 @@ class BridgeSession:
                 if progress is not None:
                     fraction = float((job.get("progress") or {}).get("fraction") or 0.0)
                     progress(fraction, _stage_text(job))
-                if state == JobState.DONE and held is not None:
-                    held.job = job
-                    return held
             elif kind == "result" and message.get("job_id") == job_id:
-                result = self._read_result(message)
-                if result.job.get("state", JobState.DONE) == JobState.DONE:
-                    return result
-                held = result  # sent while the server saves it: "done" comes next
+                return self._read_result(message)
 
     def _read_result(self, message: dict) -> Result:
         canvas = message.get("canvas") or {}

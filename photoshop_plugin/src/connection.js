@@ -325,22 +325,13 @@ class BridgeClient {
     return accepted.job;
   }
 
-  /**
-   * Wait for a submitted job's result; `onProgress(job)` gets each progress record. Layers
-   * that come before "done" (LayerLift was still saving them) are held and returned only
-   * with "done", so nothing is inserted for a job whose save then fails.
-   */
+  /** Wait for a submitted job's result; `onProgress(job)` gets each progress record. */
   async wait(jobId, onProgress) {
     const queue = this._jobQueue(jobId);
-    let held = null;
     for (;;) {
       const message = await queue.next();
       if (message.type === "closed") throw message.error;
       if (message.type === "result") {
-        if (message.job && message.job.state !== "done") {
-          held = message;
-          continue;
-        }
         this._jobs.delete(jobId);
         return message;
       }
@@ -354,10 +345,6 @@ class BridgeClient {
         this._jobs.delete(jobId);
         const error = job.error || { code: job.state, message: job.state === "cancelled" ? "cancelled" : "the job failed" };
         throw protocol.remoteError({ code: job.state === "cancelled" ? "cancelled" : error.code, message: error.message });
-      }
-      if (job.state === "done" && held) {
-        this._jobs.delete(jobId);
-        return { ...held, job };
       }
     }
   }

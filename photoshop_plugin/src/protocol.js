@@ -159,8 +159,6 @@ function decompose({ requestId, backend = "auto", layers = null, seed = 0, optio
     options: clean,
     image: { encoding: "rgba8", width, height, bytes: width * height * 4 },
     result_encoding: "rgba8",
-    // The layers may come while LayerLift still saves them; `wait` holds them until "done".
-    result_before_done: true,
   };
 }
 

@@ -6,8 +6,6 @@ const protocol = require("../src/protocol");
 const { BridgeClient, ConnectionManager, STATUS } = require("../src/connection");
 const { TokenStore } = require("../src/pairing");
 const { createFakeUxp } = require("./fakes/uxp");
-const { createFakePhotoshop } = require("./fakes/photoshop");
-const { decomposeActiveLayer } = require("../src/decompose");
 
 /** A WebSocket whose server side is a function: `serve(message, socket)` answers each send. */
 function scriptedSocket(serve, log = []) {
@@ -74,71 +72,6 @@ test("a job's progress, result and layer frames are delivered in order", async (
   const result = await conn.wait(JOB, (record) => seen.push(record.state));
   assert.deepEqual(seen, ["running"]);
   assert.deepEqual(result.layers.map((l) => [l.name, l.pixels.length, l.pixels[0]]), [["bg", 16, 5], ["dot", 4, 9]]);
-  conn.close();
-});
-
-/**
- * A server that sends the result while it still saves it ("writing"), then `ending` once the
- * test calls `finish()`: the job record of "done" or "failed".
- */
-function savingServer() {
-  const control = {};
-  control.finished = new Promise((resolve) => {
-    control.finish = resolve;
-  });
-  const Socket = scriptedSocket((m, s) => {
-    if (m.type === "hello") s.push(welcome);
-    else if (m.type === "decompose") {
-      control.decompose = m;
-      s.push({ type: "ready", request_id: m.request_id });
-    } else if (m instanceof Uint8Array) {
-      const { header } = protocol.decodeFrame(m);
-      const { width, height } = header;
-      s.push({ type: "accepted", request_id: header.ident, job: { id: JOB, state: "queued" } });
-      s.push({ type: "progress", job: { id: JOB, state: "writing", progress: { fraction: 1 } } });
-      s.push({ type: "result", job_id: JOB, job: { id: JOB, state: "writing" }, canvas: { width, height }, layers: [
-        { index: 0, name: "background", x: 0, y: 0, width, height, visible: true },
-        { index: 1, name: "dot", x: 0, y: 0, width: 1, height: 1, visible: true }] });
-      s.push(layerFrame(0, width, height, 7));
-      s.push(layerFrame(1, 1, 1, 9));
-      control.finished.then((job) => s.push({ type: "progress", job: { id: JOB, ...job } }));
-    }
-  });
-  return { Socket, control };
-}
-
-test("layers sent before done are held until done, then returned with the done record", async () => {
-  const { Socket, control } = savingServer();
-  const conn = await BridgeConnection.open({ WebSocket: Socket, url: "ws://x", token: "tok" });
-  await conn.submit(new Uint8Array(16), 2, 2, {});
-  assert.equal(control.decompose.result_before_done, true);
-  let settled = false;
-  const waiting = conn.wait(JOB).then((r) => {
-    settled = true;
-    return r;
-  });
-  await new Promise((r) => setTimeout(r, 30));
-  assert.equal(settled, false, "the wait ended before the job was done");
-  control.finish({ state: "done", result: { layers: 2 } });
-  const result = await waiting;
-  assert.equal(result.job.state, "done");
-  assert.deepEqual(result.layers.map((l) => [l.name, l.pixels[0]]), [["background", 7], ["dot", 9]]);
-  conn.close();
-});
-
-test("a job whose save fails after its layers came inserts nothing", async () => {
-  const { Socket, control } = savingServer();
-  const conn = await BridgeConnection.open({ WebSocket: Socket, url: "ws://x", token: "tok" });
-  const { photoshop } = createFakePhotoshop();
-  const doc = photoshop.app.createFakeDocument({ width: 4, height: 4, title: "Poster.psd" });
-  doc.addPixelLayer("Poster", { width: 4, height: 4, data: new Uint8Array(64).fill(200) });
-  const manager = { ensure: async () => conn };
-  const pressed = decomposeActiveLayer({ photoshop, manager, params: {} });
-  await new Promise((r) => setTimeout(r, 30));
-  control.finish({ state: "failed", error: { code: "write_failed", message: "the result could not be saved: disk full" } });
-  await assert.rejects(pressed, (e) => e.code === "write_failed" && /could not be saved/.test(e.message));
-  assert.deepEqual(doc.layers.map((l) => l.name), ["Poster"]);
-  assert.deepEqual(doc.history, ["Open"]);
   conn.close();
 });
 

@@ -40,7 +40,7 @@ test("decompose messages carry the picture's size and only non-empty options", (
     options: { caption: "", steps: 20, resolution: undefined } });
   assert.deepEqual(m, {
     type: "decompose", request_id: "r1", backend: "classic", layers: 4, seed: 9, options: { steps: 20 },
-    image: { encoding: "rgba8", width: 5, height: 6, bytes: 120 }, result_encoding: "rgba8", result_before_done: true,
+    image: { encoding: "rgba8", width: 5, height: 6, bytes: 120 }, result_encoding: "rgba8",
   });
   assert.equal(protocol.decompose({ requestId: "r2", width: 1, height: 1 }).layers, null);
   assert.throws(() => protocol.decompose({ requestId: "r", layers: 11, width: 1, height: 1 }), (e) => e.code === "bad_request");
