@@ -381,16 +381,19 @@ class QwenBackend(Backend):
         loop_end = reporter.loop_ended_at or finished
         # Moving weights is the fixed cost of a job; captioning, text encoding, the steps and
         # the VAE are its work. Each phase's time counts its own work only.
-        timings = {
-            "caption_s": round(caption.seconds - caption_moves, 3),
-            "text_s": round(text_s - text_moves, 3),
-            "moves_s": round(placement.moves_s, 3),
-            "denoise_s": round(loop_end - call_started, 3),
-            "decode_s": round(finished - loop_end, 3),
-            "total_s": round(finished - started, 3),
+        phases = {
+            "caption_s": caption.seconds - caption_moves,
+            "text_s": text_s - text_moves,
+            "denoise_s": loop_end - call_started,
+            "decode_s": finished - loop_end,
         }
-        timings["fixed_s"] = round(timings["total_s"] - timings["caption_s"] - timings["text_s"]
-                                   - timings["denoise_s"] - timings["decode_s"], 3)
+        total = finished - started
+        # From the unrounded phases, and never below zero: rounding each phase first made a
+        # job with no fixed cost report a negative one.
+        fixed = max(0.0, total - sum(phases.values()))
+        timings = {key: round(value, 3) for key, value in phases.items()}
+        timings.update(moves_s=round(placement.moves_s, 3), total_s=round(total, 3),
+                       fixed_s=round(fixed, 3))
         extra: dict[str, Any] = {"timings": timings, "placement": placement.describe()}
         # The same figures one by one, for the job result (which carries scalars only).
         extra.update({f"{key[:-2]}_seconds": value for key, value in timings.items()
