@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import zlib
 
 import numpy as np
 import pytest
@@ -83,7 +84,7 @@ def test_both_codecs_are_used_where_they_pay(small_bands):
     handle = io.BytesIO()
     layerfile.write_layer(mixed, handle)
     handle.seek(0)
-    _w, _h, _rows, entries = layerfile.read_header(handle, "test")
+    _w, _h, _rows, entries = layerfile.read_header(handle, "test", 10**6)
     codecs = [codec for codec, _crc, _size in entries]
     assert codecs[0] == layerfile.ZLIB and codecs[-1] == layerfile.RAW
     handle.seek(0)
@@ -258,3 +259,19 @@ def test_layer_files_are_flushed_and_private_names_only(tmp_path, monkeypatch):
     assert len(synced) >= 5
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [
         "000.layer", "001.layer", "002.layer", "004.layer", resultdir.MANIFEST]
+
+
+def test_a_band_length_beyond_its_pixels_is_refused_before_reading(tmp_path):
+    """Even with a matching checksum (a header made on purpose), no huge read is attempted."""
+    handle = io.BytesIO()
+    layerfile.write_layer(_noise(2, 2), handle)
+    data = bytearray(handle.getvalue())
+    header, entry = layerfile._HEADER, layerfile._ENTRY
+    _codec, crc, _stored = entry.unpack_from(data, header.size)
+    entry.pack_into(data, header.size, layerfile.ZLIB, crc, 2**40)
+    fields = header.unpack_from(data)
+    table = bytes(data[header.size : header.size + entry.size])
+    checksum = zlib.crc32(table, zlib.crc32(header.pack(*fields[:-1], 0)[:-4]))
+    header.pack_into(data, 0, *fields[:-1], checksum)
+    with pytest.raises(CorruptImage, match="damaged header \\(band 0\\)"):
+        layerfile.read_layer(io.BytesIO(bytes(data)), "test", 10**6)

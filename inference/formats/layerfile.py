@@ -92,8 +92,13 @@ def _read_exactly(handle: BinaryIO, size: int, where: str) -> bytes:
     return data
 
 
-def read_header(handle: BinaryIO, where: str) -> tuple[int, int, int, list[tuple[int, int, int]]]:
-    """(width, height, rows per band, [(codec, crc, stored length)]) of a layer file."""
+def read_header(handle: BinaryIO, where: str,
+                max_pixels: int) -> tuple[int, int, int, list[tuple[int, int, int]]]:
+    """(width, height, rows per band, [(codec, crc, stored length)]) of a layer file.
+
+    Every size is checked before anything of that size is allocated: a damaged header must
+    not make a reader ask for gigabytes.
+    """
     head = _read_exactly(handle, _HEADER.size, where)
     magic, version, _reserved, width, height, rows, count, crc = _HEADER.unpack(head)
     if magic != MAGIC:
@@ -102,10 +107,19 @@ def read_header(handle: BinaryIO, where: str) -> tuple[int, int, int, list[tuple
         raise CorruptImage(f"{where} was written by a newer LayerLift (format {version})")
     if width < 1 or height < 1 or rows < 1 or count != -(-height // rows):
         raise CorruptImage(f"{where} has a damaged header")
+    if width * height > max_pixels:
+        raise CorruptImage(f"{where} declares {width} x {height} pixels, more than a result has")
     table = _read_exactly(handle, count * _ENTRY.size, where)
     if zlib.crc32(table, zlib.crc32(head[:-4])) != crc:
         raise CorruptImage(f"{where} has a damaged header (checksum mismatch)")
     entries = [_ENTRY.unpack_from(table, index * _ENTRY.size) for index in range(count)]
+    line = width * 4
+    for index, (codec, _crc, stored) in enumerate(entries):
+        expected = min(rows, height - index * rows) * line
+        # Deflated bands are kept only when smaller than the pixels they hold.
+        fits = (codec == RAW and stored == expected) or (codec == ZLIB and stored < expected)
+        if not fits:
+            raise CorruptImage(f"{where} has a damaged header (band {index})")
     return width, height, rows, entries
 
 
@@ -115,14 +129,8 @@ def read_layer(handle: BinaryIO, where: str, max_pixels: int) -> np.ndarray:
     `where` names the file in messages. `handle` should be unbuffered (`buffering=0`), so
     raw bands go from the file straight into the array.
     """
-    width, height, rows, entries = read_header(handle, where)
-    if width * height > max_pixels:
-        raise CorruptImage(f"{where} declares {width} x {height} pixels, more than a result has")
+    width, height, rows, entries = read_header(handle, where, max_pixels)
     line = width * 4
-    for index, (codec, _crc, stored) in enumerate(entries):
-        expected = min(rows, height - index * rows) * line
-        if codec not in (RAW, ZLIB) or (codec == RAW and stored != expected):
-            raise CorruptImage(f"{where} has a damaged header (band {index})")
     pixels = np.empty((height, width, 4), np.uint8)
     flat = memoryview(pixels).cast("B")
     start = 0
