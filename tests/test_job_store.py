@@ -275,3 +275,16 @@ def test_a_band_length_beyond_its_pixels_is_refused_before_reading(tmp_path):
     header.pack_into(data, 0, *fields[:-1], checksum)
     with pytest.raises(CorruptImage, match="damaged header \\(band 0\\)"):
         layerfile.read_layer(io.BytesIO(bytes(data)), "test", 10**6)
+
+
+@pytest.mark.parametrize("size", [1, 7, 8, 13, 64])
+def test_the_band_checksum_sees_every_changed_byte(size):
+    data = bytearray(_noise(1, 16).tobytes()[:size])
+    before = layerfile.checksum(bytes(data))
+    assert before == layerfile.checksum(memoryview(data))
+    for index in range(size):
+        for delta in (1, 128):
+            changed = bytearray(data)
+            changed[index] = (changed[index] + delta) % 256
+            assert layerfile.checksum(bytes(changed)) != before
+    assert layerfile.checksum(b"") == 0

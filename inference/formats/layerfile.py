@@ -11,12 +11,16 @@ zlib stream:
   transparency) deflates and inflates at hundreds of MB/s; data that does not (noise,
   photographic texture) runs at 50 MB/s and saves little, so it is copied instead;
 - raw bands are read straight into the layer's array (`readinto`), never copied twice;
-- every band carries the CRC-32 of its stored bytes and the header the CRC-32 of itself
-  and the band table, so a damaged or truncated file is a `CorruptImage` that says so,
-  never wrong pixels or a numpy error.
+- every band carries a checksum of its stored bytes and the header a CRC-32 of itself and
+  the band table, so a damaged or truncated file is a `CorruptImage` that says so, never
+  wrong pixels or a numpy error. The band checksum is the sum of the bytes' 64-bit words
+  (numpy, at memory speed): a CRC-32 of every band took 0.13 s of CPU each way for 512 MB,
+  a third of the whole write, where the sum takes a few milliseconds. It catches any
+  changed byte, zeroed or foreign blocks and truncation; only reordered words escape it,
+  which is not how files get damaged.
 
 Layout, little-endian: a 32-byte header (magic, version, width, height, rows per band, band
-count, header CRC), one 16-byte entry per band (codec, CRC-32, stored length), then the
+count, header CRC), one 24-byte entry per band (codec, checksum, stored length), then the
 bands' bytes in order. The name, offset and meta of a layer live in the manifest of the
 folder that holds it (`formats.resultdir`).
 """
@@ -35,8 +39,8 @@ VERSION = 1
 RAW, ZLIB = 0, 1
 # magic, version, reserved, width, height, rows per band, bands, CRC-32 of the rest.
 _HEADER = struct.Struct("<8sHHIIIII")
-# codec, 3 reserved bytes, CRC-32 of the stored bytes, stored length.
-_ENTRY = struct.Struct("<B3xIQ")
+# codec, 7 reserved bytes, checksum of the stored bytes, stored length.
+_ENTRY = struct.Struct("<B7xQQ")
 # A band is about this many bytes of pixels: small enough that a probe is representative,
 # large enough that per-band costs (a system call, a zlib stream) do not show.
 BAND_BYTES = 4 * 1024 * 1024
@@ -47,6 +51,15 @@ COMPRESS_AT_MOST = 0.25
 
 def band_rows(width: int) -> int:
     return max(1, BAND_BYTES // max(1, 4 * width))
+
+
+def checksum(data: bytes | memoryview) -> int:
+    """The sum, modulo 2**64, of `data` read as little-endian 64-bit words (the last one
+    padded with zeros)."""
+    view = np.frombuffer(data, np.uint8)
+    whole = len(view) & ~7
+    total = int(np.add.reduce(view[:whole].view("<u8"), dtype=np.uint64)) if whole else 0
+    return (total + int.from_bytes(bytes(view[whole:]), "little")) & 0xFFFF_FFFF_FFFF_FFFF
 
 
 def _encode_band(band: memoryview) -> tuple[int, bytes | memoryview]:
@@ -73,7 +86,7 @@ def write_layer(pixels: np.ndarray, handle: BinaryIO) -> int:
         _encode_band(memoryview(np.ascontiguousarray(pixels[top : top + rows])).cast("B"))
         for top in range(0, height, rows)
     ]
-    table = b"".join(_ENTRY.pack(codec, zlib.crc32(data), len(data)) for codec, data in bands)
+    table = b"".join(_ENTRY.pack(codec, checksum(data), len(data)) for codec, data in bands)
     fields = (MAGIC, VERSION, 0, width, height, rows, len(bands))
     crc = zlib.crc32(table, zlib.crc32(_HEADER.pack(*fields, 0)[:-4]))
     handle.write(_HEADER.pack(*fields, crc))
@@ -94,7 +107,7 @@ def _read_exactly(handle: BinaryIO, size: int, where: str) -> bytes:
 
 def read_header(handle: BinaryIO, where: str,
                 max_pixels: int) -> tuple[int, int, int, list[tuple[int, int, int]]]:
-    """(width, height, rows per band, [(codec, crc, stored length)]) of a layer file.
+    """(width, height, rows per band, [(codec, checksum, stored length)]) of a layer file.
 
     Every size is checked before anything of that size is allocated: a damaged header must
     not make a reader ask for gigabytes.
@@ -134,7 +147,7 @@ def read_layer(handle: BinaryIO, where: str, max_pixels: int) -> np.ndarray:
     pixels = np.empty((height, width, 4), np.uint8)
     flat = memoryview(pixels).cast("B")
     start = 0
-    for index, (codec, crc, stored) in enumerate(entries):
+    for index, (codec, expected_sum, stored) in enumerate(entries):
         size = min(rows, height - index * rows) * line
         target = flat[start : start + size]
         if codec == RAW:
@@ -147,7 +160,7 @@ def read_layer(handle: BinaryIO, where: str, max_pixels: int) -> np.ndarray:
             data: bytes | memoryview = target
         else:
             data = _read_exactly(handle, stored, where)
-        if zlib.crc32(data) != crc:
+        if checksum(data) != expected_sum:
             raise CorruptImage(f"{where} is damaged (band {index} fails its checksum)")
         if codec == ZLIB:
             _inflate_into(data, target, where, index)
