@@ -288,3 +288,14 @@ def test_the_band_checksum_sees_every_changed_byte(size):
             changed[index] = (changed[index] + delta) % 256
             assert layerfile.checksum(bytes(changed)) != before
     assert layerfile.checksum(b"") == 0
+
+
+def test_a_result_of_empty_layers_only_round_trips(tmp_path):
+    stack = LayerStack(3, 2, [Layer("gone", np.zeros((2, 3, 4), np.uint8), x=1, y=1)])
+    store = JobStore(tmp_path)
+    store.save({"id": JOB}, stack)
+    assert [p.name for p in (tmp_path / JOB / RESULT_DIR).iterdir()] == [resultdir.MANIFEST]
+    back = store.read_result(JOB)
+    assert (back.width, back.height) == (3, 2)
+    assert [(layer.name, layer.x, layer.y, layer.pixels.shape) for layer in back.layers] == [
+        ("gone", 1, 1, (0, 0, 4))]
