@@ -15,9 +15,9 @@ zlib stream:
   the band table, so a damaged or truncated file is a `CorruptImage` that says so, never
   wrong pixels or a numpy error. The band checksum is the sum of the bytes' 64-bit words
   (numpy, at memory speed): a CRC-32 of every band took 0.13 s of CPU each way for 512 MB,
-  a third of the whole write, where the sum takes a few milliseconds. It catches any
-  changed byte, zeroed or foreign blocks and truncation; only reordered words escape it,
-  which is not how files get damaged.
+  a third of the whole write, where the sum takes a few milliseconds. It catches every
+  single changed byte and, short of a one-in-2**64 coincidence, zeroed or foreign blocks;
+  reordered words escape it, which is not how files get damaged.
 
 Layout, little-endian: a 32-byte header (magic, version, width, height, rows per band, band
 count, header CRC), one 24-byte entry per band (codec, checksum, stored length), then the
