@@ -18,10 +18,13 @@ In all of them the sending side runs in a thread of its own (its own event loop)
 server does in its own process, so sending and receiving overlap as they do for real.
 Raw and both binary clients run `--repeat` times, interleaved; the best run is the figure (on
 a shared machine it is the least disturbed one), the median and the CPU time beside it.
-`--disk` adds what reading a finished result from its job folder costs (PNG files, as the
-job store keeps them, against raw RGBA8 files), which comes before the transfer in a real fetch.
+`--disk` adds the job store: the write that comes before a job is announced and the read
+that comes before the transfer when a result is fetched later, for the noise above (the
+worst case) and for flat design layers, with the bytes on disk against the raw RGBA8 size
+(`--png` adds the PNG folder it used to keep; `--disk-only` skips the transfers).
 
 Usage: .venv/bin/python bench/bridge.py [--size 4096] [--layers 8] [--repeat 5] [--disk]
+       [--disk-only] [--png]
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import asyncio
 import base64
 import json
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -54,6 +58,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 
 TOKEN = "bench-token"
+JOB_ID = "0123456789abcdef"
 MIB = 1024 * 1024
 
 
@@ -70,7 +75,7 @@ class MemoryRunner(JobRunner):
     def __init__(self, stack: LayerStack, folder: Path) -> None:
         super().__init__(store=JobStore(folder))
         self.stack = stack
-        self.job = Job(id="0123456789abcdef", backend="bench", request=DecomposeRequest(),
+        self.job = Job(id=JOB_ID, backend="bench", request=DecomposeRequest(),
                        width=stack.width, height=stack.height, state=JobState.DONE)
         self._jobs[self.job.id] = self.job
 
@@ -247,42 +252,117 @@ def bench_raw(stack: LayerStack, fresh: bool = False) -> tuple[float, float]:
     return clock.result
 
 
-def bench_disk(stack: LayerStack, folder: Path) -> dict[str, float]:
-    """Seconds to read the stack back as the job store keeps it (PNG) and as raw RGBA8 files.
+def _timed(work) -> tuple[float, float]:
+    with Clock() as clock:
+        work()
+    return clock.result
 
-    A real `fetch` first reads the result from its job folder (`JobStore.read_result`, PNG
-    files); the transfer figures above leave that out.
+
+def bench_store(stack: LayerStack, folder: Path, repeat: int) -> dict[str, object]:
+    """The job store's write (before a job is announced) and read (a later fetch) of `stack`.
+
+    Each run saves into a fresh store folder, reads the result back through a new `JobStore`
+    on that folder (as after a restart) and checks it is exact. The stack is handed over
+    trimmed, as the runner does. The read follows the write, so the files are in the page
+    cache, as for a result fetched soon after it was made.
     """
+    from layerlift.inference.job_store import RESULT_DIR
+
+    stack = stack.trimmed()
+    writes, reads, stored = [], [], 0
+    for run in range(repeat):
+        root = folder / f"run{run}"
+        store = JobStore(root)
+        with Clock() as clock:
+            store.save({"id": JOB_ID}, stack)
+        writes.append(clock.result)
+        stored = sum(path.stat().st_size for path in (root / JOB_ID / RESULT_DIR).iterdir())
+        store = JobStore(root)
+        with Clock() as clock:
+            back = store.read_result(JOB_ID)
+        reads.append(clock.result)
+        if run == 0:
+            assert all(np.array_equal(got.pixels, want.pixels)
+                       for got, want in zip(back.layers, stack.layers, strict=True))
+        del back
+        shutil.rmtree(root)
+    return {"write": writes, "read": reads, "stored": stored,
+            "raw": sum(layer.pixels.nbytes for layer in stack.layers),
+            "canvas": sum(stack.width * stack.height * 4 for _ in stack.layers)}
+
+
+def bench_png(stack: LayerStack, folder: Path) -> tuple[float, float]:
+    """One write and one read of the PNG folder the job store used to keep, for comparison."""
     from layerlift.inference.formats.pngdir import read_png_dir, write_png_dir
 
-    png, raw = folder / "png", folder / "raw"
-    raw.mkdir()
-    started = time.perf_counter()
-    write_png_dir(stack, png)
-    written = time.perf_counter() - started
-    for index, layer in enumerate(stack.layers):
-        np.save(raw / f"{index}.npy", layer.pixels)
-    started = time.perf_counter()
-    read_png_dir(png)
-    png_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    for index in range(len(stack.layers)):
-        np.load(raw / f"{index}.npy")
-    return {"png write": written, "png read": png_seconds,
-            "rgba8 read": time.perf_counter() - started}
+    return (_timed(lambda: write_png_dir(stack, folder / "png"))[0],
+            _timed(lambda: read_png_dir(folder / "png"))[0])
 
 
 def design_stack(size: int, layers: int) -> LayerStack:
-    """What decomposed layers look like: flat colours and soft edges, mostly transparent."""
-    yy, xx = np.mgrid[:size, :size]
-    result = []
-    for index in range(layers):
+    """What decomposed flat designs look like: an opaque flat background, then shapes of one
+    flat colour each with anti-aliased edges, mostly transparent."""
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:size, :size].astype(np.float32)
+    background = np.empty((size, size, 4), np.uint8)
+    background[...] = (236, 228, 210, 255)
+    result = [Layer("background", background)]
+    for index in range(1, layers):
+        cx, cy = rng.uniform(0.2, 0.8, 2) * size
+        radius = rng.uniform(0.08, 0.25) * size
+        if index % 3:
+            inside = radius - np.hypot(xx - cx, yy - cy)
+        else:
+            inside = np.minimum(radius - np.abs(xx - cx), 0.6 * radius - np.abs(yy - cy))
         pixels = np.zeros((size, size, 4), np.uint8)
-        cx, cy = size * (0.2 + 0.6 * index / max(1, layers)), size * (0.3 + 0.05 * index)
-        inside = ((xx - cx) ** 2 + (yy - cy) ** 2) < (size / 6) ** 2
-        pixels[inside] = (40 * index % 256, 200 - 20 * index, 90, 255)
+        alpha = np.clip(np.rint((inside + 0.75) / 1.5 * 255), 0, 255).astype(np.uint8)
+        pixels[alpha > 0] = (*rng.integers(0, 256, 3), 255)
+        pixels[..., 3] = alpha
         result.append(Layer(f"shape {index}", pixels))
     return LayerStack(size, size, result)
+
+
+def _seconds(runs: list[tuple[float, float]]) -> tuple[float, float, float]:
+    """(best, median) wall seconds and the median CPU seconds of `runs`."""
+    walls = sorted(wall for wall, _ in runs)
+    return walls[0], walls[len(walls) // 2], sorted(cpu for _, cpu in runs)[len(runs) // 2]
+
+
+def report_store(label: str, measured: dict[str, object]) -> tuple[float, float]:
+    """Print one stack's store figures; returns (best write+read seconds, bytes on disk / raw)."""
+    writes, reads = measured["write"], measured["read"]
+    both = [(w + r, wc + rc) for (w, wc), (r, rc) in zip(writes, reads, strict=True)]
+    ratio = measured["stored"] / measured["raw"]
+    print(f"  {label}")
+    for name, runs in (("write", writes), ("read", reads), ("write+read", both)):
+        best, median, cpu = _seconds(runs)
+        print(f"    {name:11s} best {best:6.2f} s  median {median:6.2f} s  CPU {cpu:6.2f} s")
+    print(f"    on disk     {measured['stored'] / MIB:8.2f} MiB of {measured['raw'] / MIB:.1f} MiB "
+          f"raw RGBA8 (trimmed layers): {ratio * 100:.1f} %; "
+          f"{measured['stored'] / measured['canvas'] * 100:.2f} % of the full canvases")
+    return _seconds(both)[0], ratio
+
+
+def main_disk(args: argparse.Namespace, noisy: LayerStack) -> None:
+    print(f"job store: write (before a job is announced) and read (a later fetch) of "
+          f"{args.layers} layers of {args.size}x{args.size}, {args.repeat} runs, "
+          f"load average {os.getloadavg()[0]:.1f}; CPU = median process CPU time")
+    flat = design_stack(args.size, args.layers)
+    figures = {}
+    for label, stack in (("noise (worst case)", noisy), ("flat design layers", flat)):
+        with tempfile.TemporaryDirectory() as folder:
+            measured = bench_store(stack, Path(folder), args.repeat)
+            figures[label] = report_store(label, measured)
+            if args.png:
+                write, read = bench_png(stack, Path(folder))
+                print(f"    PNG folder  write {write:6.2f} s  read {read:6.2f} s (one run)")
+    noisy_seconds = figures["noise (worst case)"][0]
+    flat_ratio = figures["flat design layers"][1]
+    print(f"noise written and read in {noisy_seconds:.2f} s (best): "
+          f"{'meets' if noisy_seconds <= 1.5 else 'MISSES'} the target of 1.5 s; "
+          f"flat design stored in {flat_ratio * 100:.1f} % of its raw size: "
+          f"{'meets' if flat_ratio <= 0.25 else 'MISSES'} the target of 25 %")
+    print(f"(load average {os.getloadavg()[0]:.1f} at the end)")
 
 
 def _report(name: str, runs: list[tuple[float, float]], total: float, raw: float) -> None:
@@ -300,10 +380,19 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5,
                         help="runs of the raw and binary transfers (base64 runs once)")
     parser.add_argument("--disk", action="store_true",
-                        help="also time reading the result from disk (PNG vs raw RGBA8)")
+                        help="also time the job store's write and read of the result, for "
+                             "noise and for flat design layers, and its size on disk")
+    parser.add_argument("--disk-only", action="store_true",
+                        help="only the job store figures (implies --disk)")
+    parser.add_argument("--png", action="store_true",
+                        help="with --disk, also one write and read of the PNG folder the "
+                             "store used to keep (seconds per noisy run)")
     args = parser.parse_args()
     os.environ.setdefault("LAYERLIFT_HOME", tempfile.mkdtemp(prefix="layerlift-bench-"))
     stack = make_stack(args.size, args.layers)
+    if args.disk_only:
+        main_disk(args, stack)
+        return 0
     total = sum(layer.pixels.nbytes for layer in stack.layers) / MIB
     print(f"{args.layers} layers of {args.size}x{args.size} RGBA8 = {total:.0f} MiB; "
           f"best and median of {args.repeat} runs (the machine is shared: the best is the "
@@ -328,12 +417,7 @@ def main() -> int:
     print("(raw into fresh arrays: the raw socket receiving into new arrays allocated during "
           "the transfer, as a client returning new layers must; page faults are its extra cost)")
     if args.disk:
-        print("reading a result from disk before sending it (seconds for the whole stack):")
-        for label, disk_stack in (("noise (worst case)", stack),
-                                  ("flat design layers", design_stack(args.size, args.layers))):
-            with tempfile.TemporaryDirectory() as folder:
-                times = bench_disk(disk_stack, Path(folder))
-            print(f"  {label:20s} " + "  ".join(f"{k} {v:6.2f} s" for k, v in times.items()))
+        main_disk(args, stack)
     return 0
 
 

@@ -93,9 +93,14 @@ class Layer:
         """(left, top, right, bottom) of the non-zero alpha, in the layer's own pixels.
 
         Rows are found first and columns only within them, and a canvas-sized layer is read
-        once per axis: at 4096 px this is the whole cost of trimming.
+        once per axis: at 4096 px this is the whole cost of trimming. A layer with alpha on
+        all four edges is already tight, which its edges alone tell: a stack that was trimmed
+        before (as the job store and the writers receive it) is not read again.
         """
         alpha = self.pixels[..., 3]
+        if alpha.size and all(edge.any() for edge in (alpha[0], alpha[-1], alpha[:, 0],
+                                                      alpha[:, -1])):
+            return 0, 0, self.width, self.height
         rows = np.flatnonzero(alpha.any(axis=1))
         if rows.size == 0:
             return None

@@ -4,6 +4,8 @@
 BMP, PSD, PSB, ORA) into straight-alpha sRGB RGBA8 with clear, coded errors; `write_stack` /
 `read_stack` store a `LayerStack` as PSD, PSB, OpenRaster or a folder of PNGs and read it
 back; `check_output` refuses a bad write target before any work (see `safety`).
+`resultdir` (with `layerfile`) is the job store's own form of a finished result, built to be
+written and read back fast; it is never offered to users.
 """
 
 from layerlift.inference.formats.reader import (

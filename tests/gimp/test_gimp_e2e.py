@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from layerlift.inference.job_store import RECORD_FILE, STACK_DIR
+from layerlift.inference.formats.resultdir import MANIFEST
+from layerlift.inference.job_store import RECORD_FILE, RESULT_DIR
 from PIL import Image
 
 from tests.conftest import EXAMPLES, REPO, Gimp3
@@ -82,10 +83,10 @@ class Server:
                 self.process.kill()
 
     def job_stacks(self) -> list[dict]:
-        """The `stack.json` of every finished job, oldest first (the server's own record)."""
+        """The result manifest of every finished job, oldest first (the server's own record)."""
         found = []
         for folder in (self.home / "data" / "jobs").iterdir():
-            manifest = folder / STACK_DIR / "stack.json"
+            manifest = folder / RESULT_DIR / MANIFEST
             if manifest.exists():
                 record = json.loads((folder / RECORD_FILE).read_text())
                 found.append((record.get("created", 0), json.loads(manifest.read_text())))
