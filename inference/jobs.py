@@ -78,7 +78,7 @@ _STAGE_STATES = frozenset({JobState.LOADING, JobState.REFINING})
 def _saved_form(stack: LayerStack) -> LayerStack:
     """`stack` as the job store gives it back: JSON-safe meta, and read-only pixels (they are
     shared with every reader of the result)."""
-    from layerlift.inference.formats.pngdir import json_safe
+    from layerlift.inference.formats.manifest import json_safe
 
     layers = []
     for layer in stack.layers:

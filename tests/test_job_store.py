@@ -49,7 +49,7 @@ def _stack() -> LayerStack:
 
 def _assert_same(back: LayerStack, stack: LayerStack) -> None:
     """`back` is `stack` trimmed, with meta as JSON keeps it."""
-    from layerlift.inference.formats.pngdir import json_safe
+    from layerlift.inference.formats.manifest import json_safe
 
     trimmed = stack.trimmed()
     assert (back.width, back.height) == (trimmed.width, trimmed.height)

@@ -1,8 +1,8 @@
-"""A folder of PNGs plus a `stack.json` manifest: the on-disk form of a job's result.
+"""A folder of PNGs plus a `stack.json` manifest: a layered export any tool can open.
 
-The job runner writes every result this way before announcing it, the bridge streams
-layers from it, and the desktop history reopens it, so reading it back must give the same
-stack: names, offsets, visibility, order and the JSON-safe part of `stack.meta`.
+Reading it back must give the same stack (names, offsets, visibility, order and the
+JSON-safe part of `stack.meta`), and the job store still reads results it kept this way
+before it had a format of its own (`formats.resultdir`).
 
 Layout, bottom layer first: `00_background.png`, `01_<slug of name>.png`, ... each trimmed
 to its alpha bounds. A fully transparent layer has no PNG (a PNG cannot be 0x0): its
@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 import unicodedata
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +39,7 @@ from layerlift.inference.atomic import (
     temp_path_for,
 )
 from layerlift.inference.errors import CorruptImage, InputError
+from layerlift.inference.formats.manifest import stack_manifest
 from layerlift.inference.formats.ownership import (
     bytes_sha256,
     claim_folder,
@@ -53,7 +53,6 @@ from layerlift.inference.layers import Layer, LayerStack
 MANIFEST = "stack.json"
 FORMAT_ID = "layerlift.stack"
 VERSION = 1
-_DROP = object()
 
 
 def slug(name: str, limit: int = 40) -> str:
@@ -61,36 +60,6 @@ def slug(name: str, limit: int = 40) -> str:
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     cleaned = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
     return cleaned[:limit].strip("-") or "layer"
-
-
-def _safe(value: Any) -> Any:
-    """`value` made JSON-safe, or _DROP if it has no faithful JSON form."""
-    if value is None or isinstance(value, bool | str | int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else _DROP
-    if isinstance(value, np.generic) and value.ndim == 0:
-        return _safe(value.item())
-    if isinstance(value, PurePath):
-        return str(value)
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            if not isinstance(key, str | int | float | bool):
-                continue
-            converted = _safe(item)
-            if converted is not _DROP:
-                out[str(key)] = converted
-        return out
-    if isinstance(value, list | tuple):
-        return [item for item in map(_safe, value) if item is not _DROP]
-    return _DROP
-
-
-def json_safe(mapping: dict[str, Any]) -> dict[str, Any]:
-    """The parts of `mapping` that survive a JSON round trip unchanged in meaning."""
-    converted = _safe(dict(mapping))
-    return converted if isinstance(converted, dict) else {}
 
 
 def _plan_files(stack: LayerStack) -> list[str | None]:
@@ -102,26 +71,7 @@ def _plan_files(stack: LayerStack) -> list[str | None]:
 
 
 def _manifest(stack: LayerStack, files: list[str | None], group_name: str | None) -> dict[str, Any]:
-    manifest: dict[str, Any] = {
-        "format": FORMAT_ID,
-        "version": VERSION,
-        "width": stack.width,
-        "height": stack.height,
-        "layers": [
-            {
-                "name": layer.name,
-                "file": file,
-                "x": layer.x,
-                "y": layer.y,
-                "width": layer.width,
-                "height": layer.height,
-                "visible": layer.visible,
-                "meta": json_safe(layer.meta),
-            }
-            for layer, file in zip(stack.layers, files, strict=True)
-        ],
-        "meta": json_safe(stack.meta),
-    }
+    manifest = stack_manifest(stack, files, FORMAT_ID, VERSION)
     if group_name is not None:
         manifest["group_name"] = group_name
     return manifest

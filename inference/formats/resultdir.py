@@ -26,7 +26,7 @@ import numpy as np
 from layerlift.inference.atomic import fsync_dir
 from layerlift.inference.errors import CorruptImage, InputError
 from layerlift.inference.formats.layerfile import read_layer, write_layer
-from layerlift.inference.formats.pngdir import json_safe
+from layerlift.inference.formats.manifest import stack_manifest
 from layerlift.inference.layers import Layer, LayerStack
 
 MANIFEST = "result.json"
@@ -80,26 +80,7 @@ def write_result_dir(stack: LayerStack, folder: str | Path) -> int:
         if file is not None
     ]
     total = sum(_run_biggest_first(tasks))
-    manifest = {
-        "format": FORMAT_ID,
-        "version": VERSION,
-        "width": trimmed.width,
-        "height": trimmed.height,
-        "layers": [
-            {
-                "name": layer.name,
-                "file": file,
-                "x": layer.x,
-                "y": layer.y,
-                "width": layer.width,
-                "height": layer.height,
-                "visible": layer.visible,
-                "meta": json_safe(layer.meta),
-            }
-            for layer, file in zip(trimmed.layers, files, strict=True)
-        ],
-        "meta": json_safe(trimmed.meta),
-    }
+    manifest = stack_manifest(trimmed, files, FORMAT_ID, VERSION)
     data = json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8")
     with open(target / MANIFEST, "xb") as handle:
         handle.write(data)
