@@ -93,6 +93,7 @@ def install(target: Path, source: Path | None = None, dry_run: bool = False) -> 
     in, so GIMP never sees half a plug-in. Raises `BadRequest` when the folder is not ours
     or cannot be written.
     """
+    from layerlift.inference.atomic import swap_in_folder
     from layerlift.inference.formats.ownership import file_sha256, write_marker
     from layerlift.inference.formats.safety import check_write_target
 
@@ -121,14 +122,9 @@ def install(target: Path, source: Path | None = None, dry_run: bool = False) -> 
         main.chmod(main.stat().st_mode | 0o755)
         write_marker(staging, {path.name: [file_sha256(path) or ""]
                                for path in staging.iterdir() if path.suffix == ".py"})
-        old = None
-        if os.path.lexists(target):
-            old = target.with_name(f".{PLUGIN_NAME}-replaced-{uuid.uuid4().hex[:8]}")
-            os.rename(target, old)
-        os.rename(staging, target)
+        aside = target.with_name(f".{PLUGIN_NAME}-replaced-{uuid.uuid4().hex[:8]}")
+        swap_in_folder(staging, target, aside)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
     return written

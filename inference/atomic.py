@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -117,6 +118,28 @@ def publish_new(temp: Path, target: Path, mode: int | None = None) -> None:
         with contextlib.suppress(OSError):
             temp.unlink()
     fsync_dir(target.parent)
+
+
+def swap_in_folder(staging: Path, target: Path, aside: Path) -> None:
+    """Put the finished folder `staging` at `target`, replacing what was there.
+
+    The old folder is first renamed to `aside` (a hidden name the caller's clean-up
+    recognises), so at every moment `target` is either the whole old folder or the whole
+    new one; if the new one cannot be moved in, the old one is put back. Only then is the
+    old copy removed.
+    """
+    had_old = os.path.lexists(target)
+    if had_old:
+        os.rename(target, aside)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        if had_old:
+            os.rename(aside, target)
+        raise
+    fsync_dir(target.parent)
+    if had_old:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def discard(paths: list[Path]) -> None:

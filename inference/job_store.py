@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from layerlift.inference.atomic import swap_in_folder
 from layerlift.inference.layers import LayerStack
 
 log = logging.getLogger(__name__)
@@ -93,10 +94,10 @@ class JobStore:
 
                 write_result_dir(stack, tmp / RESULT_DIR)
             (tmp / RECORD_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
-            if final.exists():
-                # A record rewritten (e.g. the same id saved twice): replace the old folder.
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+            # A record rewritten (the same id saved twice) replaces the old folder; the old
+            # one waits under a temporary name that a restart would clean up.
+            aside = self.root / f"{_TMP_PREFIX}{job_id}-{uuid.uuid4().hex[:8]}"
+            swap_in_folder(tmp, final, aside)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -628,3 +628,32 @@ def test_the_input_limit_says_why(tmp_path, capsys):
     assert main(["decompose", str(at_limit), "-o", str(tmp_path / "y.psd")]) == 2
     err = capsys.readouterr().err
     assert "megapixels" not in err  # not too large: refused only for its broken pixel data
+
+
+def test_swap_in_folder_replaces_a_folder_whole_and_puts_the_old_one_back_on_failure(
+        tmp_path, monkeypatch):
+    from layerlift.inference import atomic
+
+    target, staging, aside = tmp_path / "result", tmp_path / ".new", tmp_path / ".old"
+    target.mkdir()
+    (target / "a.txt").write_text("old")
+    staging.mkdir()
+    (staging / "a.txt").write_text("new")
+    atomic.swap_in_folder(staging, target, aside)
+    assert (target / "a.txt").read_text() == "new"
+    assert not staging.exists() and not aside.exists()
+
+    staging.mkdir()
+    (staging / "a.txt").write_text("newer")
+    real_rename = os.rename
+
+    def refuse_the_new_folder(src, dst):
+        if Path(src) == staging:
+            raise OSError(28, "No space left on device")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(atomic.os, "rename", refuse_the_new_folder)
+    with pytest.raises(OSError):
+        atomic.swap_in_folder(staging, target, aside)
+    assert (target / "a.txt").read_text() == "new"
+    assert not aside.exists()
