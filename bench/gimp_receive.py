@@ -8,6 +8,8 @@ socket; each layer's pixels then become the `bytes` that GIMP's Gegl.Buffer.set 
 which bench/handoff.py measures inside the whole handoff. The client's CPU time excludes the
 sender's, which runs in its own process as the server does.
 
+Each layer is received into the last one's buffer (`recv(spare)`) as `ll_bridge` does,
+unless `--no-reuse` or the plug-in's `recv` takes no spare (an older one).
 `--plugin DIR` runs the modules in DIR instead (a folder holding `ll_websocket.py` and
 `ll_wire.py`), to compare with another version of the plug-in on the same machine.
 
@@ -17,6 +19,7 @@ Usage: .venv/bin/python bench/gimp_receive.py [--size 4096] [--layers 4] [--repe
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import socket
 import statistics
@@ -64,8 +67,11 @@ def _pixels(message: bytes | bytearray, header_size: int) -> bytes:
 
 
 def run_once(ll_websocket: ModuleType, ll_wire: ModuleType, frames: list, layers: int,
-             ) -> tuple[float, float, int]:
-    """Wall and client CPU seconds to receive `layers` layers; bytes received."""
+             reuse: bool) -> tuple[float, float, int]:
+    """Wall and client CPU seconds to receive `layers` layers; bytes received.
+
+    With `reuse`, each layer is received into the last one's buffer, as `ll_bridge` does.
+    """
     listener = socket.create_server(("127.0.0.1", 0))
     pid = os.fork()
     if pid == 0:  # the sender
@@ -82,10 +88,13 @@ def run_once(ll_websocket: ModuleType, ll_wire: ModuleType, frames: list, layers
         ws = ll_websocket.WebSocket(sock)
         cpu, start = time.process_time(), time.perf_counter()
         received = 0
+        spare = None
         for _ in range(layers):
-            pixels = _pixels(ws.recv(), ll_wire.HEADER_SIZE)
+            message = ws.recv(spare) if reuse else ws.recv()
+            pixels = _pixels(message, ll_wire.HEADER_SIZE)
             received += len(pixels)
-            del pixels
+            spare = message if isinstance(message, bytearray) else None
+            del pixels, message
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         sock.close()
     finally:
@@ -101,6 +110,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--plugin", type=Path, help="a folder with ll_websocket.py and "
                                                     "ll_wire.py (default: install this one)")
+    parser.add_argument("--no-reuse", action="store_true",
+                        help="receive every layer into a new buffer")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         plugin = args.plugin
@@ -111,13 +122,18 @@ def main() -> None:
             install(plugin)
         ll_websocket, ll_wire = _load(plugin)
         frames = _frames(ll_wire, args.size)
-        runs = [run_once(ll_websocket, ll_wire, frames, args.layers) for _ in range(args.repeat)]
+        reuse = "spare" in inspect.signature(ll_websocket.WebSocket.recv).parameters
+        if args.no_reuse:
+            reuse = False
+        runs = [run_once(ll_websocket, ll_wire, frames, args.layers, reuse)
+                for _ in range(args.repeat)]
     assert all(received == args.layers * args.size ** 2 * 4 for _, _, received in runs)
     walls = sorted(wall for wall, _, _ in runs)
     mib = args.layers * args.size ** 2 * 4 / 2 ** 20
     load = os.getloadavg()[0]
+    into = "each into the last one's buffer" if reuse else "into new buffers"
     print(f"{plugin}: {args.layers} x {args.size}² ({mib:.0f} MiB) in 1 MiB fragments, "
-          f"load {load:.1f}")
+          f"{into}, load {load:.1f}")
     print(f"  wall best {walls[0]:.3f} s ({mib / walls[0]:.0f} MiB/s)  median "
           f"{statistics.median(walls):.3f} s;  client CPU median "
           f"{statistics.median(cpu for _, cpu, _ in runs):.3f} s")

@@ -336,3 +336,24 @@ def test_frames_after_the_upgrade_answer_are_read_first(plugin):
         server.sendall(second[7:])
         assert ws.recv() == "first"
         assert ws.recv() == b"0123456789" * 1000
+
+
+def test_binary_messages_are_received_into_a_spare_buffer_that_fits(plugin):
+    wire = plugin.ll_wire
+    big = _layer_message(plugin, 32, 32)  # 4128 bytes, in fragments: sized by its header
+    small = _layer_message(plugin, 8, 8)  # 288 bytes, in one frame
+    frames = (_fragments(plugin, big, [1000, 1000], wire.OP_BINARY)
+              + _fragments(plugin, small, [], wire.OP_BINARY)
+              + _fragments(plugin, big, [1000], wire.OP_BINARY)
+              + _fragments(plugin, b"some text", [4], wire.OP_TEXT))
+    with socket_pair(plugin) as (ws, server):
+        thread = _send_in_thread(lambda: server.sendall(b"".join(frames)))
+        spare = bytearray(5000)
+        first = ws.recv(spare)
+        assert first is spare and first == big
+        second = ws.recv(first)
+        assert second is first and second == small  # trimmed to the message
+        third = ws.recv(second)  # too small now: a new buffer, the spare untouched
+        assert third is not second and third == big and second == small
+        assert ws.recv(third) == "some text" and third == big
+        thread.join(10)

@@ -167,12 +167,12 @@ class BridgeSession:
             raise BridgeError("connection_lost", f"The connection to LayerLift was lost: "
                                                  f"{exc}") from None
 
-    def _recv(self, timeout: float) -> str | bytearray:
+    def _recv(self, timeout: float, spare: bytearray | None = None) -> str | bytearray:
         assert self.ws is not None
         try:
             if not self.ws.wait_readable(timeout):
                 raise BridgeError("timeout", f"LayerLift sent nothing for {timeout:.0f} s.")
-            return self.ws.recv()
+            return self.ws.recv(spare)
         except ll_websocket.ConnectionClosed as exc:
             why = f": {exc.reason}" if exc.reason else ""
             raise BridgeError("connection_lost", f"LayerLift closed the connection{why}.") from None
@@ -244,8 +244,9 @@ class BridgeSession:
         canvas = message.get("canvas") or {}
         result = Result(message["job_id"], int(canvas.get("width", 0)),
                         int(canvas.get("height", 0)), job=message.get("job") or {})
+        spare: bytearray | None = None  # the last layer's message, once its pixels are copied
         for entry in message.get("layers", []):
-            raw = self._recv(timeout=120)
+            raw = self._recv(timeout=120, spare=spare)
             if isinstance(raw, str):
                 raise BridgeError("protocol_error", "expected a layer's pixels")
             try:
@@ -264,7 +265,7 @@ class BridgeSession:
                 name=entry["name"], x=int(entry["x"]), y=int(entry["y"]), width=width,
                 height=height, visible=bool(entry.get("visible", True)),
                 pixels=_pixels(raw)))
-            del raw  # the received message: freed before the next layer arrives
+            spare = raw  # the next layer may be received into it
         return result
 
     def cancel(self, job_id: str) -> None:
