@@ -167,12 +167,12 @@ class BridgeSession:
             raise BridgeError("connection_lost", f"The connection to LayerLift was lost: "
                                                  f"{exc}") from None
 
-    def _recv(self, timeout: float) -> str | bytes:
+    def _recv(self, timeout: float, spare: bytearray | None = None) -> str | bytearray:
         assert self.ws is not None
         try:
             if not self.ws.wait_readable(timeout):
                 raise BridgeError("timeout", f"LayerLift sent nothing for {timeout:.0f} s.")
-            return self.ws.recv()
+            return self.ws.recv(spare)
         except ll_websocket.ConnectionClosed as exc:
             why = f": {exc.reason}" if exc.reason else ""
             raise BridgeError("connection_lost", f"LayerLift closed the connection{why}.") from None
@@ -182,7 +182,7 @@ class BridgeSession:
 
     def _recv_json(self, timeout: float) -> dict:
         raw = self._recv(timeout)
-        if isinstance(raw, bytes):
+        if not isinstance(raw, str):
             raise BridgeError("protocol_error", "expected a control message, got pixels")
         message = json.loads(raw)
         if message.get("type") == "error":
@@ -244,9 +244,10 @@ class BridgeSession:
         canvas = message.get("canvas") or {}
         result = Result(message["job_id"], int(canvas.get("width", 0)),
                         int(canvas.get("height", 0)), job=message.get("job") or {})
+        spare: bytearray | None = None  # the last layer's message, once its pixels are copied
         for entry in message.get("layers", []):
-            raw = self._recv(timeout=120)
-            if not isinstance(raw, bytes):
+            raw = self._recv(timeout=120, spare=spare)
+            if isinstance(raw, str):
                 raise BridgeError("protocol_error", "expected a layer's pixels")
             try:
                 header = ll_wire.unpack_header(raw)
@@ -258,16 +259,29 @@ class BridgeSession:
             if header.index != entry["index"] or (width, height) != (entry["width"],
                                                                     entry["height"]):
                 raise BridgeError("protocol_error", "a layer frame does not match the result")
-            payload = raw[ll_wire.HEADER_SIZE:]
-            if len(payload) != header.raw_size:
+            if len(raw) - ll_wire.HEADER_SIZE != header.raw_size:
                 raise BridgeError("protocol_error", "a layer frame has the wrong size")
             result.layers.append(ResultLayer(
                 name=entry["name"], x=int(entry["x"]), y=int(entry["y"]), width=width,
-                height=height, visible=bool(entry.get("visible", True)), pixels=payload))
+                height=height, visible=bool(entry.get("visible", True)),
+                pixels=_pixels(raw)))
+            spare = raw  # the next layer may be received into it
         return result
 
     def cancel(self, job_id: str) -> None:
         self._send({"type": "cancel", "job_id": job_id})
+
+
+def _pixels(message: bytearray) -> bytes:
+    """A layer message's pixels (past its LLF1 header) as `bytes`, in one copy.
+
+    `bytes` because GIMP needs them: PyGObject copies a `bytes` argument of Gegl.Buffer.set
+    with one memcpy, but walks any other buffer (bytearray, memoryview) item by item as a
+    Python sequence (measured in GIMP 3.0's Python, setting and reading back 4 MiB: 0.04 s
+    with bytes, 0.4-0.56 s with a bytearray or a memoryview).
+    """
+    with memoryview(message) as view:
+        return bytes(view[ll_wire.HEADER_SIZE:])
 
 
 def _server_error(message: dict) -> BridgeError:
