@@ -208,3 +208,14 @@ def test_the_panel_copies_of_the_wire_constants_match():
     assert js_constant("HEADER_SIZE") == wire.HEADER_SIZE
     assert js_constant("MAX_LAYERS") == MAX_LAYERS
     assert js_constant("MAX_SEED") == protocol.MAX_SEED
+
+
+def test_the_panel_job_states_are_the_python_ones():
+    """The panel compares job states against its own frozen list; it must be exactly ours."""
+    from layerlift.inference.job_states import JobState
+
+    source = (REPO / "photoshop_plugin" / "src" / "protocol.js").read_text(encoding="utf-8")
+    block = re.search(r"const JobState = Object\.freeze\(\{(.*?)\}\);", source, re.S)
+    assert block, "protocol.js has no frozen JobState"
+    pairs = dict(re.findall(r'^\s*([A-Z]+): "([a-z]+)",$', block.group(1), re.M))
+    assert pairs == {state.name: state.value for state in JobState}

@@ -341,10 +341,11 @@ class BridgeClient {
       }
       const job = message.job || {};
       if (onProgress) onProgress(job);
-      if (job.state === "failed" || job.state === "cancelled") {
+      if (job.state === protocol.JobState.FAILED || job.state === protocol.JobState.CANCELLED) {
         this._jobs.delete(jobId);
-        const error = job.error || { code: job.state, message: job.state === "cancelled" ? "cancelled" : "the job failed" };
-        throw protocol.remoteError({ code: job.state === "cancelled" ? "cancelled" : error.code, message: error.message });
+        const cancelled = job.state === protocol.JobState.CANCELLED;
+        const error = job.error || { code: job.state, message: cancelled ? "cancelled" : "the job failed" };
+        throw protocol.remoteError({ code: cancelled ? "cancelled" : error.code, message: error.message });
       }
     }
   }

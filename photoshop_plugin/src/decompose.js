@@ -5,7 +5,7 @@
  * usable while the GPU works), then insert the result as one history step.
  */
 
-const { LayerLiftError } = require("./protocol");
+const { JobState, LayerLiftError } = require("./protocol");
 const pixels = require("./pixels");
 const { planPlacement } = require("./placement");
 const { insertLayers, findLayer } = require("./insert");
@@ -140,19 +140,19 @@ async function decomposeActiveLayer({ photoshop, manager, registry, params, useS
     },
   }, () => insertLayers(photoshop, target, plan, result.layers));
   if (inserted.group && registry) registry.add(doc.id, inserted.group.id);
-  report({ stage: "done", fraction: 1, text: `${plan.layers.length} layers added` });
+  report({ stage: JobState.DONE, fraction: 1, text: `${plan.layers.length} layers added` });
   return { jobId: job.id, plan, group: inserted.group, layers: inserted.layers };
 }
 
 const STAGE_TEXT = {
-  queued: "waiting in the queue",
-  loading: "loading the model",
-  running: "decomposing",
-  refining: "refining",
-  writing: "saving the result",
-  done: "receiving layers",
-  failed: "failed",
-  cancelled: "cancelled",
+  [JobState.QUEUED]: "waiting in the queue",
+  [JobState.LOADING]: "loading the model",
+  [JobState.RUNNING]: "decomposing",
+  [JobState.REFINING]: "refining",
+  [JobState.WRITING]: "saving the result",
+  [JobState.DONE]: "receiving layers",
+  [JobState.FAILED]: "failed",
+  [JobState.CANCELLED]: "cancelled",
 };
 
 /** A job record (progress event) as the progress bar shows it. */
@@ -160,7 +160,7 @@ function describeJob(record) {
   const progress = record.progress || {};
   const state = String(record.state || progress.stage || "");
   let text = STAGE_TEXT[state] || state;
-  if (state === "queued" && Number.isInteger(record.position) && record.position > 0) text += ` (${record.position} ahead)`;
+  if (state === JobState.QUEUED && Number.isInteger(record.position) && record.position > 0) text += ` (${record.position} ahead)`;
   if (progress.step && progress.total) text += ` — step ${progress.step}/${progress.total}`;
   if (progress.message) text += ` — ${progress.message}`;
   return { stage: state, fraction: Number(progress.fraction) || 0, text, jobId: record.id };

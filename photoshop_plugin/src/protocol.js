@@ -23,6 +23,18 @@ const ENCODING_PNG = 1;
 const IDENT_RE = /^[A-Za-z0-9_.-]{1,16}$/;
 const MAX_SEED = 4294967295;
 const MAX_LAYERS = 10;
+// The states a job goes through, as the server names them (Python: inference/job_states.py;
+// a test checks that the two lists agree). The panel compares against these, never a literal.
+const JobState = Object.freeze({
+  QUEUED: "queued",
+  LOADING: "loading",
+  RUNNING: "running",
+  REFINING: "refining",
+  WRITING: "writing",
+  DONE: "done",
+  FAILED: "failed",
+  CANCELLED: "cancelled",
+});
 
 /** An error with a stable `code`, shown to the user through its `message`. */
 class LayerLiftError extends Error {
@@ -188,6 +200,7 @@ module.exports = {
   ENCODING_PNG,
   MAX_LAYERS,
   MAX_SEED,
+  JobState,
   LayerLiftError,
   loopbackUrls,
   asBytes,
