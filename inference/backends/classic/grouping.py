@@ -461,6 +461,18 @@ def _absorb_rims(
         area[host] += area.pop(rim)
 
 
+def _thin(facts: UnitFacts, unit: int) -> bool:
+    """Is `unit` a band at most RIM_WIDTH px wide (its area against its box's half perimeter)?
+
+    In a smoothed (degraded) picture such a band is an edge's colour bleeding, whose mixed
+    colour imitates a see-through shape; in a clean one nothing is smoothed and it counts.
+    """
+    box = facts.boxes[unit]
+    if box is None or facts.raw is None or facts.raw is facts.rgb:
+        return False
+    return bool(facts.area[unit] <= RIM_WIDTH * ((box[2] - box[0]) + (box[3] - box[1])))
+
+
 def _find_tints(
     facts: UnitFacts,
     uf: UnionFind,
@@ -474,7 +486,7 @@ def _find_tints(
     candidates = [
         u for u in present
         if u not in skip and uf.find(u) != bg_root and not facts.complex[u]
-        and facts.area[u] >= TINT_MIN_AREA * n_pixels
+        and facts.area[u] >= TINT_MIN_AREA * n_pixels and not _thin(facts, u)
     ]
     tints: dict[int, Tint] = {}
     for x, y, tint in overlap_tints(facts, candidates):
