@@ -468,7 +468,7 @@ def _thin(facts: UnitFacts, unit: int) -> bool:
     colour imitates a see-through shape; in a clean one nothing is smoothed and it counts.
     """
     box = facts.boxes[unit]
-    if box is None or facts.raw is None or facts.raw is facts.rgb:
+    if box is None or not facts.smoothed:
         return False
     return bool(facts.area[unit] <= RIM_WIDTH * ((box[2] - box[0]) + (box[3] - box[1])))
 
