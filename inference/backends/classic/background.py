@@ -25,6 +25,10 @@ MIN_BIN_SHARE = 0.0005  # a bin holds at least this share of the band's pixels t
 TEXTURE_SIDES = 3  # ... on at least this many of the picture's four sides
 TEXTURE_MEMBER = 0.8  # share of a unit's pixels in the palette for it to be texture
 TEXTURE_PIECE_MEMBER = 0.6  # the same for a texture piece (see textured_members)
+# A group owning this share of the picture's perimeter is scenery cut by the frame when the
+# background is textured and the group richly shaded (border_textures).
+BORDER_TEXTURE_SHARE = 0.03
+SCENERY_RMS = 5.5  # levels: see border_textures (a soft shadow or glow leaves about 4-5)
 
 
 def pick_background(own: np.ndarray, facts: UnitFacts) -> int | None:
@@ -105,3 +109,40 @@ def textured_members(own: np.ndarray, facts: UnitFacts, background: int | None) 
 def _bin_index(picture: np.ndarray, bins: int) -> np.ndarray:
     q = (picture // (256 // bins)).astype(np.int32)
     return (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
+
+
+def border_textures(
+    facts: UnitFacts, groups: dict[int, list[int]], background: list[int]
+) -> list[int]:
+    """Roots of groups that are more of a textured background running off the picture's edge.
+
+    A photographic background (a landscape: sky, a mountain band, fields) is several textures
+    at once, and the palette read along the border (`textured_members`) rarely holds all of
+    them. What gives the others away is the border: a designer places objects inside the
+    frame, while a band of scenery is cut by it. So when the background is itself textured,
+    a group that owns a stretch of the border of at least BORDER_TEXTURE_SHARE of the
+    perimeter and whose largest unit is a richly shaded region (a quadratic leaves more than
+    SCENERY_RMS) is background too. Flat and gradient-filled objects crossing the edge stay
+    objects: their main unit is smooth, however complex the pieces of their shadow or rim;
+    a textured object shows as a texture piece (dense edges), not as a shaded region.
+    """
+    if not _is_textured(facts, background):
+        return []
+    h, w = facts.own.shape
+    needed = BORDER_TEXTURE_SHARE * 2 * (h + w)
+    found = []
+    for root, units in groups.items():
+        if int(facts.border[units].sum()) < needed:
+            continue
+        largest = units[int(np.argmax(facts.area[units]))]
+        if facts.rms2[largest] > SCENERY_RMS and not facts.texture[largest]:
+            found.append(root)
+    return found
+
+
+def _is_textured(facts: UnitFacts, background: list[int]) -> bool:
+    """Was a texture palette found on the background, or is its main unit texture or scenery?"""
+    if facts.texture_pixels is not None:
+        return True
+    largest = background[int(np.argmax(facts.area[background]))]
+    return bool(facts.texture[largest] or facts.rms2[largest] > SCENERY_RMS)

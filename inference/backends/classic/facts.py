@@ -43,6 +43,11 @@ class UnitFacts:
     # Pixels in the palette of a textured background (None: the background is not textured).
     texture_pixels: np.ndarray | None = None
 
+    @property
+    def smoothed(self) -> bool:
+        """Was the picture denoised before segmentation (a degraded one: JPEG, grain, blur)?"""
+        return self.raw is not None and self.raw is not self.rgb
+
     def is_flat(self, unit: int) -> bool:
         return bool(self.rms0[unit] <= FLAT_RMS and not self.complex[unit])
 

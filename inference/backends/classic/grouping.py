@@ -16,7 +16,9 @@ left alone:
    box) join the text, and an opaque shape's drop shadow joins the shape, as layer styles
    are part of their layer in an editor;
 10. rims: a thin band of pieces along an object's edge (JPEG ringing, a blurred export)
-   joins the object.
+   joins the object;
+11. scenery: on a textured background, textured groups that run off the picture's edge
+   (see `background.border_textures`) are more of the background.
 
 What remains is one shape per unit.
 """
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from layerlift.inference.backends.classic.background import (
+    border_textures,
     matching_pieces,
     pick_background,
     textured_members,
@@ -249,6 +252,11 @@ def form_elements(
     }
     _attach_shadows(facts, uf, present, shapes, skip | text_roots | set(tints), background)
     _absorb_rims(facts, uf, present, skip | text_roots)
+    if background is not None:
+        bg_units = [u for u in present if uf.find(u) == uf.find(background)]
+        for root in border_textures(facts, _root_groups(uf, present, skip | text_roots),
+                                    bg_units):
+            uf.join(background, root)
 
     members: dict[int, list[int]] = {}
     for unit in present:
@@ -453,6 +461,18 @@ def _absorb_rims(
         area[host] += area.pop(rim)
 
 
+def _thin(facts: UnitFacts, unit: int) -> bool:
+    """Is `unit` a band at most RIM_WIDTH px wide (its area against its box's half perimeter)?
+
+    In a smoothed (degraded) picture such a band is an edge's colour bleeding, whose mixed
+    colour imitates a see-through shape; in a clean one nothing is smoothed and it counts.
+    """
+    box = facts.boxes[unit]
+    if box is None or not facts.smoothed:
+        return False
+    return bool(facts.area[unit] <= RIM_WIDTH * ((box[2] - box[0]) + (box[3] - box[1])))
+
+
 def _find_tints(
     facts: UnitFacts,
     uf: UnionFind,
@@ -466,7 +486,7 @@ def _find_tints(
     candidates = [
         u for u in present
         if u not in skip and uf.find(u) != bg_root and not facts.complex[u]
-        and facts.area[u] >= TINT_MIN_AREA * n_pixels
+        and facts.area[u] >= TINT_MIN_AREA * n_pixels and not _thin(facts, u)
     ]
     tints: dict[int, Tint] = {}
     for x, y, tint in overlap_tints(facts, candidates):
