@@ -320,6 +320,19 @@ def test_timeout_mid_payload_is_a_timeout(plugin):
         server.sendall(wire.frame_header(wire.OP_BINARY, 1000) + b"x" * 10)
         with pytest.raises(TimeoutError):
             ws.recv()
+        assert ws.closed  # its place in the stream is lost: never read from it again
+
+
+def test_timeout_before_a_frame_starts_keeps_the_connection(plugin):
+    wire = plugin.ll_wire
+    with socket_pair(plugin) as (ws, server):
+        ws.sock.settimeout(0.2)
+        server.sendall(wire.frame_header(wire.OP_TEXT, 5)[:1])
+        with pytest.raises(TimeoutError):
+            ws.recv()
+        assert not ws.closed
+        server.sendall(wire.frame_header(wire.OP_TEXT, 5)[1:] + b"hello")
+        assert ws.recv() == "hello"
 
 
 def test_frames_after_the_upgrade_answer_are_read_first(plugin):

@@ -133,9 +133,11 @@ class WebSocket:
         message: bytearray | None = None
         length = 0  # payload bytes of `message` received so far
         opcode = ll_wire.OP_BINARY
+        mid_frame = False  # a frame head was taken: a timeout now leaves the stream mid-frame
         try:
             while True:
                 head = self._read_head()
+                mid_frame = True
                 if head.opcode in ll_wire.CONTROL_OPCODES:
                     self._control(head.opcode, bytes(self._take(head.length)))
                     continue
@@ -154,6 +156,12 @@ class WebSocket:
                     return ll_wire.decode_text(message) if opcode == ll_wire.OP_TEXT else message
         except ll_wire.ProtocolViolation as exc:
             self._fail(exc)
+            raise
+        except TimeoutError:
+            # The rest of the frame may still come, but this reader has lost its place in
+            # it: a later recv would read pixels as a frame head. The connection is done.
+            if mid_frame:
+                self.closed = True
             raise
 
     def _first_buffer(self, head: ll_wire.FrameHead, opcode: int,
