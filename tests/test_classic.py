@@ -435,3 +435,28 @@ def test_opaque_objects_of_a_jpeg_stay_opaque(seed):
         inner = ndimage.binary_erosion(truth[..., 3] == 255, iterations=3)
         holder = max(range(1, len(canvases)), key=lambda i: (canvases[i][..., 3][inner] > 0).mean())
         assert np.median(canvases[holder][..., 3][inner]) >= 240
+
+
+def test_blurred_text_line_is_one_layer_with_soft_rims():
+    """Slightly blurred bold text (a screenshot): the rims join the glyphs as soft alpha."""
+    from PIL import Image, ImageDraw, ImageFont
+    from scipy.ndimage import gaussian_filter
+
+    h, w, scale = 64, 320, 4
+    try:
+        font = ImageFont.truetype("DejaVuSans-Bold.ttf", 14 * scale)
+    except OSError:
+        pytest.skip("DejaVu fonts are not installed")
+    big = Image.new("L", (w * scale, h * scale), 0)
+    ImageDraw.Draw(big).text((8 * scale, 16 * scale), "ART  CLUB  LIVE  WEEK", fill=255,
+                             font=font)
+    coverage = np.asarray(big.resize((w, h), Image.Resampling.BOX), np.float32) / 255.0
+    rgb = _over(np.full((h, w, 3), (215, 180, 160), np.float32), (110, 40, 190), coverage)
+    picture = _to_rgba(gaussian_filter(rgb, (0.6, 0.6, 0)))
+    stack = create_backend("classic").decompose(picture, DecomposeRequest())
+    layers = stack.canvases()
+    assert len(layers) == 2  # background and text: no layer of rims, no ghost of the cores
+    text = layers[1][..., 3].astype(np.float32) / 255.0
+    assert text[coverage > 0.5].mean() > 0.5
+    rim = (coverage > 0.05) & (coverage < 0.5)
+    assert ((text[rim] > 0.05) & (text[rim] < 0.95)).mean() > 0.4  # soft alpha at the rims

@@ -33,7 +33,17 @@ MIN_REGION = 4
 # Texture: the share of non-core pixels in a window, and the window side.
 TEXTURE_DENSITY = 0.6
 TEXTURE_WINDOW = 7
-
+# Blurred rims (see `_drop_rims`): a thin texture piece whose pixels are mostly (RIM_SHARE)
+# within RIM_TOLERANCE levels of a blend of the two regions along most of its border, each
+# read at its nearest core pixel, is a soft edge, not texture.
+RIM_TOLERANCE = 12.0
+RIM_SHARE = 0.8
+RIM_NEIGHBOURS = 2  # the regions along most of a piece's border: its two colours
+RIM_HALF_WIDTH = 4.0  # a band wider than twice this (pixels) is no blurred edge
+RIM_CORE_RATIO = 4.0  # the stroke a rim blurs has at most this many times its pixels
+# Blur softens every edge of a picture: a lone soft piece is a feature (a glow), not blur.
+RIM_MIN_COUNT = 3
+RIM_TEXTURE_GAP = 8  # rims this close (pixels) to other texture are part of it
 
 @dataclass
 class Units:
@@ -156,10 +166,90 @@ def find_units(rgb: np.ndarray, valid: np.ndarray, raw: np.ndarray | None = None
     texture_core = core if raw is None else core_mask(raw, valid)
     texture = texture_pieces(texture_core, valid, min_texture)
     texture[core & (texture > 0)] = 0
+    texture = _drop_rims(texture, labels, rgb)
     labels = np.where(texture > 0, texture + regions, labels).astype(np.int32)
     count = int(labels.max())
     own = territories(labels, valid)
     return Units(labels=labels, own=own, count=count, regions=regions, core=core)
+
+
+def _drop_rims(texture: np.ndarray, regions: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """`texture` without the pieces that are only soft edges between regions.
+
+    Blur and resampling (screenshots, exports) widen an anti-aliased edge into a band a few
+    pixels wide, and thin strokes (text) into bands with no flat pixels at all, which are dense
+    in non-core pixels and so look like texture. Every pixel of such a band is a mix of the
+    two colours it separates: ``p = a F + (1 - a) B`` with F and B the colours of the regions
+    on either side, read at their nearest core pixel (gradients change along a region).
+    The rule is for strokes, whose core is small next to its rim: one of the two regions must
+    be (a band between two large areas is a feature of its own). Such a piece, if also thin (a
+    blur widens an edge by a few pixels), is dropped, so its pixels join the nearest regions
+    and get soft alpha from unmixing like any edge, and a blurred glyph stays one object
+    instead of a ghost of cores and a layer of rims. Blur softens all of a picture's edges,
+    so a lone soft piece (a glow) is kept; so is one near other texture, which is part of a
+    photo or a pattern; and a photo or pattern is no blend of two flat neighbours anyway.
+    """
+    if not texture.any():
+        return texture
+    h, w = texture.shape
+    pixels = rgb.astype(np.float32)
+    sizes = np.bincount(regions.ravel())
+    rims = []
+    slices = ndimage.find_objects(texture)
+    for number, sl in enumerate(slices, start=1):
+        if sl is None:
+            continue
+        top, bottom = max(0, sl[0].start - 2), min(h, sl[0].stop + 2)
+        left, right = max(0, sl[1].start - 2), min(w, sl[1].stop + 2)
+        piece = texture[top:bottom, left:right] == number
+        if ndimage.distance_transform_edt(piece).max() > RIM_HALF_WIDTH:
+            continue
+        near = regions[top:bottom, left:right]
+        grown = ndimage.binary_dilation(piece, np.ones((5, 5), bool))
+        others = texture[top:bottom, left:right]
+        if ((others > 0) & (others != number) & grown).any():
+            continue
+        border = grown & (near > 0)
+        ids, counts = np.unique(near[border], return_counts=True)
+        if ids.size < 2:
+            continue
+        ids = ids[np.argsort(counts)[::-1][:RIM_NEIGHBOURS]]
+        crop = pixels[top:bottom, left:right]
+        p = crop[piece]
+        nearest = []
+        for region in ids:
+            index = ndimage.distance_transform_edt(
+                near != region, return_distances=False, return_indices=True
+            )
+            nearest.append(crop[index[0][piece], index[1][piece]])
+        best = np.full(p.shape[0], np.inf, np.float32)
+        small = sizes[ids] <= RIM_CORE_RATIO * p.shape[0]
+        for i in range(len(ids)):
+            for j in range(i + 1, len(ids)):
+                if not (small[i] or small[j]):
+                    continue
+                a, b = nearest[i], nearest[j]
+                span = b - a
+                length = np.maximum((span * span).sum(axis=-1), 1e-6)
+                t = np.clip(((p - a) * span).sum(axis=-1) / length, 0.0, 1.0)
+                residual = channel_max(np.abs(a + t[:, None] * span - p))
+                best = np.minimum(best, residual)
+        if (best <= RIM_TOLERANCE).mean() >= RIM_SHARE:
+            rims.append(number)
+    if len(rims) < RIM_MIN_COUNT:
+        return texture
+    is_rim = np.zeros(len(slices) + 1, bool)
+    is_rim[rims] = True
+    solid = (texture > 0) & ~is_rim[texture]
+    if solid.any():
+        # A soft edge in a photo or a pattern is part of it: rims near texture stay texture.
+        solid = ndimage.binary_dilation(solid, np.ones((3, 3), bool), RIM_TEXTURE_GAP)
+    for number in rims:
+        view = texture[slices[number - 1]]
+        mine = view == number
+        if not (mine & solid[slices[number - 1]]).any():
+            view[mine] = 0
+    return _drop_small(texture, 1)
 
 
 def territories(labels: np.ndarray, valid: np.ndarray) -> np.ndarray:
