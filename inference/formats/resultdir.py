@@ -27,6 +27,7 @@ from layerlift.inference.atomic import fsync_dir
 from layerlift.inference.errors import CorruptImage, InputError
 from layerlift.inference.formats.layerfile import read_layer, write_layer
 from layerlift.inference.formats.manifest import stack_manifest
+from layerlift.inference.input_check import MAX_PIXELS
 from layerlift.inference.layers import Layer, LayerStack
 
 MANIFEST = "result.json"
@@ -135,8 +136,6 @@ def _read_one(path: Path, width: int, height: int, max_pixels: int) -> np.ndarra
 
 def read_result_dir(folder: str | Path, *, max_pixels: int | None = None) -> LayerStack:
     """The stack stored in `folder` by `write_result_dir`; `CorruptImage` if it is damaged."""
-    from layerlift.inference.formats.reader import MAX_PIXELS
-
     source = Path(folder)
     where = f"'{source / MANIFEST}'"
     try:
