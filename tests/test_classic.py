@@ -460,3 +460,24 @@ def test_blurred_text_line_is_one_layer_with_soft_rims():
     assert text[coverage > 0.5].mean() > 0.5
     rim = (coverage > 0.05) & (coverage < 0.5)
     assert ((text[rim] > 0.05) & (text[rim] < 0.95)).mean() > 0.4  # soft alpha at the rims
+
+
+def test_a_crumb_of_text_folds_into_the_layer_it_lies_on():
+    """A few pixels the residual pass took for text are no layer: they join what they touch."""
+    from layerlift.inference.backends.classic.backend import _fold_small_details
+    from layerlift.inference.backends.classic.build import BuiltLayer
+
+    h, w = 64, 64
+    background = BuiltLayer(["background"], ["background"], (0, 0, h, w),
+                            np.full((h, w, 4), 255, np.uint8))
+    word = np.zeros((8, 30, 4), np.uint8)
+    word[2:6, :, :] = (90, 40, 40, 255)
+    shape = BuiltLayer(["shape"], ["shape 1"], (20, 10, 28, 40), word)
+    crumb = np.zeros((3, 6, 4), np.uint8)
+    crumb[:2, :, :] = (90, 40, 40, 255)  # 12 px: one row on the word's last, one below it
+    detail = BuiltLayer(["text"], ["text"], (25, 20, 28, 26), crumb)
+    details: list[BuiltLayer | None] = [detail]
+    layers = _fold_small_details([background, shape], details, h * w)
+    assert details == [None]
+    assert len(layers) == 2 and layers[1].names == ["shape 1"]
+    assert layers[1].alpha_sum == shape.alpha_sum + 6  # the row below the word joined it

@@ -186,6 +186,7 @@ class ClassicBackend(Backend):
 
 
 SMALL_DETAIL = 0.002  # detail layers below this share of the picture fold into their host
+CRUMB = 64.0  # px of alpha: less than a short word of small print, whatever its kind
 # Pictures above this many pixels are analysed at 1/2, 1/3, ... of their size, the smallest
 # factor that brings them under it.
 ANALYSIS_PIXELS = 1_200_000
@@ -228,11 +229,14 @@ def _fold_small_details(
 ) -> list[BuiltLayer]:
     """Fold tiny detail layers into the topmost layer under them (None-ing them in `details`).
 
-    A few stray edge pixels as a layer of their own would only clutter the stack.
+    A few stray edge pixels as a layer of their own would only clutter the stack. A crumb
+    that the residual pass took for text (less than CRUMB px of alpha: the foot of a blurred
+    word, a stroke its regions missed) folds too: it overlaps the object it is a piece of,
+    so as a layer of its own it would read as something stacked on that object.
     """
     limit = max(64.0, SMALL_DETAIL * n_pixels)
     for k, detail in enumerate(details):
-        if detail.kinds != ["detail"] or detail.alpha_sum >= limit:
+        if detail.alpha_sum >= (limit if detail.kinds == ["detail"] else CRUMB):
             continue
         host = next((i for i in range(len(layers) - 1, -1, -1) if overlaps(layers[i], detail)),
                     0 if layers else None)
