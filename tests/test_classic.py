@@ -481,3 +481,23 @@ def test_a_crumb_of_text_folds_into_the_layer_it_lies_on():
     assert details == [None]
     assert len(layers) == 2 and layers[1].names == ["shape 1"]
     assert layers[1].alpha_sum == shape.alpha_sum + 6  # the row below the word joined it
+
+
+def test_bokeh_discs_stay_in_the_background():
+    """Soft discs of light scattered over a dark gradient are the background, not objects."""
+    h, w = 160, 160
+    t = np.linspace(0.0, 1.0, h)[:, None, None]
+    rgb = np.broadcast_to(np.array([30.0, 20.0, 50.0]) * (1 - t) + np.array([60.0, 50.0, 40.0])
+                          * t, (h, w, 3)).copy()
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    rng = np.random.default_rng(5)
+    for cy, cx in [(20, 20), (25, 80), (20, 135), (75, 25), (80, 135), (135, 25), (135, 80),
+                   (135, 135)]:
+        r = rng.uniform(9, 13)
+        disc = np.clip((r - np.hypot(xs - cx, ys - cy)) / (0.25 * r), 0.0, 1.0)
+        rgb += disc[..., None] * rng.uniform(40, 90, 3)
+    card = _coverage(h, w, lambda y, x: (y >= 60.0) & (y < 100.0) & (x >= 55.0) & (x < 105.0))
+    stack = ClassicBackend().decompose(_to_rgba(_over(rgb, CARD, card)), DecomposeRequest())
+    layers = stack.canvases()
+    assert len(layers) == 2  # the background (with its lights) and the card
+    assert ((layers[1][..., 3] > 128) == (card > 0.5)).mean() > 0.99

@@ -3,6 +3,8 @@
 Units are joined with a union-find, in this order, each step only touching what earlier ones
 left alone:
 
+0. bokeh: on a background scattered with round patches of light (see
+   `background.light_discs`), the patches and their soft edges are more of the background;
 1. holes: a flat unit wrapped by a single other unit (the counter of an "o", the middle of a
    ring) that has the colour of a unit next to its wrapper is more of that unit, seen through;
 2. background pieces: flat units with the background's colour where they lie;
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from layerlift.inference.backends.classic.background import (
     border_textures,
+    light_discs,
     matching_pieces,
     pick_background,
     textured_members,
@@ -193,6 +196,8 @@ def form_elements(
     uf = UnionFind(count + 1)
     background = pick_background(own, facts)
     for unit in textured_members(own, facts, background):
+        uf.join(background, unit)
+    for unit in light_discs(facts, background, present):
         uf.join(background, unit)
 
     _absorb_holes(facts, uf, [u for u in present if u != background], background)
