@@ -501,3 +501,26 @@ def test_bokeh_discs_stay_in_the_background():
     layers = stack.canvases()
     assert len(layers) == 2  # the background (with its lights) and the card
     assert ((layers[1][..., 3] > 128) == (card > 0.5)).mean() > 0.99
+
+
+def test_layers_that_share_a_sliver_are_parted_and_real_occlusions_kept():
+    """Two objects whose edges share a few pixels no longer overlap; text on a card still does."""
+    from layerlift.inference.backends.classic.build import BuiltLayer
+    from layerlift.inference.backends.classic.touching import part_touching
+
+    def layer(name: str, box: tuple[int, int, int, int], alpha: int) -> BuiltLayer:
+        rgba = np.zeros((box[2] - box[0], box[3] - box[1], 4), np.uint8)
+        rgba[...] = (200, 40, 60, alpha)
+        return BuiltLayer(["shape"], [name], box, rgba)
+
+    background = BuiltLayer(["background"], ["background"], (0, 0, 64, 64),
+                            np.full((64, 64, 4), 255, np.uint8))
+    card = layer("card", (10, 10, 40, 40), 255)
+    beside = layer("beside", (20, 39, 22, 60), 255)  # shares 2 px with the card's edge
+    beside.rgba[:, 0, 3] = 120  # ... where it is soft: the card keeps them
+    text = layer("text", (20, 15, 30, 30), 255)  # lies on the card: 150 px shared
+    layers = [background, card, beside, text]
+    part_touching(layers)
+    assert (beside.rgba[:, 0, 3] == 0).all() and (beside.rgba[:, 1:, 3] == 255).all()
+    assert (card.rgba[..., 3] == 255).all()  # the text's occlusion is left alone
+    assert (background.rgba[..., 3] == 255).all()

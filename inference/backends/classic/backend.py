@@ -7,7 +7,8 @@ Stages (each reports progress and is a cancellation point):
 3. order: convex-hull evidence of who covers whom, and each element's completed extent;
 4. layers: bottom-up, with completion and soft alpha from unmixing; then small details that
    no region captured (thin text) on top;
-5. count: merge or split to the requested number of layers, and names;
+5. count: merge or split to the requested number of layers, and names; objects that share
+   only a sliver of edge pixels are parted (`touching`);
 6. exactness: `inference.exact_recomposition.recomposite_exact`, so the stack flattens to the input.
 
 Pictures larger than ANALYSIS_PIXELS are analysed at a reduced scale (box-averaged by an integer
@@ -54,6 +55,7 @@ from layerlift.inference.backends.classic.grouping import element_map, form_elem
 from layerlift.inference.backends.classic.ordering import z_order
 from layerlift.inference.backends.classic.regions import find_units
 from layerlift.inference.backends.classic.residual import find_details
+from layerlift.inference.backends.classic.touching import part_touching
 from layerlift.inference.exact_recomposition import recomposite_exact
 from layerlift.inference.input_check import checked_pixels
 from layerlift.inference.job_states import JobState
@@ -149,6 +151,7 @@ class ClassicBackend(Backend):
         stages.report(0.82, "matching the layer count")
         target = request.layers if request.layers is not None else min(len(layers), MAX_LAYERS)
         layers, note = fit_count(layers, target)
+        part_touching(layers)
         if request.layers is None:
             note = ""
         stages.done("count")
