@@ -19,7 +19,7 @@ from layerlift.inference.backends.classic.build import BuiltLayer
 from layerlift.inference.backends.classic.facts import Box
 
 TOUCH_PIXELS = 4
-TOUCH_SHARE = 0.01
+TOUCH_SHARE = 0.02
 
 
 def _intersect(a: Box, b: Box) -> Box | None:
