@@ -524,3 +524,19 @@ def test_layers_that_share_a_sliver_are_parted_and_real_occlusions_kept():
     assert (beside.rgba[:, 0, 3] == 0).all() and (beside.rgba[:, 1:, 3] == 255).all()
     assert (card.rgba[..., 3] == 255).all()  # the text's occlusion is left alone
     assert (background.rgba[..., 3] == 255).all()
+
+
+
+def test_outlined_title_is_one_layer():
+    """An outlined title (a tuning sample): the outline's dense edge pieces join its glyphs.
+
+    Its fill formed text of its own and the outline, with the glyphs' anti-aliasing, dense
+    edge pieces four times the fill's area: once two "shapes" under the text, now one layer.
+    """
+    from bench.synthetic import make_sample
+
+    sample = make_sample("typography", 2010, (256, 256))
+    title = np.asarray(sample.layers[sample.names.index("title")])[..., 3] > 128
+    stack = ClassicBackend().decompose(sample.image, DecomposeRequest(layers=len(sample.layers)))
+    held = [((c[..., 3] > 128) & title).sum() / title.sum() for c in stack.canvases()[1:]]
+    assert max(held) > 0.9

@@ -68,6 +68,7 @@ TEXTURE_EDGE = 1  # px around an object's defining pixels that stay its own on a
 STYLE_REACH = 0.35  # of a text's height: how far its outline and shadow reach beyond it
 STYLE_INSIDE = 0.75  # share of a style piece's box inside the text's grown box
 STYLE_MAX_AREA = 3.0  # an outline or shadow is at most this many times its text's area
+STYLE_EDGES = 0.5  # ... unless this share of it is dense edges (see _attach_styles)
 SHADOW_REACH = 0.3  # of a shape's larger side: how far its drop shadow reaches beyond it
 SHADOW_MAX_AREA = 0.6  # of the shape's area
 SHADOW_INK = 16.0  # levels: the colour a shadow darkens towards
@@ -345,6 +346,13 @@ def _attach_styles(
     groups = _root_groups(uf, present, skip)
     text_roots = {uf.find(r) for r in text_roots} & set(groups)
     boxes = {root: box_of(facts, units) for root, units in groups.items()}
+
+    def edges(root: int) -> bool:
+        """Dense edges in a clean picture: the outline and anti-aliasing of the glyphs."""
+        units = groups[root]
+        dense = facts.area[units][facts.texture[units]].sum()
+        return not facts.smoothed and dense >= STYLE_EDGES * facts.area[units].sum()
+
     area = {root: int(facts.area[units].sum()) for root, units in groups.items()}
     for text in sorted(text_roots, key=lambda r: (-area[r], r)):
         if uf.find(text) != text:
@@ -359,7 +367,7 @@ def _attach_styles(
                     continue
                 if _share_within(boxes[other], boxes[text], reach) < STYLE_INSIDE:
                     continue
-                if area[other] > STYLE_MAX_AREA * area[text]:
+                if area[other] > STYLE_MAX_AREA * area[text] and not edges(other):
                     continue
                 uf.join(text, other)
                 groups[text] += groups.pop(other)
