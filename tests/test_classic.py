@@ -540,3 +540,21 @@ def test_outlined_title_is_one_layer():
     stack = ClassicBackend().decompose(sample.image, DecomposeRequest(layers=len(sample.layers)))
     held = [((c[..., 3] > 128) & title).sum() / title.sum() for c in stack.canvases()[1:]]
     assert max(held) > 0.9
+
+
+def test_outlined_glyphs_are_no_photo():
+    """Bold serif letters with a thick outline fill their boxes with dense edges, as a photo
+    fills its rectangle; set on a text line and no taller than it, they stay text."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    h, w, scale = 64, 256, 4
+    try:
+        font = ImageFont.truetype("DejaVuSerif-Bold.ttf", 14 * scale)
+    except OSError:
+        pytest.skip("DejaVu fonts are not installed")
+    big = Image.new("RGB", (w * scale, h * scale), (214, 199, 39))
+    ImageDraw.Draw(big).text((8 * scale, 16 * scale), "SUMMER TODAY", fill=(204, 134, 206),
+                             font=font, stroke_width=2 * scale, stroke_fill=(60, 90, 150))
+    picture = _to_rgba(np.asarray(big.resize((w, h), Image.Resampling.BOX), np.float64))
+    stack = create_backend("classic").decompose(picture, DecomposeRequest())
+    assert [layer.meta["kinds"] for layer in stack.layers] == [["background"], ["text"]]

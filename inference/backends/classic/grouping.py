@@ -224,7 +224,8 @@ def form_elements(
             uf.join(background, unit)
     text_units = {u for group in text_groups for u in group}
     taken = {u for u in present if uf.find(u) == bg_root}
-    photos = find_photos(own, facts, taken, text_units)
+    lines = [box_of(facts, group) for group in text_groups]
+    photos = find_photos(own, facts, taken, text_units, lines)
     in_photos = {u for photo in photos for u in photo.members}
     text_groups = [[u for u in g if u not in in_photos] for g in text_groups]
     text_groups = [g for g in text_groups if len(g) >= TEXT_MIN_GLYPHS]
