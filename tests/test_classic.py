@@ -558,3 +558,12 @@ def test_outlined_glyphs_are_no_photo():
     picture = _to_rgba(np.asarray(big.resize((w, h), Image.Resampling.BOX), np.float64))
     stack = create_backend("classic").decompose(picture, DecomposeRequest())
     assert [layer.meta["kinds"] for layer in stack.layers] == [["background"], ["text"]]
+
+
+def test_scenery_running_off_the_edge_is_no_photo():
+    """On a landscape (a tuning sample), the sky and mountain band is no photo insert."""
+    from bench.synthetic import make_sample
+
+    sample = make_sample("textured", 2014, (256, 256))
+    stack = ClassicBackend().decompose(sample.image, DecomposeRequest(layers=len(sample.layers)))
+    assert not any("photo" in layer.meta["kinds"] for layer in stack.layers)

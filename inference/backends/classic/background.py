@@ -135,7 +135,7 @@ def border_textures(
     objects: their main unit is smooth, however complex the pieces of their shadow or rim;
     a textured object shows as a texture piece (dense edges), not as a shaded region.
     """
-    if not _is_textured(facts, background):
+    if not is_textured(facts, background):
         return []
     h, w = facts.own.shape
     needed = BORDER_TEXTURE_SHARE * 2 * (h + w)
@@ -149,7 +149,7 @@ def border_textures(
     return found
 
 
-def _is_textured(facts: UnitFacts, background: list[int]) -> bool:
+def is_textured(facts: UnitFacts, background: list[int]) -> bool:
     """Was a texture palette found on the background, or is its main unit texture or scenery?"""
     if facts.texture_pixels is not None:
         return True

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from layerlift.inference.backends.classic.background import (
     border_textures,
+    is_textured,
     light_discs,
     matching_pieces,
     pick_background,
@@ -198,7 +199,8 @@ def form_elements(
     background = pick_background(own, facts)
     for unit in textured_members(own, facts, background):
         uf.join(background, unit)
-    for unit in light_discs(facts, background, present):
+    discs = light_discs(facts, background, present)
+    for unit in discs:
         uf.join(background, unit)
 
     _absorb_holes(facts, uf, [u for u in present if u != background], background)
@@ -225,7 +227,8 @@ def form_elements(
     text_units = {u for group in text_groups for u in group}
     taken = {u for u in present if uf.find(u) == bg_root}
     lines = [box_of(facts, group) for group in text_groups]
-    photos = find_photos(own, facts, taken, text_units, lines)
+    scenery = bool(discs) or (bool(taken) and is_textured(facts, sorted(taken)))
+    photos = find_photos(own, facts, taken, text_units, lines, scenery)
     in_photos = {u for photo in photos for u in photo.members}
     text_groups = [[u for u in g if u not in in_photos] for g in text_groups]
     text_groups = [g for g in text_groups if len(g) >= TEXT_MIN_GLYPHS]

@@ -35,6 +35,7 @@ OVERLAY_SHARE = 0.02  # of the photo: a flat unit at least this large is an obje
 # A "photo" within a text line's box grown by LINE_REACH of its height (LINE_INSIDE of it at
 # least) and at most LINE_HEIGHTS line heights tall is a glyph (see _in_text_line).
 LINE_REACH, LINE_INSIDE, LINE_HEIGHTS = 0.25, 0.75, 1.25
+EDGE = 1  # px: a rectangle this close to the picture's edge runs off it
 
 
 @dataclass
@@ -223,16 +224,26 @@ def _in_text_line(rect: Box, lines: list[Box]) -> bool:
     return False
 
 
+def _on_edge(rect: Box, shape: tuple[int, ...]) -> bool:
+    """Does `rect` reach the picture's edge (within EDGE px)?"""
+    h, w = shape[:2]
+    return rect[0] <= EDGE or rect[1] <= EDGE or rect[2] >= h - EDGE or rect[3] >= w - EDGE
+
+
 def find_photos(
     own: np.ndarray,
     facts: UnitFacts,
     background: set[int],
     text_units: set[int],
     lines: list[Box] | None = None,
+    scenery: bool = False,
 ) -> list[Photo]:
     """Photo rectangles, their member units and the units lying on them as separate objects.
 
-    `lines`: boxes of the text lines found, on which no photo is looked for.
+    `lines`: boxes of the text lines found, on which no photo is looked for. `scenery`: the
+    background is itself a photograph or texture; then a rectangle of rich content that runs
+    off the picture's edge is more of it (a band of sky, a patch of blurred lights), as a
+    designer places a photo insert inside the frame.
     """
     n_pixels = own.size
     seeds = [
@@ -259,6 +270,8 @@ def find_photos(
         if not MIN_SHARE * n_pixels <= area <= MAX_SHARE * n_pixels:
             continue
         if background_share(rect) > MAX_BACKGROUND or _in_text_line(rect, lines or []):
+            continue
+        if scenery and _on_edge(rect, own.shape):
             continue
         if _detail_share(facts, members, rect) < MIN_DETAIL:
             continue  # smooth all over: a glow or a shadow, not a photo
