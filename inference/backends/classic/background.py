@@ -174,7 +174,41 @@ def light_discs(facts: UnitFacts, background: int | None, units: list[int]) -> l
     found = set(discs)
     for disc in discs:
         found.update(_ramp(facts, background, disc))
+    fresh = set(found)
+    while fresh:  # where discs overlap, their edges and overlaps add up
+        fresh = _overlaps(facts, background, found, fresh)
+        found |= fresh
     return sorted(found)
+
+
+def _overlaps(facts: UnitFacts, background: int, found: set[int], fresh: set[int]) -> set[int]:
+    """Units next to `fresh` that are more light on the background: where discs overlap.
+
+    Light adds up, so such a unit is no darker than the background and no lighter than the
+    background plus the light of all the found units it touches; it lies within their boxes
+    grown by DISC_RAMP of the largest one's radius.
+    """
+    candidates = {n for u in fresh for n in facts.neighbours.get(u, {})} - found
+    candidates.discard(background)
+    more = set()
+    for unit in sorted(candidates):
+        box = facts.boxes[unit]
+        touching = [n for n in facts.neighbours.get(unit, {})
+                    if n in found and facts.boxes[n] is not None]
+        under = None if box is None else facts.local_colour(background, box)
+        if not touching or under is None:
+            continue
+        boxes = np.array([facts.boxes[n] for n in touching], np.float64)
+        reach = max(2.0, DISC_RAMP * float((boxes[:, 2] - boxes[:, 0]).max()) / 2)
+        if (box[0] < boxes[:, 0].min() - reach or box[2] > boxes[:, 2].max() + reach
+                or box[1] < boxes[:, 1].min() - reach or box[3] > boxes[:, 3].max() + reach):
+            continue
+        light = np.maximum(facts.colour[touching] - under, 0.0).sum(axis=0)
+        colour = facts.colour[unit]
+        if (colour >= under - RAMP_TOLERANCE).all() and (
+                colour <= under + light + RAMP_TOLERANCE).all():
+            more.add(unit)
+    return more
 
 
 def _ramp(facts: UnitFacts, background: int, disc: int) -> list[int]:
