@@ -18,7 +18,7 @@ import numpy as np
 from layerlift.inference.backends.classic.build import BuiltLayer
 from layerlift.inference.backends.classic.facts import Box
 
-TOUCH_PIXELS = 4
+TOUCH_PIXELS = 12
 TOUCH_SHARE = 0.02
 
 
