@@ -460,3 +460,110 @@ def test_blurred_text_line_is_one_layer_with_soft_rims():
     assert text[coverage > 0.5].mean() > 0.5
     rim = (coverage > 0.05) & (coverage < 0.5)
     assert ((text[rim] > 0.05) & (text[rim] < 0.95)).mean() > 0.4  # soft alpha at the rims
+
+
+def test_a_crumb_of_text_folds_into_the_layer_it_lies_on():
+    """A few pixels the residual pass took for text are no layer: they join what they touch."""
+    from layerlift.inference.backends.classic.backend import _fold_small_details
+    from layerlift.inference.backends.classic.build import BuiltLayer
+
+    h, w = 64, 64
+    background = BuiltLayer(["background"], ["background"], (0, 0, h, w),
+                            np.full((h, w, 4), 255, np.uint8))
+    word = np.zeros((8, 30, 4), np.uint8)
+    word[2:6, :, :] = (90, 40, 40, 255)
+    shape = BuiltLayer(["shape"], ["shape 1"], (20, 10, 28, 40), word)
+    crumb = np.zeros((3, 6, 4), np.uint8)
+    crumb[:2, :, :] = (90, 40, 40, 255)  # 12 px: one row on the word's last, one below it
+    detail = BuiltLayer(["text"], ["text"], (25, 20, 28, 26), crumb)
+    details: list[BuiltLayer | None] = [detail]
+    layers = _fold_small_details([background, shape], details, h * w)
+    assert details == [None]
+    assert len(layers) == 2 and layers[1].names == ["shape 1"]
+    assert layers[1].alpha_sum == shape.alpha_sum + 6  # the row below the word joined it
+
+
+def test_bokeh_discs_stay_in_the_background():
+    """Soft discs of light scattered over a dark gradient are the background, not objects."""
+    h, w = 160, 160
+    t = np.linspace(0.0, 1.0, h)[:, None, None]
+    rgb = np.broadcast_to(np.array([30.0, 20.0, 50.0]) * (1 - t) + np.array([60.0, 50.0, 40.0])
+                          * t, (h, w, 3)).copy()
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    rng = np.random.default_rng(5)
+    for cy, cx in [(20, 20), (25, 80), (20, 135), (75, 25), (80, 135), (135, 25), (135, 80),
+                   (135, 135)]:
+        r = rng.uniform(9, 13)
+        disc = np.clip((r - np.hypot(xs - cx, ys - cy)) / (0.25 * r), 0.0, 1.0)
+        rgb += disc[..., None] * rng.uniform(40, 90, 3)
+    card = _coverage(h, w, lambda y, x: (y >= 60.0) & (y < 100.0) & (x >= 55.0) & (x < 105.0))
+    stack = ClassicBackend().decompose(_to_rgba(_over(rgb, CARD, card)), DecomposeRequest())
+    layers = stack.canvases()
+    assert len(layers) == 2  # the background (with its lights) and the card
+    assert ((layers[1][..., 3] > 128) == (card > 0.5)).mean() > 0.99
+
+
+def test_layers_that_share_a_sliver_are_parted_and_real_occlusions_kept():
+    """Two objects whose edges share a few pixels no longer overlap; text on a card still does."""
+    from layerlift.inference.backends.classic.build import BuiltLayer
+    from layerlift.inference.backends.classic.touching import part_touching
+
+    def layer(name: str, box: tuple[int, int, int, int], alpha: int) -> BuiltLayer:
+        rgba = np.zeros((box[2] - box[0], box[3] - box[1], 4), np.uint8)
+        rgba[...] = (200, 40, 60, alpha)
+        return BuiltLayer(["shape"], [name], box, rgba)
+
+    background = BuiltLayer(["background"], ["background"], (0, 0, 64, 64),
+                            np.full((64, 64, 4), 255, np.uint8))
+    card = layer("card", (10, 10, 40, 40), 255)
+    beside = layer("beside", (20, 39, 22, 60), 255)  # shares 2 px with the card's edge
+    beside.rgba[:, 0, 3] = 120  # ... where it is soft: the card keeps them
+    text = layer("text", (20, 15, 30, 30), 255)  # lies on the card: 150 px shared
+    layers = [background, card, beside, text]
+    part_touching(layers)
+    assert (beside.rgba[:, 0, 3] == 0).all() and (beside.rgba[:, 1:, 3] == 255).all()
+    assert (card.rgba[..., 3] == 255).all()  # the text's occlusion is left alone
+    assert (background.rgba[..., 3] == 255).all()
+
+
+
+def test_outlined_title_is_one_layer():
+    """An outlined title (a tuning sample): the outline's dense edge pieces join its glyphs.
+
+    Its fill formed text of its own and the outline, with the glyphs' anti-aliasing, dense
+    edge pieces four times the fill's area: once two "shapes" under the text, now one layer.
+    """
+    from bench.synthetic import make_sample
+
+    sample = make_sample("typography", 2010, (256, 256))
+    title = np.asarray(sample.layers[sample.names.index("title")])[..., 3] > 128
+    stack = ClassicBackend().decompose(sample.image, DecomposeRequest(layers=len(sample.layers)))
+    held = [((c[..., 3] > 128) & title).sum() / title.sum() for c in stack.canvases()[1:]]
+    assert max(held) > 0.9
+
+
+def test_outlined_glyphs_are_no_photo():
+    """Bold serif letters with a thick outline fill their boxes with dense edges, as a photo
+    fills its rectangle; set on a text line and no taller than it, they stay text."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    h, w, scale = 64, 256, 4
+    try:
+        font = ImageFont.truetype("DejaVuSerif-Bold.ttf", 14 * scale)
+    except OSError:
+        pytest.skip("DejaVu fonts are not installed")
+    big = Image.new("RGB", (w * scale, h * scale), (214, 199, 39))
+    ImageDraw.Draw(big).text((8 * scale, 16 * scale), "SUMMER TODAY", fill=(204, 134, 206),
+                             font=font, stroke_width=2 * scale, stroke_fill=(60, 90, 150))
+    picture = _to_rgba(np.asarray(big.resize((w, h), Image.Resampling.BOX), np.float64))
+    stack = create_backend("classic").decompose(picture, DecomposeRequest())
+    assert [layer.meta["kinds"] for layer in stack.layers] == [["background"], ["text"]]
+
+
+def test_scenery_running_off_the_edge_is_no_photo():
+    """On a landscape (a tuning sample), the sky and mountain band is no photo insert."""
+    from bench.synthetic import make_sample
+
+    sample = make_sample("textured", 2014, (256, 256))
+    stack = ClassicBackend().decompose(sample.image, DecomposeRequest(layers=len(sample.layers)))
+    assert not any("photo" in layer.meta["kinds"] for layer in stack.layers)

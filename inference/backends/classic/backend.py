@@ -7,7 +7,8 @@ Stages (each reports progress and is a cancellation point):
 3. order: convex-hull evidence of who covers whom, and each element's completed extent;
 4. layers: bottom-up, with completion and soft alpha from unmixing; then small details that
    no region captured (thin text) on top;
-5. count: merge or split to the requested number of layers, and names;
+5. count: merge or split to the requested number of layers, and names; objects that share
+   only a sliver of edge pixels are parted (`touching`);
 6. exactness: `inference.exact_recomposition.recomposite_exact`, so the stack flattens to the input.
 
 Pictures larger than ANALYSIS_PIXELS are analysed at a reduced scale (box-averaged by an integer
@@ -54,6 +55,7 @@ from layerlift.inference.backends.classic.grouping import element_map, form_elem
 from layerlift.inference.backends.classic.ordering import z_order
 from layerlift.inference.backends.classic.regions import find_units
 from layerlift.inference.backends.classic.residual import find_details
+from layerlift.inference.backends.classic.touching import part_touching
 from layerlift.inference.exact_recomposition import recomposite_exact
 from layerlift.inference.input_check import checked_pixels
 from layerlift.inference.job_states import JobState
@@ -149,6 +151,7 @@ class ClassicBackend(Backend):
         stages.report(0.82, "matching the layer count")
         target = request.layers if request.layers is not None else min(len(layers), MAX_LAYERS)
         layers, note = fit_count(layers, target)
+        part_touching(layers)
         if request.layers is None:
             note = ""
         stages.done("count")
@@ -186,6 +189,7 @@ class ClassicBackend(Backend):
 
 
 SMALL_DETAIL = 0.002  # detail layers below this share of the picture fold into their host
+CRUMB = 64.0  # px of alpha: less than a short word of small print, whatever its kind
 # Pictures above this many pixels are analysed at 1/2, 1/3, ... of their size, the smallest
 # factor that brings them under it.
 ANALYSIS_PIXELS = 1_200_000
@@ -228,11 +232,14 @@ def _fold_small_details(
 ) -> list[BuiltLayer]:
     """Fold tiny detail layers into the topmost layer under them (None-ing them in `details`).
 
-    A few stray edge pixels as a layer of their own would only clutter the stack.
+    A few stray edge pixels as a layer of their own would only clutter the stack. A crumb
+    that the residual pass took for text (less than CRUMB px of alpha: the foot of a blurred
+    word, a stroke its regions missed) folds too: it overlaps the object it is a piece of,
+    so as a layer of its own it would read as something stacked on that object.
     """
     limit = max(64.0, SMALL_DETAIL * n_pixels)
     for k, detail in enumerate(details):
-        if detail.kinds != ["detail"] or detail.alpha_sum >= limit:
+        if detail.alpha_sum >= (limit if detail.kinds == ["detail"] else CRUMB):
             continue
         host = next((i for i in range(len(layers) - 1, -1, -1) if overlaps(layers[i], detail)),
                     0 if layers else None)

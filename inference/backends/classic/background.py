@@ -29,6 +29,15 @@ TEXTURE_PIECE_MEMBER = 0.6  # the same for a texture piece (see textured_members
 # background is textured and the group richly shaded (border_textures).
 BORDER_TEXTURE_SHARE = 0.03
 SCENERY_RMS = 5.5  # levels: see border_textures (a soft shadow or glow leaves about 4-5)
+# Bokeh (light_discs): at least BOKEH_DISCS round flat units, each lighter than the background
+# around it by BOKEH_LIGHT levels in every channel, of DISC_AREA of the picture at most.
+BOKEH_DISCS = 5
+BOKEH_LIGHT = 6.0
+DISC_AREA = (20, 0.04)  # px, share of the picture
+DISC_ASPECT = 0.75  # the box's short side over its long side, at least
+DISC_RAMP = 0.5  # of a disc's radius: how far its soft edge reaches beyond its box
+RAMP_TOLERANCE = 12.0  # levels: see _ramp
+DISC_FILL = (0.6, 0.9)  # share of its box a disc's defining pixels fill (a circle: 0.785)
 
 
 def pick_background(own: np.ndarray, facts: UnitFacts) -> int | None:
@@ -126,7 +135,7 @@ def border_textures(
     objects: their main unit is smooth, however complex the pieces of their shadow or rim;
     a textured object shows as a texture piece (dense edges), not as a shaded region.
     """
-    if not _is_textured(facts, background):
+    if not is_textured(facts, background):
         return []
     h, w = facts.own.shape
     needed = BORDER_TEXTURE_SHARE * 2 * (h + w)
@@ -140,9 +149,109 @@ def border_textures(
     return found
 
 
-def _is_textured(facts: UnitFacts, background: list[int]) -> bool:
+def is_textured(facts: UnitFacts, background: list[int]) -> bool:
     """Was a texture palette found on the background, or is its main unit texture or scenery?"""
     if facts.texture_pixels is not None:
         return True
     largest = background[int(np.argmax(facts.area[background]))]
     return bool(facts.texture[largest] or facts.rms2[largest] > SCENERY_RMS)
+
+
+def light_discs(facts: UnitFacts, background: int | None, units: list[int]) -> list[int]:
+    """Units that are discs of light on the background (bokeh), or [] when there are few.
+
+    A photograph's blurred background shows out-of-focus lights as round patches, each the
+    background made lighter (light adds: every channel rises). A designer places a shape or
+    two; a scatter of BOKEH_DISCS or more small round patches lighter than what surrounds
+    them is the background's own pattern, and each of them is more of the background.
+    """
+    if background is None:
+        return []
+    h, w = facts.own.shape
+    discs = [u for u in units if _light_disc(facts, background, u, h * w)]
+    if len(discs) < BOKEH_DISCS:
+        return []
+    found = set(discs)
+    for disc in discs:
+        found.update(_ramp(facts, background, disc))
+    fresh = set(found)
+    while fresh:  # where discs overlap, their edges and overlaps add up
+        fresh = _overlaps(facts, background, found, fresh)
+        found |= fresh
+    return sorted(found)
+
+
+def _overlaps(facts: UnitFacts, background: int, found: set[int], fresh: set[int]) -> set[int]:
+    """Units next to `fresh` that are more light on the background: where discs overlap.
+
+    Light adds up, so such a unit is no darker than the background and no lighter than the
+    background plus the light of all the found units it touches; it lies within their boxes
+    grown by DISC_RAMP of the largest one's radius.
+    """
+    candidates = {n for u in fresh for n in facts.neighbours.get(u, {})} - found
+    candidates.discard(background)
+    more = set()
+    for unit in sorted(candidates):
+        box = facts.boxes[unit]
+        touching = [n for n in facts.neighbours.get(unit, {})
+                    if n in found and facts.boxes[n] is not None]
+        under = None if box is None else facts.local_colour(background, box)
+        if not touching or under is None:
+            continue
+        boxes = np.array([facts.boxes[n] for n in touching], np.float64)
+        reach = max(2.0, DISC_RAMP * float((boxes[:, 2] - boxes[:, 0]).max()) / 2)
+        if (box[0] < boxes[:, 0].min() - reach or box[2] > boxes[:, 2].max() + reach
+                or box[1] < boxes[:, 1].min() - reach or box[3] > boxes[:, 3].max() + reach):
+            continue
+        light = np.maximum(facts.colour[touching] - under, 0.0).sum(axis=0)
+        colour = facts.colour[unit]
+        if (colour >= under - RAMP_TOLERANCE).all() and (
+                colour <= under + light + RAMP_TOLERANCE).all():
+            more.add(unit)
+    return more
+
+
+def _ramp(facts: UnitFacts, background: int, disc: int) -> list[int]:
+    """The pieces of a disc's soft edge: the ring of blends between it and the background.
+
+    They touch the disc, lie within its box grown by DISC_RAMP of its radius, and their
+    colour is the disc's over the background at some opacity (within RAMP_TOLERANCE).
+    """
+    box = facts.boxes[disc]
+    under = facts.local_colour(background, box)
+    if box is None or under is None:
+        return []
+    reach = max(2.0, DISC_RAMP * (box[2] - box[0]) / 2)
+    span = facts.colour[disc] - under
+    ring = []
+    for unit in facts.neighbours.get(disc, {}):
+        inner = facts.boxes[unit]
+        if unit == background or inner is None:
+            continue
+        if not (inner[0] >= box[0] - reach and inner[2] <= box[2] + reach
+                and inner[1] >= box[1] - reach and inner[3] <= box[3] + reach):
+            continue
+        share = float(np.clip(np.dot(facts.colour[unit] - under, span) / np.dot(span, span),
+                              0.0, 1.0))
+        if np.abs(under + share * span - facts.colour[unit]).max() <= RAMP_TOLERANCE:
+            ring.append(unit)
+    return ring
+
+
+def _light_disc(facts: UnitFacts, background: int, unit: int, n_pixels: int) -> bool:
+    """Is `unit` a small flat round patch lighter than the background in every channel?"""
+    box = facts.core_boxes[unit]
+    area = facts.area[unit]
+    if box is None or unit == background or not facts.is_flat(unit):
+        return False
+    if area < DISC_AREA[0] or area > DISC_AREA[1] * n_pixels:
+        return False
+    top, left, bottom, right = box
+    bh, bw = bottom - top, right - left
+    if min(bh, bw) < 5 or min(bh, bw) < DISC_ASPECT * max(bh, bw):
+        return False
+    fill = float((facts.labels[top:bottom, left:right] == unit).mean())
+    if not DISC_FILL[0] <= fill <= DISC_FILL[1]:
+        return False
+    under = facts.local_colour(background, facts.boxes[unit])
+    return under is not None and bool((facts.colour[unit] - under).min() >= BOKEH_LIGHT)

@@ -3,6 +3,8 @@
 Units are joined with a union-find, in this order, each step only touching what earlier ones
 left alone:
 
+0. bokeh: on a background scattered with round patches of light (see
+   `background.light_discs`), the patches and their soft edges are more of the background;
 1. holes: a flat unit wrapped by a single other unit (the counter of an "o", the middle of a
    ring) that has the colour of a unit next to its wrapper is more of that unit, seen through;
 2. background pieces: flat units with the background's colour where they lie;
@@ -30,6 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 from layerlift.inference.backends.classic.background import (
     border_textures,
+    is_textured,
+    light_discs,
     matching_pieces,
     pick_background,
     textured_members,
@@ -65,6 +69,7 @@ TEXTURE_EDGE = 1  # px around an object's defining pixels that stay its own on a
 STYLE_REACH = 0.35  # of a text's height: how far its outline and shadow reach beyond it
 STYLE_INSIDE = 0.75  # share of a style piece's box inside the text's grown box
 STYLE_MAX_AREA = 3.0  # an outline or shadow is at most this many times its text's area
+STYLE_EDGES = 0.5  # ... unless this share of it is dense edges (see _attach_styles)
 SHADOW_REACH = 0.3  # of a shape's larger side: how far its drop shadow reaches beyond it
 SHADOW_MAX_AREA = 0.6  # of the shape's area
 SHADOW_INK = 16.0  # levels: the colour a shadow darkens towards
@@ -194,6 +199,9 @@ def form_elements(
     background = pick_background(own, facts)
     for unit in textured_members(own, facts, background):
         uf.join(background, unit)
+    discs = light_discs(facts, background, present)
+    for unit in discs:
+        uf.join(background, unit)
 
     _absorb_holes(facts, uf, [u for u in present if u != background], background)
     if background is not None:
@@ -218,7 +226,9 @@ def form_elements(
             uf.join(background, unit)
     text_units = {u for group in text_groups for u in group}
     taken = {u for u in present if uf.find(u) == bg_root}
-    photos = find_photos(own, facts, taken, text_units)
+    lines = [box_of(facts, group) for group in text_groups]
+    scenery = bool(discs) or (bool(taken) and is_textured(facts, sorted(taken)))
+    photos = find_photos(own, facts, taken, text_units, lines, scenery)
     in_photos = {u for photo in photos for u in photo.members}
     text_groups = [[u for u in g if u not in in_photos] for g in text_groups]
     text_groups = [g for g in text_groups if len(g) >= TEXT_MIN_GLYPHS]
@@ -340,6 +350,13 @@ def _attach_styles(
     groups = _root_groups(uf, present, skip)
     text_roots = {uf.find(r) for r in text_roots} & set(groups)
     boxes = {root: box_of(facts, units) for root, units in groups.items()}
+
+    def edges(root: int) -> bool:
+        """Dense edges in a clean picture: the outline and anti-aliasing of the glyphs."""
+        units = groups[root]
+        dense = facts.area[units][facts.texture[units]].sum()
+        return not facts.smoothed and dense >= STYLE_EDGES * facts.area[units].sum()
+
     area = {root: int(facts.area[units].sum()) for root, units in groups.items()}
     for text in sorted(text_roots, key=lambda r: (-area[r], r)):
         if uf.find(text) != text:
@@ -354,7 +371,7 @@ def _attach_styles(
                     continue
                 if _share_within(boxes[other], boxes[text], reach) < STYLE_INSIDE:
                     continue
-                if area[other] > STYLE_MAX_AREA * area[text]:
+                if area[other] > STYLE_MAX_AREA * area[text] and not edges(other):
                     continue
                 uf.join(text, other)
                 groups[text] += groups.pop(other)

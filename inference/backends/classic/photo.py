@@ -32,6 +32,10 @@ MIN_SEED_SHARE = 0.003
 SNAP_STEPS, SNAP_LEVELS, SNAP_SHARE = 2, 8, 0.6  # see _snap
 PHOTO_COLOUR = 24.0  # a "glyph" this close to the photo's colour around it is photo
 OVERLAY_SHARE = 0.02  # of the photo: a flat unit at least this large is an object on it
+# A "photo" within a text line's box grown by LINE_REACH of its height (LINE_INSIDE of it at
+# least) and at most LINE_HEIGHTS line heights tall is a glyph (see _in_text_line).
+LINE_REACH, LINE_INSIDE, LINE_HEIGHTS = 0.25, 0.75, 1.25
+EDGE = 1  # px: a rectangle this close to the picture's edge runs off it
 
 
 @dataclass
@@ -200,10 +204,47 @@ def _photo_coloured(facts: UnitFacts, unit: int, members: set[int]) -> bool:
     return False
 
 
+def _in_text_line(rect: Box, lines: list[Box]) -> bool:
+    """Does `rect` lie on a text line, no taller than its letters (an outlined glyph)?
+
+    Thick outlines and anti-aliasing make a bold glyph a patch of dense edges that fills
+    its box, as a photo fills its rectangle; but a photo is not the height of a line of
+    letters and set among them.
+    """
+    height = rect[2] - rect[0]
+    for line in lines:
+        reach = LINE_REACH * (line[2] - line[0])
+        if height > LINE_HEIGHTS * (line[2] - line[0]):
+            continue
+        top, left = max(rect[0], line[0] - reach), max(rect[1], line[1] - reach)
+        bottom, right = min(rect[2], line[2] + reach), min(rect[3], line[3] + reach)
+        inside = max(0, bottom - top) * max(0, right - left)
+        if inside >= LINE_INSIDE * height * (rect[3] - rect[1]):
+            return True
+    return False
+
+
+def _on_edge(rect: Box, shape: tuple[int, ...]) -> bool:
+    """Does `rect` reach the picture's edge (within EDGE px)?"""
+    h, w = shape[:2]
+    return rect[0] <= EDGE or rect[1] <= EDGE or rect[2] >= h - EDGE or rect[3] >= w - EDGE
+
+
 def find_photos(
-    own: np.ndarray, facts: UnitFacts, background: set[int], text_units: set[int]
+    own: np.ndarray,
+    facts: UnitFacts,
+    background: set[int],
+    text_units: set[int],
+    lines: list[Box] | None = None,
+    scenery: bool = False,
 ) -> list[Photo]:
-    """Photo rectangles, their member units and the units lying on them as separate objects."""
+    """Photo rectangles, their member units and the units lying on them as separate objects.
+
+    `lines`: boxes of the text lines found, on which no photo is looked for. `scenery`: the
+    background is itself a photograph or texture; then a rectangle of rich content that runs
+    off the picture's edge is more of it (a band of sky, a patch of blurred lights), as a
+    designer places a photo insert inside the frame.
+    """
     n_pixels = own.size
     seeds = [
         int(u)
@@ -228,7 +269,9 @@ def find_photos(
         area = (rect[2] - rect[0]) * (rect[3] - rect[1])
         if not MIN_SHARE * n_pixels <= area <= MAX_SHARE * n_pixels:
             continue
-        if background_share(rect) > MAX_BACKGROUND:
+        if background_share(rect) > MAX_BACKGROUND or _in_text_line(rect, lines or []):
+            continue
+        if scenery and _on_edge(rect, own.shape):
             continue
         if _detail_share(facts, members, rect) < MIN_DETAIL:
             continue  # smooth all over: a glow or a shadow, not a photo
