@@ -460,3 +460,24 @@ def test_blurred_text_line_is_one_layer_with_soft_rims():
     assert text[coverage > 0.5].mean() > 0.5
     rim = (coverage > 0.05) & (coverage < 0.5)
     assert ((text[rim] > 0.05) & (text[rim] < 0.95)).mean() > 0.4  # soft alpha at the rims
+
+
+def test_soft_shadow_is_fitted_as_the_casters_offset_blur():
+    """A drop shadow seen only around its caster is recovered under it as the caster's style."""
+    from layerlift.inference.backends.classic.effects import background_model, fit_style
+    from scipy import ndimage
+
+    h = w = 128
+    ys, xs = np.mgrid[0:h, 0:w]
+    caster = (abs(ys - 60) < 24) & (abs(xs - 60) < 24)
+    shadow = 0.6 * ndimage.gaussian_filter(np.roll(caster, (6, 6), (0, 1)).astype(float), 4.0)
+    visible = ~caster
+    fit, alpha = fit_style(np.where(visible, shadow, 0.0), visible, caster)
+    assert fit > 0.9
+    assert abs(float(alpha[caster].mean()) - float(shadow[caster].mean())) < 0.05
+    # A gradient background is its own smooth model; the shadow's pixels are outliers.
+    gradient = np.stack([ys * 1.5 + 40, xs + 60, 0 * ys + 120], axis=-1).astype(np.float32)
+    seen = gradient * (1 - shadow[..., None])
+    model = background_model(seen, visible)
+    assert model is not None
+    assert float(np.abs(model - gradient)[visible & (shadow < 0.01)].max()) < 2.0
