@@ -36,6 +36,7 @@ from layerlift.inference.backends.classic.facts import Box, UnitFacts
 from layerlift.inference.backends.classic.grouping import Element
 from layerlift.inference.backends.classic.ordering import Extent, territory_boxes
 from layerlift.inference.backends.classic.shapes import box_completion, ellipse_completion
+from layerlift.inference.backends.classic.translucency import Tint, tint_over
 from scipy import ndimage
 
 PAD = 3
@@ -46,6 +47,8 @@ OVERLAY_REACH = 6
 OVERLAY_LINE_REACH = 1.0  # text lines reach this many line heights beyond their glyphs
 OVERLAY_MIN_ALPHA = 0.3
 MIN_RIM_ALPHA = 0.02
+TINT_INSET = 2  # px of a shape's edge left out when its tint is read against an effect
+TINT_MIN_PIXELS = 64
 EFFECT_PEAK = 0.5  # the opacity a soft shadow or glow is told at its strongest, at least
 CROSS = ndimage.generate_binary_structure(2, 1)
 
@@ -232,7 +235,8 @@ def lift_effects(
     index: int,
     emap: np.ndarray,
     extents: list[Extent | None],
-    translucent: list[bool],
+    elements: list[Element],
+    image: np.ndarray,
 ) -> list[tuple[int, BuiltLayer]]:
     """Soft shadows and glows in the background layer as layers of their own (see `effects`).
 
@@ -248,7 +252,7 @@ def lift_effects(
         return []
     layers = []
     for effect in find_effects(colour, own, model):
-        caster, alpha = _cast(effect, own, emap, extents, index, translucent)
+        caster, alpha = _cast(effect, own, emap, extents, index, elements, image, model)
         lifted = alpha > 0
         if not lifted.any():
             continue
@@ -288,30 +292,61 @@ def _cast(
     emap: np.ndarray,
     extents: list[Extent | None],
     background: int,
-    translucent: list[bool],
+    elements: list[Element],
+    image: np.ndarray,
+    model: np.ndarray,
 ) -> tuple[int, np.ndarray]:
     """(caster element, opacity over the canvas) of a soft effect; see `lift_effects`.
 
     Only see-through shapes cast effects of their own: an opaque shape's shadow, like a
     text's, is a layer style that stays in its layer (see `grouping`), while a see-through
-    layer cannot hold what shows through it.
+    layer cannot hold what shows through it. A shape not yet known to be see-through is
+    when its colour follows the fitted effect beneath it (it then gets that tint).
     """
     near = _grow(effect.seed, 2)
     touching = np.unique(emap[near & (emap >= 0) & (emap != background)])
-    best: tuple[float, int, np.ndarray] | None = None
-    for element in touching.tolist():
+    best: tuple[float, int, np.ndarray, Tint | None] | None = None
+    for element in _by_contact(touching.tolist(), effect.seed, emap)[:1]:
         ext = extents[element]
-        if ext is None or not translucent[element]:
+        if ext is None or elements[element].kind != "shape":
             continue
         caster = np.zeros(own.shape, bool)
         top, left, bottom, right = ext.box
         caster[top:bottom, left:right] = ext.mask
         fitted = fit_style(effect.alpha, own, caster)
-        if fitted is not None and (best is None or fitted[0] > best[0]):
-            best = (fitted[0], element, fitted[1])
+        if fitted is None or (best is not None and fitted[0] <= best[0]):
+            continue
+        tint = elements[element].tint
+        if tint is None:
+            tint = _tint_over_effect(emap == element, image, model, effect.colour, fitted[1])
+            if tint is None:
+                continue
+        best = (fitted[0], element, fitted[1], tint)
     if best is None:
         return -1, np.zeros(own.shape, np.float32)
+    elements[best[1]].tint = best[3]
     return best[1], np.maximum(best[2], np.where(own, effect.alpha, 0.0))
+
+
+def _by_contact(elements: list[int], seed: np.ndarray, emap: np.ndarray) -> list[int]:
+    """`elements` by how much of `seed`'s outline they share, most first: the likely caster."""
+    rim = _grow(seed, 2) & ~seed
+    counts = np.bincount(emap[rim & (emap >= 0)], minlength=max(elements, default=0) + 1)
+    return sorted(elements, key=lambda e: (-int(counts[e]), e))
+
+
+def _tint_over_effect(
+    shape: np.ndarray, image: np.ndarray, model: np.ndarray, colour: np.ndarray,
+    alpha: np.ndarray,
+) -> Tint | None:
+    """The tint of `shape` if its inner pixels follow the effect drawn beneath it."""
+    inner = ndimage.binary_erosion(shape, iterations=TINT_INSET)
+    if inner.sum() < TINT_MIN_PIXELS:
+        return None
+    base = model[inner].astype(np.float64)
+    a = alpha[inner].astype(np.float64)[:, None]
+    under = base + a * (colour.astype(np.float64) * 255.0 - base)
+    return tint_over(image[inner].astype(np.float64), under)
 
 
 def _overlay_pixels(
@@ -481,7 +516,6 @@ def build_layers(
     boxes = territory_boxes(emap, len(elements))
     layers = []
     pending: dict[int, list[BuiltLayer]] = {}  # effects, by the element they lie under
-    translucent = [element.tint is not None for element in elements]
     for position, index in enumerate(order):
         poll(position / max(len(order), 1))
         element = elements[index]
@@ -492,7 +526,9 @@ def build_layers(
             background = build_background(element, index, image, defined, emap, facts, canvas)
             canvas.add(background.box, background.rgba)
             layers.append(background)
-            for caster, layer in lift_effects(background, index, emap, extents, translucent):
+            for caster, layer in lift_effects(
+                background, index, emap, extents, elements, image
+            ):
                 pending.setdefault(caster, []).append(layer)
             for layer in pending.pop(-1, []):
                 canvas.add(layer.box, layer.rgba)
