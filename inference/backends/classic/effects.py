@@ -173,25 +173,26 @@ def _edge_colour(pixels: np.ndarray, model: np.ndarray) -> np.ndarray:
 def find_effects(colour: np.ndarray, own: np.ndarray, model: np.ndarray) -> list[Effect]:
     """Soft effects in the background layer `colour` (h, w, 3, 0-255) against `model`.
 
-    `own`: the background's own pixels (where it shows); elsewhere objects hide it, and an
-    effect's opacity there is filled from around them.
+    `own`: the background's own pixels (where it shows); elsewhere objects hide it. A
+    shadow darkens and a glow lightens, so where the two run into each other the darker and
+    the lighter pixels are told apart.
     """
     h, w = own.shape
-    off = np.abs(colour - model).max(axis=2)
-    seeds, count = ndimage.label(own & (off > THRESHOLD))
-    if not count:
-        return []
-    sizes = np.bincount(seeds.ravel(), minlength=count + 1)
+    difference = colour - model
+    off = np.abs(difference).max(axis=2) > THRESHOLD
+    darker = difference.sum(axis=2) < 0
     pixels = colour.astype(np.float32) / 255.0
     base = np.clip(model, 0.0, 255.0) / 255.0
     effects = []
-    for label in np.flatnonzero(sizes >= MIN_AREA * h * w):
-        if label == 0:
-            continue
-        seed = seeds == label
-        effect = _effect(seed, own, pixels, base)
-        if effect is not None:
-            effects.append(effect)
+    for side in (darker, ~darker):
+        seeds, count = ndimage.label(own & off & side)
+        sizes = np.bincount(seeds.ravel(), minlength=count + 1)
+        for label in np.flatnonzero(sizes >= MIN_AREA * h * w):
+            if label == 0:
+                continue
+            effect = _effect(seeds == label, own, pixels, base)
+            if effect is not None:
+                effects.append(effect)
     return effects
 
 
