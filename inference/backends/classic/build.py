@@ -49,6 +49,7 @@ OVERLAY_MIN_ALPHA = 0.3
 MIN_RIM_ALPHA = 0.02
 TINT_INSET = 2  # px of a shape's edge left out when its tint is read against an effect
 TINT_MIN_PIXELS = 64
+CASTER_KINDS = ("shape", "effect")  # a see-through shape over a shadow shades like one
 EFFECT_PEAK = 0.5  # the opacity a soft shadow or glow is told at its strongest, at least
 CROSS = ndimage.generate_binary_structure(2, 1)
 
@@ -306,10 +307,12 @@ def _cast(
     near = _grow(effect.seed, 2)
     touching = np.unique(emap[near & (emap >= 0) & (emap != background)])
     best: tuple[float, int, np.ndarray, Tint | None] | None = None
-    for element in _by_contact(touching.tolist(), effect.seed, emap)[:1]:
+    candidates = [
+        e for e in touching.tolist()
+        if extents[e] is not None and elements[e].kind in CASTER_KINDS
+    ]
+    for element in _by_contact(candidates, effect.seed, emap)[:1]:
         ext = extents[element]
-        if ext is None or elements[element].kind != "shape":
-            continue
         caster = np.zeros(own.shape, bool)
         top, left, bottom, right = ext.box
         caster[top:bottom, left:right] = ext.mask
