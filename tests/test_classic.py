@@ -481,3 +481,34 @@ def test_soft_shadow_is_fitted_as_the_casters_offset_blur():
     model = background_model(seen, visible)
     assert model is not None
     assert float(np.abs(model - gradient)[visible & (shadow < 0.01)].max()) < 2.0
+
+
+def test_see_through_shape_is_told_by_the_effect_beneath_it():
+    """A shape repeating the variation of a shadow beneath it, scaled, is see-through."""
+    from layerlift.inference.backends.classic.translucency import tint_over
+
+    under = np.linspace(60.0, 200.0, 200)[:, None] * np.ones((1, 3))
+    colour, alpha = np.array([200.0, 40.0, 90.0]), 0.6
+    tint = tint_over(alpha * colour + (1 - alpha) * under, under)
+    assert tint is not None
+    assert abs(tint.alpha - alpha) < 0.01
+    assert np.abs(np.subtract(tint.colour, colour)).max() < 1.0
+    assert tint_over(np.ones_like(under) * colour, under) is None  # opaque: no variation
+
+
+def test_a_shadow_and_a_glow_side_by_side_are_two_effects():
+    """A darker and a lighter smudge that touch are lifted apart, each one colour."""
+    from layerlift.inference.backends.classic.effects import find_effects
+    from scipy import ndimage
+
+    h = w = 128
+    model = np.full((h, w, 3), 128.0, np.float32)
+    shadow = np.zeros((h, w))
+    shadow[40:90, 20:64] = 1.0
+    glow = np.zeros((h, w))
+    glow[40:90, 64:108] = 1.0
+    shadow = 0.5 * ndimage.gaussian_filter(shadow, 3.0)
+    glow = 0.5 * ndimage.gaussian_filter(glow, 3.0)
+    picture = model * (1 - shadow - glow)[..., None] + 255.0 * glow[..., None]
+    effects = find_effects(picture, np.ones((h, w), bool), model)
+    assert sorted(effect.kind for effect in effects) == ["glow", "shadow"]
