@@ -27,7 +27,7 @@ from scipy import ndimage, signal
 SQUARE = np.ones((3, 3), bool)
 
 DEGREE = 3  # polynomial degree of the background model (a gradient, gently curved)
-SAMPLES = 20_000  # grid samples the model is fitted on
+SAMPLES = 8_000  # grid samples the model is fitted on
 FIT_ROUNDS = 4
 INLIER = 4.0  # levels: the model's misfit on background pixels that are no effect
 MIN_INLIERS = 0.6  # share of the background's own pixels the model must explain
@@ -81,7 +81,9 @@ def _robust_fit(feats: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.n
     for _ in range(FIT_ROUNDS):
         if keep.sum() < feats.shape[1] * 4:
             return None
-        coef, *_ = np.linalg.lstsq(feats[keep], values[keep], rcond=None)
+        chosen = feats[keep]
+        gram = chosen.T @ chosen + 1e-9 * np.eye(feats.shape[1])
+        coef = np.linalg.solve(gram, chosen.T @ values[keep])
         misfit = np.abs(feats @ coef - values).max(axis=1)
         keep = misfit <= INLIER
     return coef, keep
@@ -180,12 +182,15 @@ def find_effects(colour: np.ndarray, own: np.ndarray, model: np.ndarray) -> list
     h, w = own.shape
     difference = colour - model
     off = np.abs(difference).max(axis=2) > THRESHOLD
+    off &= own
+    if np.count_nonzero(off) < MIN_AREA * h * w:
+        return []
     darker = difference.sum(axis=2) < 0
     pixels = colour.astype(np.float32) / 255.0
     base = np.clip(model, 0.0, 255.0) / 255.0
     effects = []
     for side in (darker, ~darker):
-        seeds, count = ndimage.label(own & off & side)
+        seeds, count = ndimage.label(off & side)
         sizes = np.bincount(seeds.ravel(), minlength=count + 1)
         for label in np.flatnonzero(sizes >= MIN_AREA * h * w):
             if label == 0:
