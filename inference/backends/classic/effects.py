@@ -42,7 +42,7 @@ STYLE_GRID = 128  # px: the long side of the grid a layer style is fitted on
 STYLE_SIGMAS = (0.008, 0.015, 0.025, 0.035, 0.05, 0.065)  # blur, of the short side
 STYLE_SHIFT = 0.07  # of the short side: the farthest a shadow is offset from its caster
 STYLE_SPREADS = (1.0, 1.5, 2.5)  # a glow's blurred coverage is boosted, then clipped
-STYLE_MIN_FIT = 0.6  # share of the measured opacity's variance the style must explain
+STYLE_MIN_FIT = 0.45  # share of the measured opacity's variance the style must explain
 
 
 @dataclass
