@@ -567,3 +567,55 @@ def test_scenery_running_off_the_edge_is_no_photo():
     sample = make_sample("textured", 2014, (256, 256))
     stack = ClassicBackend().decompose(sample.image, DecomposeRequest(layers=len(sample.layers)))
     assert not any("photo" in layer.meta["kinds"] for layer in stack.layers)
+
+
+def test_soft_shadow_is_fitted_as_the_casters_offset_blur():
+    """A drop shadow seen only around its caster is recovered under it as the caster's style."""
+    from layerlift.inference.backends.classic.effects import background_model, fit_style
+    from scipy import ndimage
+
+    h = w = 128
+    ys, xs = np.mgrid[0:h, 0:w]
+    caster = (abs(ys - 60) < 24) & (abs(xs - 60) < 24)
+    shadow = 0.6 * ndimage.gaussian_filter(np.roll(caster, (6, 6), (0, 1)).astype(float), 4.0)
+    visible = ~caster
+    fit, alpha = fit_style(np.where(visible, shadow, 0.0), visible, caster)
+    assert fit > 0.9
+    assert abs(float(alpha[caster].mean()) - float(shadow[caster].mean())) < 0.05
+    # A gradient background is its own smooth model; the shadow's pixels are outliers.
+    gradient = np.stack([ys * 1.5 + 40, xs + 60, 0 * ys + 120], axis=-1).astype(np.float32)
+    seen = gradient * (1 - shadow[..., None])
+    model = background_model(seen, visible)
+    assert model is not None
+    assert float(np.abs(model - gradient)[visible & (shadow < 0.01)].max()) < 2.0
+
+
+def test_see_through_shape_is_told_by_the_effect_beneath_it():
+    """A shape repeating the variation of a shadow beneath it, scaled, is see-through."""
+    from layerlift.inference.backends.classic.translucency import tint_over
+
+    under = np.linspace(60.0, 200.0, 200)[:, None] * np.ones((1, 3))
+    colour, alpha = np.array([200.0, 40.0, 90.0]), 0.6
+    tint = tint_over(alpha * colour + (1 - alpha) * under, under)
+    assert tint is not None
+    assert abs(tint.alpha - alpha) < 0.01
+    assert np.abs(np.subtract(tint.colour, colour)).max() < 1.0
+    assert tint_over(np.ones_like(under) * colour, under) is None  # opaque: no variation
+
+
+def test_a_shadow_and_a_glow_side_by_side_are_two_effects():
+    """A darker and a lighter smudge that touch are lifted apart, each one colour."""
+    from layerlift.inference.backends.classic.effects import find_effects
+    from scipy import ndimage
+
+    h = w = 128
+    model = np.full((h, w, 3), 128.0, np.float32)
+    shadow = np.zeros((h, w))
+    shadow[40:90, 20:64] = 1.0
+    glow = np.zeros((h, w))
+    glow[40:90, 64:108] = 1.0
+    shadow = 0.5 * ndimage.gaussian_filter(shadow, 3.0)
+    glow = 0.5 * ndimage.gaussian_filter(glow, 3.0)
+    picture = model * (1 - shadow - glow)[..., None] + 255.0 * glow[..., None]
+    effects = find_effects(picture, np.ones((h, w), bool), model)
+    assert sorted(effect.kind for effect in effects) == ["glow", "shadow"]

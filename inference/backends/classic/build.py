@@ -26,10 +26,17 @@ from layerlift.inference.backends.classic.alpha import unmix
 from layerlift.inference.backends.classic.channels import channel_max
 from layerlift.inference.backends.classic.colour_fit import fit
 from layerlift.inference.backends.classic.completion import push_pull
+from layerlift.inference.backends.classic.effects import (
+    Effect,
+    background_model,
+    find_effects,
+    fit_style,
+)
 from layerlift.inference.backends.classic.facts import Box, UnitFacts
 from layerlift.inference.backends.classic.grouping import Element
 from layerlift.inference.backends.classic.ordering import Extent, territory_boxes
 from layerlift.inference.backends.classic.shapes import box_completion, ellipse_completion
+from layerlift.inference.backends.classic.translucency import Tint, tint_over
 from scipy import ndimage
 
 PAD = 3
@@ -40,6 +47,10 @@ OVERLAY_REACH = 6
 OVERLAY_LINE_REACH = 1.0  # text lines reach this many line heights beyond their glyphs
 OVERLAY_MIN_ALPHA = 0.3
 MIN_RIM_ALPHA = 0.02
+TINT_INSET = 2  # px of a shape's edge left out when its tint is read against an effect
+TINT_MIN_PIXELS = 64
+CASTER_KINDS = ("shape", "effect")  # a see-through shape over a shadow shades like one
+EFFECT_PEAK = 0.5  # the opacity a soft shadow or glow is told at its strongest, at least
 CROSS = ndimage.generate_binary_structure(2, 1)
 
 
@@ -217,8 +228,128 @@ def build_background(
     )
     colour[interior] = image[interior].astype(np.float32) / 255.0
     rgba = _to_rgba8(colour, 1.0)
-    canvas.add(box, rgba)
     return BuiltLayer([element.kind], [element.name], box, rgba)
+
+
+def lift_effects(
+    background: BuiltLayer,
+    index: int,
+    emap: np.ndarray,
+    extents: list[Extent | None],
+    elements: list[Element],
+    image: np.ndarray,
+) -> list[tuple[int, BuiltLayer]]:
+    """Soft shadows and glows in the background layer as layers of their own (see `effects`).
+
+    Each comes with the element casting it (-1: none found), under which it belongs. Its
+    opacity is the caster's drop shadow or glow that best explains what shows of it (and, where
+    it shows, at least what was measured); an effect no see-through shape casts stays in the
+    background. The background keeps its smooth model where an effect lies over it.
+    """
+    own = emap == index
+    colour = background.rgba[..., :3].astype(np.float32)
+    model = background_model(colour, own)
+    if model is None:
+        return []
+    layers = []
+    for effect in find_effects(colour, own, model):
+        caster, alpha = _cast(effect, own, emap, extents, index, elements, image, model)
+        lifted = alpha > 0
+        if not lifted.any():
+            continue
+        effect.colour = _at_peak(effect.colour, alpha, model, lifted)
+        background.rgba[..., :3][lifted] = np.clip(np.rint(model[lifted]), 0, 255)
+        ys, xs = np.nonzero(lifted)
+        box = (int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1)
+        crop = alpha[box[0] : box[2], box[1] : box[3]]
+        field = np.broadcast_to(effect.colour, (*crop.shape, 3))
+        layers.append((caster, BuiltLayer(["effect"], [effect.kind], box, _to_rgba8(field, crop))))
+    return layers
+
+
+def _at_peak(
+    colour: np.ndarray, alpha: np.ndarray, model: np.ndarray, lifted: np.ndarray
+) -> np.ndarray:
+    """The effect's colour moved towards the background until it peaks at EFFECT_PEAK opacity.
+
+    Over one background colour, a faint dark shadow and a stronger grey one look the same;
+    the colour was taken at the edge of the colour cube (the faintest story). Designers'
+    shadows and glows peak at middling opacity, so a faint one is told as that instead
+    (`alpha` is scaled in place).
+    """
+    peak = float(alpha.max())
+    if peak >= EFFECT_PEAK or peak <= 0:
+        return colour
+    weight = alpha[lifted][:, None]
+    base = (model[lifted] * weight).sum(axis=0) / weight.sum() / 255.0
+    scale = peak / EFFECT_PEAK
+    alpha *= 1.0 / scale
+    return np.clip(base + (colour - base) * scale, 0.0, 1.0).astype(np.float32)
+
+
+def _cast(
+    effect: Effect,
+    own: np.ndarray,
+    emap: np.ndarray,
+    extents: list[Extent | None],
+    background: int,
+    elements: list[Element],
+    image: np.ndarray,
+    model: np.ndarray,
+) -> tuple[int, np.ndarray]:
+    """(caster element, opacity over the canvas) of a soft effect; see `lift_effects`.
+
+    Only see-through shapes cast effects of their own: an opaque shape's shadow, like a
+    text's, is a layer style that stays in its layer (see `grouping`), while a see-through
+    layer cannot hold what shows through it. A shape not yet known to be see-through is
+    when its colour follows the fitted effect beneath it (it then gets that tint).
+    """
+    near = _grow(effect.seed, 2)
+    touching = np.unique(emap[near & (emap >= 0) & (emap != background)])
+    best: tuple[float, int, np.ndarray, Tint | None] | None = None
+    candidates = [
+        e for e in touching.tolist()
+        if extents[e] is not None and elements[e].kind in CASTER_KINDS
+    ]
+    for element in _by_contact(candidates, effect.seed, emap)[:1]:
+        ext = extents[element]
+        caster = np.zeros(own.shape, bool)
+        top, left, bottom, right = ext.box
+        caster[top:bottom, left:right] = ext.mask
+        fitted = fit_style(effect.alpha, own, caster)
+        if fitted is None or (best is not None and fitted[0] <= best[0]):
+            continue
+        tint = elements[element].tint
+        if tint is None:
+            tint = _tint_over_effect(emap == element, image, model, effect.colour, fitted[1])
+            if tint is None:
+                continue
+        best = (fitted[0], element, fitted[1], tint)
+    if best is None:
+        return -1, np.zeros(own.shape, np.float32)
+    elements[best[1]].tint = best[3]
+    return best[1], np.maximum(best[2], np.where(own, effect.alpha, 0.0))
+
+
+def _by_contact(elements: list[int], seed: np.ndarray, emap: np.ndarray) -> list[int]:
+    """`elements` by how much of `seed`'s outline they share, most first: the likely caster."""
+    rim = _grow(seed, 2) & ~seed
+    counts = np.bincount(emap[rim & (emap >= 0)], minlength=max(elements, default=0) + 1)
+    return sorted(elements, key=lambda e: (-int(counts[e]), e))
+
+
+def _tint_over_effect(
+    shape: np.ndarray, image: np.ndarray, model: np.ndarray, colour: np.ndarray,
+    alpha: np.ndarray,
+) -> Tint | None:
+    """The tint of `shape` if its inner pixels follow the effect drawn beneath it."""
+    inner = ndimage.binary_erosion(shape, iterations=TINT_INSET)
+    if inner.sum() < TINT_MIN_PIXELS:
+        return None
+    base = model[inner].astype(np.float64)
+    a = alpha[inner].astype(np.float64)[:, None]
+    under = base + a * (colour.astype(np.float64) * 255.0 - base)
+    return tint_over(image[inner].astype(np.float64), under)
 
 
 def _overlay_pixels(
@@ -387,11 +518,24 @@ def build_layers(
         rank[index + 1] = position
     boxes = territory_boxes(emap, len(elements))
     layers = []
+    pending: dict[int, list[BuiltLayer]] = {}  # effects, by the element they lie under
     for position, index in enumerate(order):
         poll(position / max(len(order), 1))
         element = elements[index]
+        for layer in pending.pop(index, []):
+            canvas.add(layer.box, layer.rgba)
+            layers.append(layer)
         if element.kind == "background":
-            layers.append(build_background(element, index, image, defined, emap, facts, canvas))
+            background = build_background(element, index, image, defined, emap, facts, canvas)
+            canvas.add(background.box, background.rgba)
+            layers.append(background)
+            for caster, layer in lift_effects(
+                background, index, emap, extents, elements, image
+            ):
+                pending.setdefault(caster, []).append(layer)
+            for layer in pending.pop(-1, []):
+                canvas.add(layer.box, layer.rgba)
+                layers.append(layer)
             continue
         extent, territory = extents[index], boxes[index]
         if extent is None or territory is None:
@@ -404,4 +548,8 @@ def build_layers(
             build_element(element, index, rank, extent, territory, image, defined, emap, facts,
                           canvas, lines)
         )
+    for late in pending.values():  # cast by an element that drew nothing
+        for layer in late:
+            canvas.add(layer.box, layer.rgba)
+            layers.append(layer)
     return layers, canvas

@@ -201,3 +201,28 @@ def same_tint(a: Tint, b: Tint) -> bool:
     """Are two tints one see-through colour measured twice?"""
     colour = np.abs(np.subtract(a.colour, b.colour)).max()
     return abs(a.alpha - b.alpha) <= SAME_ALPHA and colour <= SAME_COLOUR
+
+
+def tint_over(seen: np.ndarray, under: np.ndarray) -> Tint | None:
+    """A tint for a shape whose pixels `seen` (n, 3, 0-255) lie over the colours `under` it.
+
+    Where what lies beneath a shape varies (a soft shadow or glow drawn under it), a
+    see-through shape repeats that variation scaled by (1 - a); an opaque one shows none of
+    it. The same regression as `gradient_tint`, pixel by pixel against a known underlay
+    rather than tile by tile against a neighbour.
+    """
+    mean_s, mean_u = seen.mean(axis=0), under.mean(axis=0)
+    ds, du = seen - mean_s, under - mean_u
+    spread = float(np.sqrt((du * du).sum(axis=1).mean()))
+    if spread < MIN_SPREAD:
+        return None
+    k = float((ds * du).sum() / (du * du).sum())
+    misfit = float(np.sqrt(((ds - k * du) ** 2).sum(axis=1).mean()))
+    alpha = 1.0 - k
+    if misfit > FIT_RMS or not MIN_ALPHA <= alpha <= MAX_ALPHA:
+        return None
+    colour = (mean_s - k * mean_u) / alpha
+    if colour.min() < -TOLERANCE or colour.max() > 255.0 + TOLERANCE:
+        return None
+    colour = np.clip(colour, 0.0, 255.0)
+    return Tint(alpha, (float(colour[0]), float(colour[1]), float(colour[2])))
