@@ -331,6 +331,35 @@ def test_noise_detector_and_sigma_filter():
     assert np.ptp(smooth(jpeg)[near].astype(int), axis=(0, 1)).max() < before
 
 
+def test_jpeg_ringing_along_edges_is_no_texture_but_grain_is():
+    """The ringing bands a JPEG leaves along edges are edges, not texture pieces (which would
+    become layers of ringing); a grainy patch in the same picture is still texture."""
+    import io
+
+    from layerlift.inference.backends.classic.denoise import is_noisy, smooth
+    from layerlift.inference.backends.classic.regions import find_units
+    from PIL import Image
+
+    h = w = 128
+    clean = np.zeros((h, w, 3), np.uint8)
+    clean[:] = (120, 120, 20)
+    disc = _coverage(h, w, lambda y, x: (y - 40) ** 2 + (x - 40) ** 2 <= 27**2)
+    clean = np.rint(_over(clean.astype(np.float64), (80, 190, 190), disc)).astype(np.uint8)
+    clean[75:110, 61:101] = (210, 100, 30)
+    grain = np.random.default_rng(3).integers(-40, 41, (40, 40, 1))
+    clean[80:120, 10:50] = np.clip(np.int16(90) + grain, 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(clean).save(buffer, format="JPEG", quality=72)
+    raw = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    assert is_noisy(raw)
+    units = find_units(smooth(raw), np.ones((h, w), bool), raw)
+    texture = np.isin(units.labels, np.flatnonzero(units.is_texture))
+    assert texture[80:120, 10:50].mean() > 0.5  # the grain
+    elsewhere = np.ones((h, w), bool)
+    elsewhere[75:125, 5:56] = False  # all but the grain and its surroundings: the edges
+    assert not (texture & elsewhere).any()
+
+
 def test_large_pictures_are_analysed_reduced_and_still_recomposite_exactly():
     from layerlift.inference.backends.classic.backend import analysis_factor
 
