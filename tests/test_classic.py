@@ -360,6 +360,23 @@ def test_jpeg_ringing_along_edges_is_no_texture_but_grain_is():
     assert not (texture & elsewhere).any()
 
 
+def test_noise_left_by_smoothing_is_no_detail():
+    """In a smoothed picture, differences of JPEG ringing's size from the layers are noise,
+    not small details that would each become a layer; a clean picture's are details."""
+    from layerlift.inference.backends.classic.build import Canvas
+    from layerlift.inference.backends.classic.residual import find_details
+
+    h, w = 48, 96
+    image = np.full((h, w, 3), (40, 90, 160), np.uint8)
+    image[10:14, 10:86:6] = (66, 116, 186)  # a row of specks 26 levels off the layers
+    canvas = Canvas(h, w)
+    canvas.add((0, 0, h, w), np.dstack([np.full((h, w, 3), (40, 90, 160), np.uint8),
+                                        np.full((h, w), 255, np.uint8)]))
+    valid = np.ones((h, w), bool)
+    assert find_details(image, valid, canvas, [], smoothed=True) == []
+    assert find_details(image, valid, canvas, []) != []
+
+
 def test_large_pictures_are_analysed_reduced_and_still_recomposite_exactly():
     from layerlift.inference.backends.classic.backend import analysis_factor
 

@@ -139,7 +139,7 @@ class ClassicBackend(Backend):
         )
         del emap, defined
         stages.report(0.75, "looking for small details")
-        details = find_details(rgb, valid, canvas, layers)
+        details = find_details(rgb, valid, canvas, layers, smoothed=noisy)
         del canvas
         layers = _fold_small_details(layers, details, h * w)
         layers += _name_details([d for d in details if d is not None], layers)

@@ -27,6 +27,9 @@ from scipy import ndimage
 Box = tuple[int, int, int, int]
 
 STRONG = 20.0 / 255.0  # a pixel this far from the composite is unexplained
+# In a smoothed (degraded) picture JPEG ringing and grain the smoothing left reach past STRONG
+# along every edge; only differences beyond this are details.
+STRONG_SMOOTHED = 32.0 / 255.0
 FAINT = 4.0 / 255.0
 MAX_SHARE = 0.05  # clusters larger than this share of the picture are not details
 RESIDUAL_TOLERANCE = 10.0 / 255.0
@@ -117,14 +120,20 @@ def _paint(found: list, members: list[int]) -> tuple[Box, np.ndarray]:
 
 
 def find_details(
-    image: np.ndarray, valid: np.ndarray, canvas: Canvas, layers: list[BuiltLayer]
+    image: np.ndarray,
+    valid: np.ndarray,
+    canvas: Canvas,
+    layers: list[BuiltLayer],
+    smoothed: bool = False,
 ) -> list[BuiltLayer]:
     """Layers for unexplained two-colour clusters; clusters of a text layer join it in place.
 
-    `canvas` is updated with everything added.
+    `canvas` is updated with everything added. `smoothed`: `image` is a denoised copy of a
+    degraded picture, whose leftover noise must not count as detail.
     """
     h, w = valid.shape
-    strong = (canvas.difference(image) > STRONG) & valid & (canvas.alpha > 0.5)
+    limit = STRONG_SMOOTHED if smoothed else STRONG
+    strong = (canvas.difference(image) > limit) & valid & (canvas.alpha > 0.5)
     if not strong.any():
         return []
     square = np.ones((3, 3), bool)
