@@ -31,6 +31,9 @@ STRONG = 20.0 / 255.0  # a pixel this far from the composite is unexplained
 # along every edge; only differences beyond this are details.
 STRONG_SMOOTHED = 32.0 / 255.0
 FAINT = 4.0 / 255.0
+# A cluster's pixels this far from the composite are what unmixing must explain; in a smoothed
+# picture, fainter differences are the noise around it, which no colour explains.
+FAINT_SMOOTHED = 12.0 / 255.0
 MAX_SHARE = 0.05  # clusters larger than this share of the picture are not details
 RESIDUAL_TOLERANCE = 10.0 / 255.0
 MIN_EXPLAINED = 0.5
@@ -85,13 +88,14 @@ def _cluster(
     box: Box,
     mask: np.ndarray,
     hosts: list[tuple[int, Box, np.ndarray]],
+    faint: float = FAINT,
 ) -> tuple[int | None, np.ndarray, np.ndarray, np.ndarray] | None:
     """(host layer or None, colour 0-1, alpha, explained mask) of one cluster, or None."""
     top, left, bottom, right = box
     pixels = image[top:bottom, left:right].astype(np.float32) / 255.0
     under = canvas.rgb[top:bottom, left:right]
     diff = channel_max(np.abs(pixels - under))
-    candidates = mask & (diff > FAINT)
+    candidates = mask & (diff > faint)
     for index, host_box, host_colour in hosts:
         if _on_line(box, host_box):
             colour = host_colour / 255.0
@@ -150,7 +154,7 @@ def find_details(
         mask = labels[sl] == number
         if (mask & strong[sl]).sum() < 3 or mask.sum() > MAX_SHARE * h * w:
             continue
-        result = _cluster(image, canvas, box, mask, hosts)
+        result = _cluster(image, canvas, box, mask, hosts, FAINT_SMOOTHED if smoothed else FAINT)
         if result is not None:
             if result[0] is None:
                 result = (_inside_host(box, glyph_boxes), *result[1:])
