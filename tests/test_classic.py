@@ -377,6 +377,39 @@ def test_noise_left_by_smoothing_is_no_detail():
     assert find_details(image, valid, canvas, []) != []
 
 
+def test_jpeg_quantisation_step_sets_the_smoothing():
+    """A coarse JPEG (quality 70) is told from a fine one (95) and from a picture that never
+    was a JPEG by its block DCT's quantisation grid; only the coarse one, whose ringing is
+    stronger, is smoothed with the wider tolerance."""
+    import io
+
+    from layerlift.inference.backends.classic.denoise import (
+        SIGMA_LEVELS,
+        STRONG_LEVELS,
+        jpeg_step,
+        sigma_levels,
+    )
+    from PIL import Image
+
+    h = w = 96
+    clean = np.rint(_gradient(h, w)).astype(np.uint8)
+    disc = _coverage(h, w, lambda y, x: (y - 40) ** 2 + (x - 50) ** 2 <= 25**2)
+    clean = np.rint(_over(clean.astype(np.float64), CARD, disc)).astype(np.uint8)
+    clean[60:80, 10:70] = INK
+
+    def saved(quality: int) -> np.ndarray:
+        buffer = io.BytesIO()
+        Image.fromarray(clean).save(buffer, format="JPEG", quality=quality)
+        return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+
+    assert jpeg_step(saved(70)) >= 5
+    assert jpeg_step(saved(95)) < 5
+    grain = np.random.default_rng(1).normal(0.0, 6.0, clean.shape)
+    assert jpeg_step(np.clip(clean + grain, 0, 255).astype(np.uint8)) == 1
+    assert sigma_levels(saved(70)) == STRONG_LEVELS
+    assert sigma_levels(saved(95)) == SIGMA_LEVELS
+
+
 def test_large_pictures_are_analysed_reduced_and_still_recomposite_exactly():
     from layerlift.inference.backends.classic.backend import analysis_factor
 
