@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from layerlift.inference.backends.classic.channels import channel_max
-from layerlift.inference.backends.classic.masks import dilate
 from scipy import ndimage
 
 # Neighbours closer than this (max over RGB, 0-255 levels) count as "the same colour". Large
@@ -283,21 +282,29 @@ def _drop_bands(texture: np.ndarray, rgb: np.ndarray) -> np.ndarray:
     into one; dropped, its pixels are edges, owned by the regions on either side and given
     soft alpha by unmixing like any edge.
     """
-    count = int(texture.max())
-    if not count:
+    h, w = texture.shape
+    bands = []
+    for number, sl in enumerate(ndimage.find_objects(texture), start=1):
+        if sl is None:
+            continue
+        # The piece's box grown by what the tests below look at around it.
+        grow = BAND_REACH + 1
+        top, bottom = max(0, sl[0].start - grow), min(h, sl[0].stop + grow)
+        left, right = max(0, sl[1].start - grow), min(w, sl[1].stop + grow)
+        piece = texture[top:bottom, left:right] == number
+        if ndimage.distance_transform_edt(piece).max() > BAND_HALF_WIDTH:
+            continue
+        # Only bands along an edge: a soft thin piece (a glow, a photo's haze) is kept.
+        steps = _steps(rgb[top:bottom, left:right]) > BAND_EDGE
+        near_edge = ndimage.binary_dilation(steps, SQUARE, BAND_REACH)
+        if near_edge[piece].mean() >= BAND_SHARE:
+            bands.append(number)
+    if not bands:
         return texture
-    depth = ndimage.distance_transform_edt(texture > 0)
-    widest = ndimage.maximum(depth, texture, np.arange(1, count + 1))
-    thin = np.zeros(count + 1, bool)
-    thin[1:] = np.asarray(widest) <= BAND_HALF_WIDTH
-    if not thin.any():
-        return texture
-    # Only bands along an edge: a soft thin piece (a glow, a photo's haze) is kept.
-    near_edge = dilate(_steps(rgb) > BAND_EDGE, BAND_REACH, SQUARE)
-    along = np.asarray(ndimage.mean(near_edge, texture, np.arange(1, count + 1)))
-    thin[1:] &= along >= BAND_SHARE
+    is_band = np.zeros(int(texture.max()) + 1, bool)
+    is_band[bands] = True
     texture = texture.copy()
-    texture[thin[texture]] = 0
+    texture[is_band[texture]] = 0
     return _drop_small(texture, 1)
 
 
