@@ -373,7 +373,7 @@ def test_noise_left_by_smoothing_is_no_detail():
     canvas.add((0, 0, h, w), np.dstack([np.full((h, w, 3), (40, 90, 160), np.uint8),
                                         np.full((h, w), 255, np.uint8)]))
     valid = np.ones((h, w), bool)
-    assert find_details(image, valid, canvas, [], smoothed=True) == []
+    assert find_details(image, valid, canvas, [], smoothing=12) == []
     assert find_details(image, valid, canvas, []) != []
 
 

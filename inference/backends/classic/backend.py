@@ -114,7 +114,7 @@ class ClassicBackend(Backend):
         h, w = rgba.shape[:2]
         raw = np.ascontiguousarray(rgba[..., :3])
         noisy = is_noisy(raw)
-        rgb = raw
+        rgb, levels = raw, 0
         if noisy:
             # A reduced picture has lost the JPEG block grid (and its averaging smoothed it).
             levels = sigma_levels(raw) if factor == 1 else SIGMA_LEVELS
@@ -148,7 +148,7 @@ class ClassicBackend(Backend):
         )
         del emap, defined
         stages.report(0.75, "looking for small details")
-        details = find_details(rgb, valid, canvas, layers, smoothed=noisy)
+        details = find_details(rgb, valid, canvas, layers, smoothing=levels)
         del canvas
         layers = _fold_small_details(layers, details, h * w)
         layers += _name_details([d for d in details if d is not None], layers)

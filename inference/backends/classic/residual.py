@@ -28,8 +28,10 @@ Box = tuple[int, int, int, int]
 
 STRONG = 20.0 / 255.0  # a pixel this far from the composite is unexplained
 # In a smoothed (degraded) picture JPEG ringing and grain the smoothing left reach past STRONG
-# along every edge; only differences beyond this are details.
-STRONG_SMOOTHED = 32.0 / 255.0
+# along every edge, the further the stronger the noise (which the smoothing's tolerance, in
+# levels, follows): only differences beyond this many times that tolerance are details
+# (32 levels for the usual 12).
+STRONG_PER_LEVEL = 32.0 / 12.0 / 255.0
 FAINT = 4.0 / 255.0
 # A cluster's pixels this far from the composite are what unmixing must explain; in a smoothed
 # picture, fainter differences are the noise around it, which no colour explains.
@@ -128,15 +130,17 @@ def find_details(
     valid: np.ndarray,
     canvas: Canvas,
     layers: list[BuiltLayer],
-    smoothed: bool = False,
+    smoothing: int = 0,
 ) -> list[BuiltLayer]:
     """Layers for unexplained two-colour clusters; clusters of a text layer join it in place.
 
-    `canvas` is updated with everything added. `smoothed`: `image` is a denoised copy of a
-    degraded picture, whose leftover noise must not count as detail.
+    `canvas` is updated with everything added. `smoothing`: the sigma filter's tolerance
+    (levels) when `image` is a denoised copy of a degraded picture, whose leftover noise must
+    not count as detail (0: the picture itself).
     """
     h, w = valid.shape
-    limit = STRONG_SMOOTHED if smoothed else STRONG
+    smoothed = smoothing > 0
+    limit = STRONG_PER_LEVEL * smoothing if smoothed else STRONG
     strong = (canvas.difference(image) > limit) & valid & (canvas.alpha > 0.5)
     if not strong.any():
         return []
