@@ -370,8 +370,9 @@ def test_noise_left_by_smoothing_is_no_detail():
     image = np.full((h, w, 3), (40, 90, 160), np.uint8)
     image[10:14, 10:86:6] = (66, 116, 186)  # a row of specks 26 levels off the layers
     canvas = Canvas(h, w)
-    canvas.add((0, 0, h, w), np.dstack([np.full((h, w, 3), (40, 90, 160), np.uint8),
-                                        np.full((h, w), 255, np.uint8)]))
+    layer = np.full((h, w, 4), 255, np.uint8)
+    layer[..., :3] = (40, 90, 160)
+    canvas.add((0, 0, h, w), layer)
     valid = np.ones((h, w), bool)
     assert find_details(image, valid, canvas, [], smoothing=12) == []
     assert find_details(image, valid, canvas, []) != []
