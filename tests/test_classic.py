@@ -331,6 +331,86 @@ def test_noise_detector_and_sigma_filter():
     assert np.ptp(smooth(jpeg)[near].astype(int), axis=(0, 1)).max() < before
 
 
+def test_jpeg_ringing_along_edges_is_no_texture_but_grain_is():
+    """The ringing bands a JPEG leaves along edges are edges, not texture pieces (which would
+    become layers of ringing); a grainy patch in the same picture is still texture."""
+    import io
+
+    from layerlift.inference.backends.classic.denoise import is_noisy, smooth
+    from layerlift.inference.backends.classic.regions import find_units
+    from PIL import Image
+
+    h = w = 128
+    clean = np.zeros((h, w, 3), np.uint8)
+    clean[:] = (120, 120, 20)
+    disc = _coverage(h, w, lambda y, x: (y - 40) ** 2 + (x - 40) ** 2 <= 27**2)
+    clean = np.rint(_over(clean.astype(np.float64), (80, 190, 190), disc)).astype(np.uint8)
+    clean[75:110, 61:101] = (210, 100, 30)
+    grain = np.random.default_rng(3).integers(-40, 41, (40, 40, 1))
+    clean[80:120, 10:50] = np.clip(np.int16(90) + grain, 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(clean).save(buffer, format="JPEG", quality=72)
+    raw = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    assert is_noisy(raw)
+    units = find_units(smooth(raw), np.ones((h, w), bool), raw)
+    texture = np.isin(units.labels, np.flatnonzero(units.is_texture))
+    assert texture[80:120, 10:50].mean() > 0.5  # the grain
+    elsewhere = np.ones((h, w), bool)
+    elsewhere[75:125, 5:56] = False  # all but the grain and its surroundings: the edges
+    assert not (texture & elsewhere).any()
+
+
+def test_noise_left_by_smoothing_is_no_detail():
+    """In a smoothed picture, differences of JPEG ringing's size from the layers are noise,
+    not small details that would each become a layer; a clean picture's are details."""
+    from layerlift.inference.backends.classic.build import Canvas
+    from layerlift.inference.backends.classic.residual import find_details
+
+    h, w = 48, 96
+    image = np.full((h, w, 3), (40, 90, 160), np.uint8)
+    image[10:14, 10:86:6] = (66, 116, 186)  # a row of specks 26 levels off the layers
+    canvas = Canvas(h, w)
+    layer = np.full((h, w, 4), 255, np.uint8)
+    layer[..., :3] = (40, 90, 160)
+    canvas.add((0, 0, h, w), layer)
+    valid = np.ones((h, w), bool)
+    assert find_details(image, valid, canvas, [], smoothing=12) == []
+    assert find_details(image, valid, canvas, []) != []
+
+
+def test_jpeg_quantisation_step_sets_the_smoothing():
+    """A coarse JPEG (quality 70) is told from a fine one (95) and from a picture that never
+    was a JPEG by its block DCT's quantisation grid; only the coarse one, whose ringing is
+    stronger, is smoothed with the wider tolerance."""
+    import io
+
+    from layerlift.inference.backends.classic.denoise import (
+        SIGMA_LEVELS,
+        STRONG_LEVELS,
+        jpeg_step,
+        sigma_levels,
+    )
+    from PIL import Image
+
+    h = w = 96
+    clean = np.rint(_gradient(h, w)).astype(np.uint8)
+    disc = _coverage(h, w, lambda y, x: (y - 40) ** 2 + (x - 50) ** 2 <= 25**2)
+    clean = np.rint(_over(clean.astype(np.float64), CARD, disc)).astype(np.uint8)
+    clean[60:80, 10:70] = INK
+
+    def saved(quality: int) -> np.ndarray:
+        buffer = io.BytesIO()
+        Image.fromarray(clean).save(buffer, format="JPEG", quality=quality)
+        return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+
+    assert jpeg_step(saved(70)) >= 5
+    assert jpeg_step(saved(95)) < 5
+    grain = np.random.default_rng(1).normal(0.0, 6.0, clean.shape)
+    assert jpeg_step(np.clip(clean + grain, 0, 255).astype(np.uint8)) == 1
+    assert sigma_levels(saved(70)) == STRONG_LEVELS
+    assert sigma_levels(saved(95)) == SIGMA_LEVELS
+
+
 def test_large_pictures_are_analysed_reduced_and_still_recomposite_exactly():
     from layerlift.inference.backends.classic.backend import analysis_factor
 

@@ -49,7 +49,12 @@ from layerlift.inference.backends.classic.count import (
     overlaps,
     unique_names,
 )
-from layerlift.inference.backends.classic.denoise import is_noisy, smooth
+from layerlift.inference.backends.classic.denoise import (
+    SIGMA_LEVELS,
+    is_noisy,
+    sigma_levels,
+    smooth,
+)
 from layerlift.inference.backends.classic.facts import unit_facts
 from layerlift.inference.backends.classic.grouping import element_map, form_elements
 from layerlift.inference.backends.classic.ordering import z_order
@@ -109,7 +114,11 @@ class ClassicBackend(Backend):
         h, w = rgba.shape[:2]
         raw = np.ascontiguousarray(rgba[..., :3])
         noisy = is_noisy(raw)
-        rgb = smooth(raw, reduced=factor) if noisy else raw
+        rgb, levels = raw, 0
+        if noisy:
+            # A reduced picture has lost the JPEG block grid (and its averaging smoothed it).
+            levels = sigma_levels(raw) if factor == 1 else SIGMA_LEVELS
+            rgb = smooth(raw, levels, reduced=factor)
         valid = rgba[..., 3] > 0
 
         stages.report(0.02, "finding regions")
@@ -139,7 +148,7 @@ class ClassicBackend(Backend):
         )
         del emap, defined
         stages.report(0.75, "looking for small details")
-        details = find_details(rgb, valid, canvas, layers)
+        details = find_details(rgb, valid, canvas, layers, smoothing=levels)
         del canvas
         layers = _fold_small_details(layers, details, h * w)
         layers += _name_details([d for d in details if d is not None], layers)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 from layerlift.inference.backends.classic.channels import channel_max
+from scipy.fft import dctn
 
 SIGMA_LEVELS = 12  # max channel difference (0-255) of the neighbours averaged in
 RADIUS = 2  # the window is (2 RADIUS + 1) squared
@@ -29,6 +30,14 @@ PASSES = 2
 ROWS = 512  # rows per band, to bound the float working set on large pictures
 NOISE_LOW, NOISE_HIGH = 3, 16
 NOISE_RATIO = 0.55
+# JPEG: see `jpeg_step`. A picture quantised this coarsely (about quality 80 and below) rings
+# by more than SIGMA_LEVELS next to its edges, and is smoothed with STRONG_LEVELS instead.
+COARSE_STEP = 5
+STRONG_LEVELS = 18
+STEP_POSITIONS = ((0, 1), (1, 0), (1, 1), (0, 2), (2, 0))  # low AC coefficients of a block
+MAX_STEP = 20
+PERIODIC = 0.5  # mean cos(2 pi c / step) of the coefficients c on a grid of that step
+MIN_COEFFICIENTS = 20
 
 
 def noise_ratio(rgb: np.ndarray) -> float:
@@ -45,6 +54,40 @@ def noise_ratio(rgb: np.ndarray) -> float:
 
 def is_noisy(rgb: np.ndarray) -> bool:
     return noise_ratio(rgb) >= NOISE_RATIO
+
+
+def jpeg_step(rgb: np.ndarray) -> int:
+    """The quantisation step of a JPEG's low luma frequencies (1: not a JPEG, or a fine one).
+
+    JPEG stores each 8 x 8 block's DCT coefficients as multiples of a step from its
+    quantisation table, which the quality setting scales (about 7 at quality 70, 1 at 95).
+    Decoded, the luma's block DCT still sits on that grid, so the largest step on which most
+    non-zero coefficients lie (mean cos(2 pi c / step) > PERIODIC) is the step; a picture
+    that was never a JPEG (or was resampled since) has no such grid. The median over a few
+    low frequencies is taken, as one position alone can fall on a grid by chance.
+    """
+    h, w = (rgb.shape[0] // 8) * 8, (rgb.shape[1] // 8) * 8
+    if h < 8 or w < 8:
+        return 1
+    luma = rgb[:h, :w].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    blocks = (luma - 128.0).reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3)
+    coefficients = dctn(blocks, axes=(2, 3), norm="ortho")
+    steps = []
+    for u, v in STEP_POSITIONS:
+        values = coefficients[..., u, v].ravel()
+        values = values[np.abs(values) > 1.5]
+        found = 1
+        if values.size >= MIN_COEFFICIENTS:
+            for step in range(2, MAX_STEP + 1):
+                if np.cos(2.0 * np.pi * values / step).mean() > PERIODIC:
+                    found = step
+        steps.append(found)
+    return int(np.median(steps))
+
+
+def sigma_levels(rgb: np.ndarray) -> int:
+    """The sigma filter's tolerance for a noisy picture: wider for a coarse JPEG."""
+    return STRONG_LEVELS if jpeg_step(rgb) >= COARSE_STEP else SIGMA_LEVELS
 
 
 def _pass(rgb: np.ndarray, levels: int, radius: int) -> np.ndarray:

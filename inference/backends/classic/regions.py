@@ -44,6 +44,13 @@ RIM_CORE_RATIO = 4.0  # the stroke a rim blurs has at most this many times its p
 # Blur softens every edge of a picture: a lone soft piece is a feature (a glow), not blur.
 RIM_MIN_COUNT = 3
 RIM_TEXTURE_GAP = 8  # rims this close (pixels) to other texture are part of it
+# In a smoothed (degraded) picture, texture pieces no wider than twice this (pixels) are the
+# noise along an edge (JPEG ringing, blur), not texture: see `_drop_bands`.
+BAND_HALF_WIDTH = 4.0
+BAND_EDGE = 16  # levels between neighbours (smoothed): an edge that rings
+BAND_REACH = 2  # px: how far from such an edge a band's pixels lie
+BAND_SHARE = 0.5  # of a band's pixels at least lie that near an edge
+SQUARE = np.ones((3, 3), bool)
 
 @dataclass
 class Units:
@@ -167,6 +174,8 @@ def find_units(rgb: np.ndarray, valid: np.ndarray, raw: np.ndarray | None = None
     texture = texture_pieces(texture_core, valid, min_texture)
     texture[core & (texture > 0)] = 0
     texture = _drop_rims(texture, labels, rgb)
+    if raw is not None and raw is not rgb:
+        texture = _drop_bands(texture, rgb)
     labels = np.where(texture > 0, texture + regions, labels).astype(np.int32)
     count = int(labels.max())
     own = territories(labels, valid)
@@ -249,6 +258,53 @@ def _drop_rims(texture: np.ndarray, regions: np.ndarray, rgb: np.ndarray) -> np.
         mine = view == number
         if not (mine & solid[slices[number - 1]]).any():
             view[mine] = 0
+    return _drop_small(texture, 1)
+
+
+def _steps(rgb: np.ndarray) -> np.ndarray:
+    """Per pixel, the largest channel difference to its right or lower neighbour (int16)."""
+    x = rgb.astype(np.int16)
+    steps = np.zeros(x.shape[:2], np.int16)
+    steps[:, :-1] = channel_max(np.abs(x[:, 1:] - x[:, :-1]))
+    steps[:-1] = np.maximum(steps[:-1], channel_max(np.abs(x[1:] - x[:-1])))
+    return steps
+
+
+def _drop_bands(texture: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """`texture` without its thin pieces, for a picture that was smoothed before segmentation.
+
+    Texture is looked for in the unsmoothed picture, where JPEG ringing and chroma bleeding,
+    grain or a resampling blur leave a band of pixels a few wide along every edge that are
+    not flat, dense enough to count as texture. Real texture (a pattern, a photo, a grainy
+    backdrop) covers areas; a piece no more than 2 BAND_HALF_WIDTH pixels across anywhere is
+    such a band, when most of it lies along a step in the smoothed picture (what rings). As
+    texture it would become a layer of ringing of its own, or glue the objects it runs along
+    into one; dropped, its pixels are edges, owned by the regions on either side and given
+    soft alpha by unmixing like any edge.
+    """
+    h, w = texture.shape
+    bands = []
+    for number, sl in enumerate(ndimage.find_objects(texture), start=1):
+        if sl is None:
+            continue
+        # The piece's box grown by what the tests below look at around it.
+        grow = BAND_REACH + 1
+        top, bottom = max(0, sl[0].start - grow), min(h, sl[0].stop + grow)
+        left, right = max(0, sl[1].start - grow), min(w, sl[1].stop + grow)
+        piece = texture[top:bottom, left:right] == number
+        if ndimage.distance_transform_edt(piece).max() > BAND_HALF_WIDTH:
+            continue
+        # Only bands along an edge: a soft thin piece (a glow, a photo's haze) is kept.
+        steps = _steps(rgb[top:bottom, left:right]) > BAND_EDGE
+        near_edge = ndimage.binary_dilation(steps, SQUARE, BAND_REACH)
+        if near_edge[piece].mean() >= BAND_SHARE:
+            bands.append(number)
+    if not bands:
+        return texture
+    is_band = np.zeros(int(texture.max()) + 1, bool)
+    is_band[bands] = True
+    texture = texture.copy()
+    texture[is_band[texture]] = 0
     return _drop_small(texture, 1)
 
 

@@ -27,7 +27,15 @@ from scipy import ndimage
 Box = tuple[int, int, int, int]
 
 STRONG = 20.0 / 255.0  # a pixel this far from the composite is unexplained
+# In a smoothed (degraded) picture JPEG ringing and grain the smoothing left reach past STRONG
+# along every edge, the further the stronger the noise (which the smoothing's tolerance, in
+# levels, follows): only differences beyond this many times that tolerance are details
+# (32 levels for the usual 12).
+STRONG_PER_LEVEL = 32.0 / 12.0 / 255.0
 FAINT = 4.0 / 255.0
+# A cluster's pixels this far from the composite are what unmixing must explain; in a smoothed
+# picture, fainter differences are the noise around it, which no colour explains.
+FAINT_SMOOTHED = 12.0 / 255.0
 MAX_SHARE = 0.05  # clusters larger than this share of the picture are not details
 RESIDUAL_TOLERANCE = 10.0 / 255.0
 MIN_EXPLAINED = 0.5
@@ -82,13 +90,14 @@ def _cluster(
     box: Box,
     mask: np.ndarray,
     hosts: list[tuple[int, Box, np.ndarray]],
+    faint: float = FAINT,
 ) -> tuple[int | None, np.ndarray, np.ndarray, np.ndarray] | None:
     """(host layer or None, colour 0-1, alpha, explained mask) of one cluster, or None."""
     top, left, bottom, right = box
     pixels = image[top:bottom, left:right].astype(np.float32) / 255.0
     under = canvas.rgb[top:bottom, left:right]
     diff = channel_max(np.abs(pixels - under))
-    candidates = mask & (diff > FAINT)
+    candidates = mask & (diff > faint)
     for index, host_box, host_colour in hosts:
         if _on_line(box, host_box):
             colour = host_colour / 255.0
@@ -117,14 +126,22 @@ def _paint(found: list, members: list[int]) -> tuple[Box, np.ndarray]:
 
 
 def find_details(
-    image: np.ndarray, valid: np.ndarray, canvas: Canvas, layers: list[BuiltLayer]
+    image: np.ndarray,
+    valid: np.ndarray,
+    canvas: Canvas,
+    layers: list[BuiltLayer],
+    smoothing: int = 0,
 ) -> list[BuiltLayer]:
     """Layers for unexplained two-colour clusters; clusters of a text layer join it in place.
 
-    `canvas` is updated with everything added.
+    `canvas` is updated with everything added. `smoothing`: the sigma filter's tolerance
+    (levels) when `image` is a denoised copy of a degraded picture, whose leftover noise must
+    not count as detail (0: the picture itself).
     """
     h, w = valid.shape
-    strong = (canvas.difference(image) > STRONG) & valid & (canvas.alpha > 0.5)
+    smoothed = smoothing > 0
+    limit = STRONG_PER_LEVEL * smoothing if smoothed else STRONG
+    strong = (canvas.difference(image) > limit) & valid & (canvas.alpha > 0.5)
     if not strong.any():
         return []
     square = np.ones((3, 3), bool)
@@ -141,7 +158,7 @@ def find_details(
         mask = labels[sl] == number
         if (mask & strong[sl]).sum() < 3 or mask.sum() > MAX_SHARE * h * w:
             continue
-        result = _cluster(image, canvas, box, mask, hosts)
+        result = _cluster(image, canvas, box, mask, hosts, FAINT_SMOOTHED if smoothed else FAINT)
         if result is not None:
             if result[0] is None:
                 result = (_inside_host(box, glyph_boxes), *result[1:])
