@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import numpy as np
 from layerlift.inference.backends.classic.channels import channel_max
-from scipy.fft import dctn
 
 SIGMA_LEVELS = 12  # max channel difference (0-255) of the neighbours averaged in
 RADIUS = 2  # the window is (2 RADIUS + 1) squared
@@ -56,6 +55,21 @@ def is_noisy(rgb: np.ndarray) -> bool:
     return noise_ratio(rgb) >= NOISE_RATIO
 
 
+def _block_dct() -> np.ndarray:
+    """The 8-point orthonormal DCT-II matrix, JPEG's transform of a block's rows and columns.
+
+    A matrix product rather than scipy.fft: the CPU bundle leaves scipy.fft out
+    (packaging/flavours.py), and an 8 x 8 transform is two small products.
+    """
+    x = np.arange(8)
+    basis = np.cos((2 * x[None, :] + 1) * x[:, None] * np.pi / 16) * np.sqrt(2 / 8)
+    basis[0] /= np.sqrt(2)
+    return basis.astype(np.float32)
+
+
+_BLOCK_DCT = _block_dct()
+
+
 def jpeg_step(rgb: np.ndarray) -> int:
     """The quantisation step of a JPEG's low luma frequencies (1: not a JPEG, or a fine one).
 
@@ -71,7 +85,7 @@ def jpeg_step(rgb: np.ndarray) -> int:
         return 1
     luma = rgb[:h, :w].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     blocks = (luma - 128.0).reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3)
-    coefficients = dctn(blocks, axes=(2, 3), norm="ortho")
+    coefficients = _BLOCK_DCT @ blocks @ _BLOCK_DCT.T
     steps = []
     for u, v in STEP_POSITIONS:
         values = coefficients[..., u, v].ravel()

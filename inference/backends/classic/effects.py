@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from layerlift.inference.backends.classic.alpha import unmix
 from layerlift.inference.backends.classic.masks import dilate
-from scipy import ndimage, signal
+from scipy import ndimage
 
 SQUARE = np.ones((3, 3), bool)
 
@@ -260,8 +260,8 @@ def fit_style(
         for spread in STYLE_SPREADS:
             boosted = np.minimum(blurred * spread, 1.0)
             # Every offset at once: sums of target * model and model^2 over the known pixels.
-            am = signal.correlate(boosted, target, mode="valid", method="fft")
-            mm = signal.correlate(boosted * boosted, mask, mode="valid", method="fft")
+            am = _correlate_valid(boosted, target)
+            mm = _correlate_valid(boosted * boosted, mask)
             with np.errstate(divide="ignore", invalid="ignore"):
                 misfit = np.where(mm > 1e-6, float(values @ values) - am * am / mm, np.inf)
             i, j = np.unravel_index(int(np.argmin(misfit)), misfit.shape)
@@ -297,3 +297,15 @@ def _enlarge(small: np.ndarray, factor: int, h: int, w: int) -> np.ndarray:
     out[bh:, :bw] = out[bh - 1 : bh, :bw]
     out[:, bw:] = out[:, bw - 1 : bw]
     return out
+
+
+def _correlate_valid(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """`image` correlated with the smaller `kernel` at every offset where it fits whole.
+
+    numpy's FFT rather than scipy.signal: the CPU bundle leaves scipy.signal and scipy.fft out
+    (packaging/flavours.py), and a circular correlation at the image's own size has no
+    wrap-around in the offsets kept.
+    """
+    rows, cols = image.shape[0] - kernel.shape[0] + 1, image.shape[1] - kernel.shape[1] + 1
+    spectrum = np.fft.rfft2(image, image.shape) * np.conj(np.fft.rfft2(kernel, image.shape))
+    return np.fft.irfft2(spectrum, image.shape)[:rows, :cols]
