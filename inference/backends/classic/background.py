@@ -29,6 +29,9 @@ TEXTURE_PIECE_MEMBER = 0.6  # the same for a texture piece (see textured_members
 # background is textured and the group richly shaded (border_textures).
 BORDER_TEXTURE_SHARE = 0.03
 SCENERY_RMS = 5.5  # levels: see border_textures (a soft shadow or glow leaves about 4-5)
+# A complex background whose border is shared with other complex units owning at least this
+# share of it is scenery too (a field under a sky: see is_textured).
+SCENERY_BORDER = 0.25
 # Bokeh (light_discs): at least BOKEH_DISCS round flat units, each lighter than the background
 # around it by BOKEH_LIGHT levels in every channel, of DISC_AREA of the picture at most.
 BOKEH_DISCS = 5
@@ -150,11 +153,24 @@ def border_textures(
 
 
 def is_textured(facts: UnitFacts, background: list[int]) -> bool:
-    """Was a texture palette found on the background, or is its main unit texture or scenery?"""
+    """Was a texture palette found on the background, or is its main unit texture or scenery?
+
+    A landscape can show as two units only (a gently shaded field and a sky above it); then
+    no palette is read and the field alone may be smooth enough to pass for a rich gradient.
+    What gives it away is that other complex units own a large stretch of the border too: a
+    designer keeps inserts inside the frame, while scenery is cut by it.
+    """
     if facts.texture_pixels is not None:
         return True
     largest = background[int(np.argmax(facts.area[background]))]
-    return bool(facts.texture[largest] or facts.rms2[largest] > SCENERY_RMS)
+    if facts.texture[largest] or facts.rms2[largest] > SCENERY_RMS:
+        return True
+    if not facts.complex[largest]:
+        return False
+    others = np.ones(len(facts.area), bool)
+    others[background] = False
+    shared = facts.border[others & facts.complex].sum()
+    return bool(shared >= SCENERY_BORDER * max(1, facts.border[1:].sum()))
 
 
 def light_discs(facts: UnitFacts, background: int | None, units: list[int]) -> list[int]:
