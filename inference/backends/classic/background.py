@@ -41,6 +41,10 @@ DISC_ASPECT = 0.75  # the box's short side over its long side, at least
 DISC_RAMP = 0.5  # of a disc's radius: how far its soft edge reaches beyond its box
 RAMP_TOLERANCE = 12.0  # levels: see _ramp
 DISC_FILL = (0.6, 0.9)  # share of its box a disc's defining pixels fill (a circle: 0.785)
+# A disc cut by what lies on it (a glyph, a shape): its own pixels fill at least CUT_FILL of
+# its box, the background no more than 1 - DISC_FILL[0], and it is no larger than CUT_SIZE
+# times the largest whole disc (see light_discs).
+CUT_FILL, CUT_SIZE = 0.35, 1.25
 
 
 def pick_background(own: np.ndarray, facts: UnitFacts) -> int | None:
@@ -188,6 +192,7 @@ def light_discs(facts: UnitFacts, background: int | None, units: list[int]) -> l
     if len(discs) < BOKEH_DISCS:
         return []
     found = set(discs)
+    found.update(_cut_discs(facts, background, [u for u in units if u not in found], discs))
     for disc in discs:
         found.update(_ramp(facts, background, disc))
     fresh = set(found)
@@ -254,8 +259,36 @@ def _ramp(facts: UnitFacts, background: int, disc: int) -> list[int]:
     return ring
 
 
-def _light_disc(facts: UnitFacts, background: int, unit: int, n_pixels: int) -> bool:
-    """Is `unit` a small flat round patch lighter than the background in every channel?"""
+def _cut_discs(facts: UnitFacts, background: int, units: list[int], discs: list[int]) -> list[int]:
+    """Discs of a confirmed bokeh that a glyph or a shape lying on them cuts.
+
+    Such a disc keeps its round box, but the cut leaves its own pixels short of the fill a
+    circle has; what fills its box instead of the background is the object on it. So in a
+    picture already shown to be bokeh, a light flat patch whose box the background fills no
+    more than a whole disc's corners do, and no larger than the discs found, is one too.
+    """
+    largest = CUT_SIZE * max(_extent(facts, u) for u in discs)
+    n_pixels = facts.own.size
+    return [
+        u
+        for u in units
+        if _light_disc(facts, background, u, n_pixels, cut=True) and _extent(facts, u) <= largest
+    ]
+
+
+def _extent(facts: UnitFacts, unit: int) -> int:
+    """The long side of a unit's defining pixels' box (0 when it has none)."""
+    box = facts.core_boxes[unit]
+    return 0 if box is None else max(box[2] - box[0], box[3] - box[1])
+
+
+def _light_disc(
+    facts: UnitFacts, background: int, unit: int, n_pixels: int, cut: bool = False
+) -> bool:
+    """Is `unit` a small flat round patch lighter than the background in every channel?
+
+    `cut`: the patch may be a disc cut by an object on it (see _cut_discs).
+    """
     box = facts.core_boxes[unit]
     area = facts.area[unit]
     if box is None or unit == background or not facts.is_flat(unit):
@@ -267,7 +300,11 @@ def _light_disc(facts: UnitFacts, background: int, unit: int, n_pixels: int) -> 
     if min(bh, bw) < 5 or min(bh, bw) < DISC_ASPECT * max(bh, bw):
         return False
     fill = float((facts.labels[top:bottom, left:right] == unit).mean())
-    if not DISC_FILL[0] <= fill <= DISC_FILL[1]:
+    if cut:
+        open_share = float((facts.own[top:bottom, left:right] == background).mean())
+        if fill < CUT_FILL or fill >= DISC_FILL[0] or open_share > 1 - DISC_FILL[0]:
+            return False
+    elif not DISC_FILL[0] <= fill <= DISC_FILL[1]:
         return False
     under = facts.local_colour(background, facts.boxes[unit])
     return under is not None and bool((facts.colour[unit] - under).min() >= BOKEH_LIGHT)
