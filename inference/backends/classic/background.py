@@ -43,8 +43,9 @@ RAMP_TOLERANCE = 12.0  # levels: see _ramp
 DISC_FILL = (0.6, 0.9)  # share of its box a disc's defining pixels fill (a circle: 0.785)
 # A disc cut by what lies on it (a glyph, a shape): its own pixels fill at least CUT_FILL of
 # its box, the background no more than 1 - DISC_FILL[0], and it is no larger than CUT_SIZE
-# times the largest whole disc (see light_discs).
-CUT_FILL, CUT_SIZE = 0.35, 1.25
+# times the largest whole disc (see light_discs). A cut near its rim also shortens its box
+# on one side: its short side is at least CUT_ASPECT of its long side.
+CUT_FILL, CUT_SIZE, CUT_ASPECT = 0.35, 1.25, 0.6
 
 
 def pick_background(own: np.ndarray, facts: UnitFacts) -> int | None:
@@ -297,7 +298,8 @@ def _light_disc(
         return False
     top, left, bottom, right = box
     bh, bw = bottom - top, right - left
-    if min(bh, bw) < 5 or min(bh, bw) < DISC_ASPECT * max(bh, bw):
+    aspect = CUT_ASPECT if cut else DISC_ASPECT
+    if min(bh, bw) < 5 or min(bh, bw) < aspect * max(bh, bw):
         return False
     fill = float((facts.labels[top:bottom, left:right] == unit).mean())
     if cut:
