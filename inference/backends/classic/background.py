@@ -46,6 +46,8 @@ DISC_FILL = (0.6, 0.9)  # share of its box a disc's defining pixels fill (a circ
 # times the largest whole disc (see light_discs). A cut near its rim also shortens its box
 # on one side: its short side is at least CUT_ASPECT of its long side.
 CUT_FILL, CUT_SIZE, CUT_ASPECT = 0.35, 1.25, 0.6
+# ... and where the picture's frame cuts it too, at least FRAME_ASPECT.
+FRAME_ASPECT = 0.4
 
 
 def pick_background(own: np.ndarray, facts: UnitFacts) -> int | None:
@@ -298,7 +300,9 @@ def _light_disc(
         return False
     top, left, bottom, right = box
     bh, bw = bottom - top, right - left
-    aspect = CUT_ASPECT if cut else DISC_ASPECT
+    h, w = facts.own.shape
+    framed = cut and (top == 0 or left == 0 or bottom == h or right == w)
+    aspect = FRAME_ASPECT if framed else CUT_ASPECT if cut else DISC_ASPECT
     if min(bh, bw) < 5 or min(bh, bw) < aspect * max(bh, bw):
         return False
     fill = float((facts.labels[top:bottom, left:right] == unit).mean())
