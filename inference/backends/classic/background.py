@@ -141,9 +141,11 @@ def border_textures(
     frame, while a band of scenery is cut by it. So when the background is itself textured,
     a group that owns a stretch of the border of at least BORDER_TEXTURE_SHARE of the
     perimeter and whose largest unit is a richly shaded region (a quadratic leaves more than
-    SCENERY_RMS) is background too. Flat and gradient-filled objects crossing the edge stay
-    objects: their main unit is smooth, however complex the pieces of their shadow or rim;
-    a textured object shows as a texture piece (dense edges), not as a shaded region.
+    SCENERY_RMS), or whose units are all complex (a mountain band a shade too smooth for
+    SCENERY_RMS, left alone as an "effect"), is background too. Flat and gradient-filled
+    objects crossing the edge stay objects: their main unit is smooth, however complex the
+    pieces of their shadow or rim; a textured object shows as a texture piece (dense edges),
+    not as a shaded region.
     """
     if not is_textured(facts, background):
         return []
@@ -154,7 +156,8 @@ def border_textures(
         if int(facts.border[units].sum()) < needed:
             continue
         largest = units[int(np.argmax(facts.area[units]))]
-        if facts.rms2[largest] > SCENERY_RMS and not facts.texture[largest]:
+        shaded = facts.rms2[largest] > SCENERY_RMS or bool(facts.complex[units].all())
+        if shaded and not facts.texture[largest]:
             found.append(root)
     return found
 
