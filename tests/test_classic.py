@@ -583,6 +583,24 @@ def test_bokeh_discs_stay_in_the_background():
     assert ((layers[1][..., 3] > 128) == (card > 0.5)).mean() > 0.99
 
 
+def test_bokeh_disc_cut_by_a_card_stays_in_the_background():
+    """A disc of light with a small card on it is still a disc: the card alone is the object."""
+    h, w = 160, 160
+    t = np.linspace(0.0, 1.0, h)[:, None, None]
+    top, bottom = np.array([30.0, 20.0, 50.0]), np.array([60.0, 50.0, 40.0])
+    rgb = np.broadcast_to(top * (1 - t) + bottom * t, (h, w, 3)).copy()
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    for cy, cx in [(20, 20), (25, 80), (20, 135), (75, 25), (80, 135), (135, 25), (135, 80),
+                   (135, 135), (80, 80)]:
+        disc = np.clip((14 - np.hypot(xs - cx, ys - cy)) / 3.5, 0.0, 1.0)
+        rgb += disc[..., None] * np.array([70.0, 60.0, 50.0])
+    card = _coverage(h, w, lambda y, x: (y >= 74.0) & (y < 86.0) & (x >= 75.0) & (x < 85.0))
+    stack = ClassicBackend().decompose(_to_rgba(_over(rgb, CARD, card)), DecomposeRequest())
+    layers = stack.canvases()
+    assert len(layers) == 2  # the background (with every light) and the card
+    assert ((layers[1][..., 3] > 128) == (card > 0.5)).mean() > 0.99
+
+
 def test_layers_that_share_a_sliver_are_parted_and_real_occlusions_kept():
     """Two objects whose edges share a few pixels no longer overlap; text on a card still does."""
     from layerlift.inference.backends.classic.build import BuiltLayer

@@ -29,6 +29,9 @@ TEXTURE_PIECE_MEMBER = 0.6  # the same for a texture piece (see textured_members
 # background is textured and the group richly shaded (border_textures).
 BORDER_TEXTURE_SHARE = 0.03
 SCENERY_RMS = 5.5  # levels: see border_textures (a soft shadow or glow leaves about 4-5)
+# A complex background whose border is shared with other complex units owning at least this
+# share of it is scenery too (a field under a sky: see is_textured).
+SCENERY_BORDER = 0.25
 # Bokeh (light_discs): at least BOKEH_DISCS round flat units, each lighter than the background
 # around it by BOKEH_LIGHT levels in every channel, of DISC_AREA of the picture at most.
 BOKEH_DISCS = 5
@@ -38,6 +41,13 @@ DISC_ASPECT = 0.75  # the box's short side over its long side, at least
 DISC_RAMP = 0.5  # of a disc's radius: how far its soft edge reaches beyond its box
 RAMP_TOLERANCE = 12.0  # levels: see _ramp
 DISC_FILL = (0.6, 0.9)  # share of its box a disc's defining pixels fill (a circle: 0.785)
+# A disc cut by what lies on it (a glyph, a shape): its own pixels fill at least CUT_FILL of
+# its box, the background no more than 1 - DISC_FILL[0], and it is no larger than CUT_SIZE
+# times the largest whole disc (see light_discs). A cut near its rim also shortens its box
+# on one side: its short side is at least CUT_ASPECT of its long side.
+CUT_FILL, CUT_SIZE, CUT_ASPECT = 0.35, 1.25, 0.6
+# ... and where the picture's frame cuts it too, at least FRAME_ASPECT.
+FRAME_ASPECT = 0.4
 
 
 def pick_background(own: np.ndarray, facts: UnitFacts) -> int | None:
@@ -131,9 +141,11 @@ def border_textures(
     frame, while a band of scenery is cut by it. So when the background is itself textured,
     a group that owns a stretch of the border of at least BORDER_TEXTURE_SHARE of the
     perimeter and whose largest unit is a richly shaded region (a quadratic leaves more than
-    SCENERY_RMS) is background too. Flat and gradient-filled objects crossing the edge stay
-    objects: their main unit is smooth, however complex the pieces of their shadow or rim;
-    a textured object shows as a texture piece (dense edges), not as a shaded region.
+    SCENERY_RMS), or whose units are all complex (a mountain band a shade too smooth for
+    SCENERY_RMS, left alone as an "effect"), is background too. Flat and gradient-filled
+    objects crossing the edge stay objects: their main unit is smooth, however complex the
+    pieces of their shadow or rim; a textured object shows as a texture piece (dense edges),
+    not as a shaded region.
     """
     if not is_textured(facts, background):
         return []
@@ -144,17 +156,31 @@ def border_textures(
         if int(facts.border[units].sum()) < needed:
             continue
         largest = units[int(np.argmax(facts.area[units]))]
-        if facts.rms2[largest] > SCENERY_RMS and not facts.texture[largest]:
+        shaded = facts.rms2[largest] > SCENERY_RMS or bool(facts.complex[units].all())
+        if shaded and not facts.texture[largest]:
             found.append(root)
     return found
 
 
 def is_textured(facts: UnitFacts, background: list[int]) -> bool:
-    """Was a texture palette found on the background, or is its main unit texture or scenery?"""
+    """Was a texture palette found on the background, or is its main unit texture or scenery?
+
+    A landscape can show as two units only (a gently shaded field and a sky above it); then
+    no palette is read and the field alone may be smooth enough to pass for a rich gradient.
+    What gives it away is that other complex units own a large stretch of the border too: a
+    designer keeps inserts inside the frame, while scenery is cut by it.
+    """
     if facts.texture_pixels is not None:
         return True
     largest = background[int(np.argmax(facts.area[background]))]
-    return bool(facts.texture[largest] or facts.rms2[largest] > SCENERY_RMS)
+    if facts.texture[largest] or facts.rms2[largest] > SCENERY_RMS:
+        return True
+    if not facts.complex[largest]:
+        return False
+    others = np.ones(len(facts.area), bool)
+    others[background] = False
+    shared = facts.border[others & facts.complex].sum()
+    return bool(shared >= SCENERY_BORDER * max(1, facts.border[1:].sum()))
 
 
 def light_discs(facts: UnitFacts, background: int | None, units: list[int]) -> list[int]:
@@ -172,6 +198,7 @@ def light_discs(facts: UnitFacts, background: int | None, units: list[int]) -> l
     if len(discs) < BOKEH_DISCS:
         return []
     found = set(discs)
+    found.update(_cut_discs(facts, background, [u for u in units if u not in found], discs))
     for disc in discs:
         found.update(_ramp(facts, background, disc))
     fresh = set(found)
@@ -238,8 +265,36 @@ def _ramp(facts: UnitFacts, background: int, disc: int) -> list[int]:
     return ring
 
 
-def _light_disc(facts: UnitFacts, background: int, unit: int, n_pixels: int) -> bool:
-    """Is `unit` a small flat round patch lighter than the background in every channel?"""
+def _cut_discs(facts: UnitFacts, background: int, units: list[int], discs: list[int]) -> list[int]:
+    """Discs of a confirmed bokeh that a glyph or a shape lying on them cuts.
+
+    Such a disc keeps its round box, but the cut leaves its own pixels short of the fill a
+    circle has; what fills its box instead of the background is the object on it. So in a
+    picture already shown to be bokeh, a light flat patch whose box the background fills no
+    more than a whole disc's corners do, and no larger than the discs found, is one too.
+    """
+    largest = CUT_SIZE * max(_extent(facts, u) for u in discs)
+    n_pixels = facts.own.size
+    return [
+        u
+        for u in units
+        if _light_disc(facts, background, u, n_pixels, cut=True) and _extent(facts, u) <= largest
+    ]
+
+
+def _extent(facts: UnitFacts, unit: int) -> int:
+    """The long side of a unit's defining pixels' box (0 when it has none)."""
+    box = facts.core_boxes[unit]
+    return 0 if box is None else max(box[2] - box[0], box[3] - box[1])
+
+
+def _light_disc(
+    facts: UnitFacts, background: int, unit: int, n_pixels: int, cut: bool = False
+) -> bool:
+    """Is `unit` a small flat round patch lighter than the background in every channel?
+
+    `cut`: the patch may be a disc cut by an object on it (see _cut_discs).
+    """
     box = facts.core_boxes[unit]
     area = facts.area[unit]
     if box is None or unit == background or not facts.is_flat(unit):
@@ -248,10 +303,17 @@ def _light_disc(facts: UnitFacts, background: int, unit: int, n_pixels: int) -> 
         return False
     top, left, bottom, right = box
     bh, bw = bottom - top, right - left
-    if min(bh, bw) < 5 or min(bh, bw) < DISC_ASPECT * max(bh, bw):
+    h, w = facts.own.shape
+    framed = cut and (top == 0 or left == 0 or bottom == h or right == w)
+    aspect = FRAME_ASPECT if framed else CUT_ASPECT if cut else DISC_ASPECT
+    if min(bh, bw) < 5 or min(bh, bw) < aspect * max(bh, bw):
         return False
     fill = float((facts.labels[top:bottom, left:right] == unit).mean())
-    if not DISC_FILL[0] <= fill <= DISC_FILL[1]:
+    if cut:
+        open_share = float((facts.own[top:bottom, left:right] == background).mean())
+        if fill < CUT_FILL or fill >= DISC_FILL[0] or open_share > 1 - DISC_FILL[0]:
+            return False
+    elif not DISC_FILL[0] <= fill <= DISC_FILL[1]:
         return False
     under = facts.local_colour(background, facts.boxes[unit])
     return under is not None and bool((facts.colour[unit] - under).min() >= BOKEH_LIGHT)
