@@ -378,6 +378,25 @@ def test_noise_left_by_smoothing_is_no_detail():
     assert find_details(image, valid, canvas, []) != []
 
 
+@pytest.mark.parametrize("quality", [70, 75])
+def test_jpeg_rim_of_a_shape_is_no_text(quality):
+    """The ringing band along a card's edge in a coarse JPEG breaks into thin pieces of one
+    colour in a row, like glyphs; they are the card's rim, not a text layer around it."""
+    import io
+
+    from PIL import Image
+
+    y, x = np.mgrid[:128, :128] / 127.0
+    t = ((x + y) / 2)[..., None]
+    clean = np.array([110, 60, 230]) * (1 - t) + np.array([230, 30, 130]) * t
+    clean[43:93, 37:85] = (250, 120, 50)  # off the 8x8 JPEG grid
+    buffer = io.BytesIO()
+    Image.fromarray(clean.astype(np.uint8)).save(buffer, format="JPEG", quality=quality)
+    picture = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGBA"))
+    stack = ClassicBackend().decompose(picture, DecomposeRequest(layers=None))
+    assert not [layer.name for layer in stack.layers if layer.name.startswith("text")]
+
+
 def test_jpeg_quantisation_step_sets_the_smoothing():
     """A coarse JPEG (quality 70) is told from a fine one (95) and from a picture that never
     was a JPEG by its block DCT's quantisation grid; only the coarse one, whose ringing is
