@@ -378,6 +378,25 @@ def test_noise_left_by_smoothing_is_no_detail():
     assert find_details(image, valid, canvas, []) != []
 
 
+@pytest.mark.parametrize("quality", [70, 75])
+def test_jpeg_rim_of_a_shape_is_no_text(quality):
+    """The ringing band along a card's edge in a coarse JPEG breaks into thin pieces of one
+    colour in a row, like glyphs; they are the card's rim, not a text layer around it."""
+    import io
+
+    from PIL import Image
+
+    y, x = np.mgrid[:128, :128] / 127.0
+    t = ((x + y) / 2)[..., None]
+    clean = np.array([110, 60, 230]) * (1 - t) + np.array([230, 30, 130]) * t
+    clean[43:93, 37:85] = (250, 120, 50)  # off the 8x8 JPEG grid
+    buffer = io.BytesIO()
+    Image.fromarray(clean.astype(np.uint8)).save(buffer, format="JPEG", quality=quality)
+    picture = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGBA"))
+    stack = ClassicBackend().decompose(picture, DecomposeRequest(layers=None))
+    assert not [layer.name for layer in stack.layers if layer.name.startswith("text")]
+
+
 def test_jpeg_quantisation_step_sets_the_smoothing():
     """A coarse JPEG (quality 70) is told from a fine one (95) and from a picture that never
     was a JPEG by its block DCT's quantisation grid; only the coarse one, whose ringing is
@@ -717,3 +736,36 @@ def test_a_shadow_and_a_glow_side_by_side_are_two_effects():
     picture = model * (1 - shadow - glow)[..., None] + 255.0 * glow[..., None]
     effects = find_effects(picture, np.ones((h, w), bool), model)
     assert sorted(effect.kind for effect in effects) == ["glow", "shadow"]
+
+
+def test_a_degraded_pictures_wider_edge_sliver_is_parted_but_an_occlusion_is_not():
+    """In a smoothed (degraded) picture two touching objects may both claim a band two pixels
+    wide along their common edge: that is parted, as a one-pixel sliver is in a clean one;
+    the same share of overlap as a blob (a corner lying over another object) is left alone."""
+    from layerlift.inference.backends.classic.build import BuiltLayer
+    from layerlift.inference.backends.classic.touching import part_touching
+
+    def layers(overlap: tuple[slice, slice]) -> list[BuiltLayer]:
+        card = np.zeros((40, 40, 4), np.uint8)
+        card[:, :] = (200, 40, 40, 255)
+        text = np.zeros((50, 40, 4), np.uint8)
+        text[30:50, 0:38] = (20, 20, 200, 255)  # the text's own pixels, below the card
+        text[overlap] = (20, 20, 200, 255)
+        background = np.full((60, 60, 4), 255, np.uint8)
+        return [
+            BuiltLayer(["background"], ["background"], (0, 0, 60, 60), background),
+            BuiltLayer(["shape"], ["shape 1"], (0, 0, 40, 40), card),
+            BuiltLayer(["text"], ["text"], (10, 0, 60, 40), text),
+        ]
+
+    def shared(stack: list[BuiltLayer]) -> int:
+        return int(((stack[1].rgba[10:40, :, 3] > 0) & (stack[2].rgba[0:30, :, 3] > 0)).sum())
+
+    band = layers((slice(28, 30), slice(10, 28)))  # 36 px, under 5 % of the text, 2 px wide
+    blob = layers((slice(20, 26), slice(10, 16)))  # 36 px as a 6 x 6 blob
+    part_touching(band, smoothed=False)
+    assert shared(band) == 36
+    part_touching(band, smoothed=True)
+    assert shared(band) == 0
+    part_touching(blob, smoothed=True)
+    assert shared(blob) == 36

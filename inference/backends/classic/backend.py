@@ -160,7 +160,7 @@ class ClassicBackend(Backend):
         stages.report(0.82, "matching the layer count")
         target = request.layers if request.layers is not None else min(len(layers), MAX_LAYERS)
         layers, note = fit_count(layers, target)
-        part_touching(layers)
+        part_touching(layers, smoothed=noisy)
         if request.layers is None:
             note = ""
         stages.done("count")

@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from layerlift.inference.backends.classic.alpha import unmix
 from layerlift.inference.backends.classic.background import (
     border_textures,
     is_textured,
@@ -65,6 +66,10 @@ SPECK_SHARE = 0.0004  # of the picture
 SPECK_MIN = 12
 RIM_WIDTH = 4.0  # px: see _absorb_rims
 RIM_REACH = 3  # px
+RIM_HOST = 10  # a rim's object has at least this many times its pieces' area
+RIM_BAND = 4  # px: how wide JPEG ringing along an edge reaches
+RIM_BLEND = 24.0 / 255.0  # most a rim's colour lies off the object-background blend line
+RIM_SIDE = 0.2  # share of a rim piece's boundary on each side: the object's and the background's
 TEXTURE_EDGE = 1  # px around an object's defining pixels that stay its own on a texture
 STYLE_REACH = 0.35  # of a text's height: how far its outline and shadow reach beyond it
 STYLE_INSIDE = 0.75  # share of a style piece's box inside the text's grown box
@@ -224,11 +229,12 @@ def form_elements(
     for group in tinted:
         for unit in group:
             uf.join(background, unit)
+    text_groups, rims = _drop_edge_rims(facts, uf, text_groups, bg_root)
     text_units = {u for group in text_groups for u in group}
     taken = {u for u in present if uf.find(u) == bg_root}
     lines = [box_of(facts, group) for group in text_groups]
     scenery = bool(discs) or (bool(taken) and is_textured(facts, sorted(taken)))
-    photos = find_photos(own, facts, taken, text_units, lines, scenery)
+    photos = find_photos(own, facts, taken, text_units | rims, lines, scenery)
     in_photos = {u for photo in photos for u in photo.members}
     text_groups = [[u for u in g if u not in in_photos] for g in text_groups]
     text_groups = [g for g in text_groups if len(g) >= TEXT_MIN_GLYPHS]
@@ -476,6 +482,78 @@ def _absorb_rims(
         uf.join(host, rim)
         groups[host] += groups.pop(rim)
         area[host] += area.pop(rim)
+
+
+def _drop_edge_rims(
+    facts: UnitFacts, uf: UnionFind, groups: list[list[int]], bg_root: int
+) -> tuple[list[list[int]], set[int]]:
+    """Take the pieces of an object's rim out of "text" groups and join them to the object.
+
+    In a degraded picture the ringing band along a shape's edge breaks into small thin pieces
+    of one colour in a row, which the glyph rule takes for letters. A glyph on a card is
+    wrapped by the card and a glyph on the background by the background; a rim piece lies
+    between the two: it borders the background (at least RIM_SIDE of its boundary) and all
+    of it lies within RIM_BAND px of a far larger object that is no text. A group left with
+    fewer than TEXT_MIN_GLYPHS pieces is no text. Returns (text groups, the pieces taken out
+    of them), and as text pieces did, those stay out of photos.
+    """
+    if not facts.smoothed or bg_root < 0:
+        return groups, set()
+    text_units = {u for group in groups for u in group}
+    kept, rims = [], set()
+    for group in groups:
+        rest = []
+        for unit in group:
+            host = _rim_host(facts, uf, unit, text_units, bg_root)
+            if host is None:
+                rest.append(unit)
+            else:
+                uf.join(host, unit)
+                rims.add(unit)
+        if len(rest) >= TEXT_MIN_GLYPHS:
+            kept.append(rest)
+        else:
+            rims.update(rest)
+    return kept, rims
+
+
+def _rim_host(
+    facts: UnitFacts, uf: UnionFind, unit: int, text_units: set[int], bg_root: int
+) -> int | None:
+    """The object whose rim `unit` is (see `_drop_edge_rims`), or None.
+
+    The band may ring in two tones, an outer and an inner piece, so the outer piece need not
+    touch the object: all of it lies within RIM_BAND px of the object's pixels. Its colour is
+    a blend of the object's and the background's next to it (a letter beside a shape is not).
+    """
+    box = facts.boxes[unit]
+    if box is None or not _thin(facts, unit):
+        return None
+    touching = facts.neighbours.get(unit, {})
+    total = sum(touching.values())
+    behind = sum(n for u, n in touching.items() if uf.find(u) == bg_root)
+    if not total or behind < RIM_SIDE * total:
+        return None
+    h, w = facts.own.shape
+    top, left = max(box[0] - RIM_BAND, 0), max(box[1] - RIM_BAND, 0)
+    crop = facts.own[top : min(box[2] + RIM_BAND, h), left : min(box[3] + RIM_BAND, w)]
+    mine = crop == unit
+    behind_units = [u for u in touching if uf.find(u) == bg_root]
+    under = (np.array([facts.colour[u] for u in behind_units]).T
+             @ np.array([touching[u] for u in behind_units], np.float64)) / behind
+    for host in (int(u) for u in np.unique(crop)):
+        if (host <= 0 or host in text_units or uf.find(host) == bg_root
+                or facts.area[host] < RIM_HOST * facts.area[unit]):
+            continue
+        if (mine & ~dilate(crop == host, RIM_BAND, np.ones((3, 3), bool))).any():
+            continue
+        over = facts.local_colour(host, box, margin=RIM_BAND)
+        if over is None:
+            continue
+        alpha, residual = unmix(facts.colour[unit] / 255.0, over / 255.0, under / 255.0)
+        if np.isfinite(alpha) and residual <= RIM_BLEND:
+            return host
+    return None
 
 
 def _thin(facts: UnitFacts, unit: int) -> bool:

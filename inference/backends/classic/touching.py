@@ -17,9 +17,15 @@ from __future__ import annotations
 import numpy as np
 from layerlift.inference.backends.classic.build import BuiltLayer
 from layerlift.inference.backends.classic.facts import Box
+from scipy import ndimage
 
 TOUCH_PIXELS = 12
 TOUCH_SHARE = 0.02
+# A degraded picture's edges are wider (JPEG ringing, blur smoothed into a band): so is the
+# sliver two touching objects may both claim, up to this share, while it stays a thin band
+# (at most SLIVER_HALF_WIDTH px from its own edge); an occluded corner is a blob.
+TOUCH_SHARE_SMOOTHED = 0.05
+SLIVER_HALF_WIDTH = 2.0
 
 
 def _intersect(a: Box, b: Box) -> Box | None:
@@ -34,11 +40,13 @@ def _view(layer: BuiltLayer, box: Box) -> np.ndarray:
     return layer.rgba[t : t + box[2] - box[0], l_ : l_ + box[3] - box[1]]
 
 
-def part_touching(layers: list[BuiltLayer]) -> None:
+def part_touching(layers: list[BuiltLayer], smoothed: bool = False) -> None:
     """Part (in place) every pair of object layers that share only a sliver of pixels.
 
     `layers` are bottom first; the first one, when it is the background, is left whole.
+    `smoothed`: the picture was denoised (a degraded one), whose slivers are wider.
     """
+    share = TOUCH_SHARE_SMOOTHED if smoothed else TOUCH_SHARE
     start = 1 if layers and layers[0].kinds == ["background"] else 0
     sizes = [int(np.count_nonzero(layer.rgba[..., 3])) for layer in layers]
     for i in range(start, len(layers)):
@@ -50,7 +58,11 @@ def part_touching(layers: list[BuiltLayer]) -> None:
             a, b = lower[..., 3], upper[..., 3]
             both = (a > 0) & (b > 0)
             shared = int(np.count_nonzero(both))
-            if not shared or shared > max(TOUCH_PIXELS, TOUCH_SHARE * min(sizes[i], sizes[j])):
+            if not shared or shared > max(TOUCH_PIXELS, share * min(sizes[i], sizes[j])):
+                continue
+            if shared > max(TOUCH_PIXELS, TOUCH_SHARE * min(sizes[i], sizes[j])) and (
+                ndimage.distance_transform_edt(both).max() > SLIVER_HALF_WIDTH
+            ):
                 continue
             lower[both & (a <= b)] = 0
             upper[both & (b < a)] = 0
