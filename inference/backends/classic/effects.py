@@ -34,8 +34,14 @@ MIN_INLIERS = 0.6  # share of the background's own pixels the model must explain
 MAX_INLIER_RMS = 2.5  # levels
 THRESHOLD = 10.0  # levels a pixel leaves the model by to seed an effect
 MIN_AREA = 0.004  # of the picture: a smaller smudge is not worth a layer
-MIN_STRENGTH = 0.15  # an effect's strongest opacity must reach this
-UNMIX_TOLERANCE = 6.0 / 255.0  # the one-colour story must hold this well ...
+# An effect's strongest opacity must reach this. Unmixed against the deepest colour of the
+# cube, a tinted shadow (a dark blue, not black) reads fainter than it was drawn, and half
+# hidden under its caster its strongest part is gone: 0.1 is still well above the seed
+# THRESHOLD (10 levels, about 0.04), so it admits no noise.
+MIN_STRENGTH = 0.1
+# The one-colour story must hold this well (a tinted shadow's colour is estimated at the
+# cube's edge, so its pixels sit a few levels off the line from it to the background) ...
+UNMIX_TOLERANCE = 10.0 / 255.0
 UNMIX_SHARE = 0.7  # ... on this share of the effect's seed pixels
 REACH = 12  # px beyond the seed where the effect's soft tail is still measured
 STYLE_GRID = 128  # px: the long side of the grid a layer style is fitted on
