@@ -29,7 +29,10 @@ SQUARE = np.ones((3, 3), bool)
 DEGREE = 3  # polynomial degree of the background model (a gradient, gently curved)
 SAMPLES = 8_000  # grid samples the model is fitted on
 FIT_ROUNDS = 4
-INLIER = 4.0  # levels: the model's misfit on background pixels that are no effect
+# Levels: the model's misfit on background pixels that are no effect. A cubic follows a
+# designer's gradient only to a few levels, so a tighter bound drops good background pixels
+# from the fit; an effect's seeds are THRESHOLD (10) levels off, still outliers at 6.
+INLIER = 6.0
 MIN_INLIERS = 0.6  # share of the background's own pixels the model must explain
 MAX_INLIER_RMS = 2.5  # levels
 THRESHOLD = 10.0  # levels a pixel leaves the model by to seed an effect
