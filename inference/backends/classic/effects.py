@@ -46,7 +46,9 @@ MIN_STRENGTH = 0.1
 # cube's edge, so its pixels sit a few levels off the line from it to the background) ...
 UNMIX_TOLERANCE = 10.0 / 255.0
 UNMIX_SHARE = 0.7  # ... on this share of the effect's seed pixels
-REACH = 12  # px beyond the seed where the effect's soft tail is still measured
+# px beyond the seed where the effect's soft tail is still measured: a shadow blurred by
+# 10 px still shows, a few levels deep, 20 px past where it is 10 levels deep.
+REACH = 20
 STYLE_GRID = 128  # px: the long side of the grid a layer style is fitted on
 STYLE_SIGMAS = (0.008, 0.015, 0.025, 0.035, 0.05, 0.065)  # blur, of the short side
 STYLE_SHIFT = 0.07  # of the short side: the farthest a shadow is offset from its caster
