@@ -769,3 +769,19 @@ def test_a_degraded_pictures_wider_edge_sliver_is_parted_but_an_occlusion_is_not
     assert shared(band) == 0
     part_touching(blob, smoothed=True)
     assert shared(blob) == 36
+
+
+def test_a_faint_tinted_shadow_is_lifted():
+    """A dark blue shadow at 0.16 opacity reads fainter against the deepest colour: kept."""
+    from layerlift.inference.backends.classic.effects import find_effects
+    from scipy import ndimage
+
+    h = w = 128
+    model = np.full((h, w, 3), (200.0, 170.0, 120.0), np.float32)
+    shadow = np.zeros((h, w))
+    shadow[40:90, 30:100] = 1.0
+    shadow = 0.16 * ndimage.gaussian_filter(shadow, 4.0)
+    tint = np.array([30.0, 40.0, 90.0], np.float32)
+    picture = model * (1 - shadow[..., None]) + tint * shadow[..., None]
+    effects = find_effects(picture, np.ones((h, w), bool), model)
+    assert [effect.kind for effect in effects] == ["shadow"]

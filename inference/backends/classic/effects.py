@@ -29,15 +29,26 @@ SQUARE = np.ones((3, 3), bool)
 DEGREE = 3  # polynomial degree of the background model (a gradient, gently curved)
 SAMPLES = 8_000  # grid samples the model is fitted on
 FIT_ROUNDS = 4
-INLIER = 4.0  # levels: the model's misfit on background pixels that are no effect
+# Levels: the model's misfit on background pixels that are no effect. A cubic follows a
+# designer's gradient only to a few levels, so a tighter bound drops good background pixels
+# from the fit; an effect's seeds are THRESHOLD (10) levels off, still outliers at 6.
+INLIER = 6.0
 MIN_INLIERS = 0.6  # share of the background's own pixels the model must explain
 MAX_INLIER_RMS = 2.5  # levels
 THRESHOLD = 10.0  # levels a pixel leaves the model by to seed an effect
 MIN_AREA = 0.004  # of the picture: a smaller smudge is not worth a layer
-MIN_STRENGTH = 0.15  # an effect's strongest opacity must reach this
-UNMIX_TOLERANCE = 6.0 / 255.0  # the one-colour story must hold this well ...
+# An effect's strongest opacity must reach this. Unmixed against the deepest colour of the
+# cube, a tinted shadow (a dark blue, not black) reads fainter than it was drawn, and half
+# hidden under its caster its strongest part is gone: 0.1 is still well above the seed
+# THRESHOLD (10 levels, about 0.04), so it admits no noise.
+MIN_STRENGTH = 0.1
+# The one-colour story must hold this well (a tinted shadow's colour is estimated at the
+# cube's edge, so its pixels sit a few levels off the line from it to the background) ...
+UNMIX_TOLERANCE = 10.0 / 255.0
 UNMIX_SHARE = 0.7  # ... on this share of the effect's seed pixels
-REACH = 12  # px beyond the seed where the effect's soft tail is still measured
+# px beyond the seed where the effect's soft tail is still measured: a shadow blurred by
+# 10 px still shows, a few levels deep, 20 px past where it is 10 levels deep.
+REACH = 20
 STYLE_GRID = 128  # px: the long side of the grid a layer style is fitted on
 STYLE_SIGMAS = (0.008, 0.015, 0.025, 0.035, 0.05, 0.065)  # blur, of the short side
 STYLE_SHIFT = 0.07  # of the short side: the farthest a shadow is offset from its caster
