@@ -5,8 +5,9 @@ Stages (each reports progress and is a cancellation point):
 1. regions: core pixels, regions linked by colour, texture pieces, territories;
 2. facts and elements: colour models, background, holes, text, photos, specks;
 3. order: convex-hull evidence of who covers whom, and each element's completed extent;
-4. layers: bottom-up, with completion and soft alpha from unmixing; then small details that
-   no region captured (thin text) on top;
+4. layers: bottom-up, with completion and soft alpha from unmixing; a see-through shape's soft
+   shadow or glow lifted off the background as a layer of its own (`effects`); then small
+   details that no region captured (thin text) on top, crumbs folded into their host;
 5. count: merge or split to the requested number of layers, and names; objects that share
    only a sliver of edge pixels are parted (`touching`);
 6. exactness: `inference.exact_recomposition.recomposite_exact`, so the stack flattens to the input.
