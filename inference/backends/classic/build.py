@@ -64,6 +64,11 @@ class BuiltLayer:
     rgba: np.ndarray  # (bh, bw, 4) uint8
     colour: np.ndarray | None = None  # 0-255, for one-colour layers (text)
 
+    def pixels_in(self, box: Box) -> np.ndarray:
+        """The RGBA pixels inside canvas `box`, which must lie within the layer's (a view)."""
+        top, left = box[0] - self.box[0], box[1] - self.box[1]
+        return self.rgba[top : top + box[2] - box[0], left : left + box[3] - box[1]]
+
     @property
     def alpha_sum(self) -> float:
         return float(self.rgba[..., 3].sum(dtype=np.float64) / 255.0)

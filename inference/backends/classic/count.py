@@ -14,29 +14,18 @@ from __future__ import annotations
 
 import numpy as np
 from layerlift.inference.backends.classic.build import BuiltLayer
-from layerlift.inference.backends.classic.facts import Box
+from layerlift.inference.backends.classic.facts import box_overlap
 from scipy import ndimage
 
 DISJOINT_DISCOUNT = 0.25
 MAX_NAMES = 3
 
 
-def _intersect(a: Box, b: Box) -> Box | None:
-    top, left = max(a[0], b[0]), max(a[1], b[1])
-    bottom, right = min(a[2], b[2]), min(a[3], b[3])
-    return (top, left, bottom, right) if bottom > top and right > left else None
-
-
-def _crop_alpha(layer: BuiltLayer, box: Box) -> np.ndarray:
-    t, l_ = box[0] - layer.box[0], box[1] - layer.box[1]
-    return layer.rgba[t : t + box[2] - box[0], l_ : l_ + box[3] - box[1], 3]
-
-
 def overlaps(a: BuiltLayer, b: BuiltLayer) -> bool:
-    box = _intersect(a.box, b.box)
+    box = box_overlap(a.box, b.box)
     if box is None:
         return False
-    return bool(((_crop_alpha(a, box) > 0) & (_crop_alpha(b, box) > 0)).any())
+    return bool(((a.pixels_in(box)[..., 3] > 0) & (b.pixels_in(box)[..., 3] > 0)).any())
 
 
 def merge(lower: BuiltLayer, upper: BuiltLayer) -> BuiltLayer:

@@ -21,6 +21,13 @@ FLAT_RMS = 3.0
 Box = tuple[int, int, int, int]  # top, left, bottom, right (exclusive)
 
 
+def box_overlap(a: Box, b: Box) -> Box | None:
+    """The part two boxes share, or None when they share no pixel."""
+    top, left = max(a[0], b[0]), max(a[1], b[1])
+    bottom, right = min(a[2], b[2]), min(a[3], b[3])
+    return (top, left, bottom, right) if bottom > top and right > left else None
+
+
 @dataclass
 class UnitFacts:
     """Facts per unit, indexed by unit label (row 0 unused)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 from layerlift.inference.backends.classic.build import BuiltLayer
-from layerlift.inference.backends.classic.facts import Box
+from layerlift.inference.backends.classic.facts import box_overlap
 from scipy import ndimage
 
 TOUCH_PIXELS = 12
@@ -26,18 +26,6 @@ TOUCH_SHARE = 0.02
 # (at most SLIVER_HALF_WIDTH px from its own edge); an occluded corner is a blob.
 TOUCH_SHARE_SMOOTHED = 0.05
 SLIVER_HALF_WIDTH = 2.0
-
-
-def _intersect(a: Box, b: Box) -> Box | None:
-    top, left = max(a[0], b[0]), max(a[1], b[1])
-    bottom, right = min(a[2], b[2]), min(a[3], b[3])
-    return (top, left, bottom, right) if bottom > top and right > left else None
-
-
-def _view(layer: BuiltLayer, box: Box) -> np.ndarray:
-    """The layer's RGBA pixels inside canvas box `box` (a view: writes go to the layer)."""
-    t, l_ = box[0] - layer.box[0], box[1] - layer.box[1]
-    return layer.rgba[t : t + box[2] - box[0], l_ : l_ + box[3] - box[1]]
 
 
 def part_touching(layers: list[BuiltLayer], smoothed: bool = False) -> None:
@@ -51,10 +39,10 @@ def part_touching(layers: list[BuiltLayer], smoothed: bool = False) -> None:
     sizes = [int(np.count_nonzero(layer.rgba[..., 3])) for layer in layers]
     for i in range(start, len(layers)):
         for j in range(i + 1, len(layers)):
-            box = _intersect(layers[i].box, layers[j].box)
+            box = box_overlap(layers[i].box, layers[j].box)
             if box is None:
                 continue
-            lower, upper = _view(layers[i], box), _view(layers[j], box)
+            lower, upper = layers[i].pixels_in(box), layers[j].pixels_in(box)
             a, b = lower[..., 3], upper[..., 3]
             both = (a > 0) & (b > 0)
             shared = int(np.count_nonzero(both))

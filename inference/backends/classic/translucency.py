@@ -144,24 +144,7 @@ def gradient_tint(facts: UnitFacts, unit: int, beneath: int) -> Tint | None:
     (1 - a); an opaque one does not vary at all.
     """
     pair = _boundary_tiles(facts, unit, beneath)
-    if pair is None:
-        return None
-    seen, under = pair
-    mean_s, mean_u = seen.mean(axis=0), under.mean(axis=0)
-    ds, du = seen - mean_s, under - mean_u
-    spread = float(np.sqrt((du * du).sum(axis=1).mean()))
-    if spread < MIN_SPREAD:
-        return None
-    k = float((ds * du).sum() / (du * du).sum())
-    misfit = float(np.sqrt(((ds - k * du) ** 2).sum(axis=1).mean()))
-    alpha = 1.0 - k
-    if misfit > FIT_RMS or not MIN_ALPHA <= alpha <= MAX_ALPHA:
-        return None
-    colour = (mean_s - k * mean_u) / alpha
-    if colour.min() < -TOLERANCE or colour.max() > 255.0 + TOLERANCE:
-        return None
-    colour = np.clip(colour, 0.0, 255.0)
-    return Tint(alpha, (float(colour[0]), float(colour[1]), float(colour[2])))
+    return None if pair is None else tint_over(*pair)
 
 
 def _boundary_tiles(
@@ -208,8 +191,9 @@ def tint_over(seen: np.ndarray, under: np.ndarray) -> Tint | None:
 
     Where what lies beneath a shape varies (a soft shadow or glow drawn under it), a
     see-through shape repeats that variation scaled by (1 - a); an opaque one shows none of
-    it. The same regression as `gradient_tint`, pixel by pixel against a known underlay
-    rather than tile by tile against a neighbour.
+    it: seen = a * colour + (1 - a) * under, fitted by least squares on the deviations from
+    the means. `gradient_tint` feeds it boundary tiles and their neighbour's colour;
+    `effects` feeds it pixels and the effect lifted beneath them.
     """
     mean_s, mean_u = seen.mean(axis=0), under.mean(axis=0)
     ds, du = seen - mean_s, under - mean_u
