@@ -582,42 +582,47 @@ def test_a_crumb_of_text_folds_into_the_layer_it_lies_on():
     assert layers[1].alpha_sum == shape.alpha_sum + 6  # the row below the word joined it
 
 
+_LIGHTS = [(20, 20), (25, 80), (20, 135), (75, 25), (80, 135), (135, 25), (135, 80), (135, 135)]
+
+
+def _dusk(h: int, w: int) -> np.ndarray:
+    """A dark vertical gradient, as a blurred photograph's background behind its lights."""
+    t = np.linspace(0.0, 1.0, h)[:, None, None]
+    top, bottom = np.array([30.0, 20.0, 50.0]), np.array([60.0, 50.0, 40.0])
+    return np.broadcast_to(top * (1 - t) + bottom * t, (h, w, 3)).copy()
+
+
+def _assert_only_the_card_is_an_object(rgb: np.ndarray, card: np.ndarray) -> None:
+    stack = ClassicBackend().decompose(_to_rgba(_over(rgb, CARD, card)), DecomposeRequest())
+    layers = stack.canvases()
+    assert len(layers) == 2  # the background (with every light) and the card
+    assert ((layers[1][..., 3] > 128) == (card > 0.5)).mean() > 0.99
+
+
 def test_bokeh_discs_stay_in_the_background():
     """Soft discs of light scattered over a dark gradient are the background, not objects."""
     h, w = 160, 160
-    t = np.linspace(0.0, 1.0, h)[:, None, None]
-    rgb = np.broadcast_to(np.array([30.0, 20.0, 50.0]) * (1 - t) + np.array([60.0, 50.0, 40.0])
-                          * t, (h, w, 3)).copy()
+    rgb = _dusk(h, w)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
     rng = np.random.default_rng(5)
-    for cy, cx in [(20, 20), (25, 80), (20, 135), (75, 25), (80, 135), (135, 25), (135, 80),
-                   (135, 135)]:
+    for cy, cx in _LIGHTS:
         r = rng.uniform(9, 13)
         disc = np.clip((r - np.hypot(xs - cx, ys - cy)) / (0.25 * r), 0.0, 1.0)
         rgb += disc[..., None] * rng.uniform(40, 90, 3)
     card = _coverage(h, w, lambda y, x: (y >= 60.0) & (y < 100.0) & (x >= 55.0) & (x < 105.0))
-    stack = ClassicBackend().decompose(_to_rgba(_over(rgb, CARD, card)), DecomposeRequest())
-    layers = stack.canvases()
-    assert len(layers) == 2  # the background (with its lights) and the card
-    assert ((layers[1][..., 3] > 128) == (card > 0.5)).mean() > 0.99
+    _assert_only_the_card_is_an_object(rgb, card)
 
 
 def test_bokeh_disc_cut_by_a_card_stays_in_the_background():
     """A disc of light with a small card on it is still a disc: the card alone is the object."""
     h, w = 160, 160
-    t = np.linspace(0.0, 1.0, h)[:, None, None]
-    top, bottom = np.array([30.0, 20.0, 50.0]), np.array([60.0, 50.0, 40.0])
-    rgb = np.broadcast_to(top * (1 - t) + bottom * t, (h, w, 3)).copy()
+    rgb = _dusk(h, w)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    for cy, cx in [(20, 20), (25, 80), (20, 135), (75, 25), (80, 135), (135, 25), (135, 80),
-                   (135, 135), (80, 80)]:
+    for cy, cx in [*_LIGHTS, (80, 80)]:
         disc = np.clip((14 - np.hypot(xs - cx, ys - cy)) / 3.5, 0.0, 1.0)
         rgb += disc[..., None] * np.array([70.0, 60.0, 50.0])
     card = _coverage(h, w, lambda y, x: (y >= 74.0) & (y < 86.0) & (x >= 75.0) & (x < 85.0))
-    stack = ClassicBackend().decompose(_to_rgba(_over(rgb, CARD, card)), DecomposeRequest())
-    layers = stack.canvases()
-    assert len(layers) == 2  # the background (with every light) and the card
-    assert ((layers[1][..., 3] > 128) == (card > 0.5)).mean() > 0.99
+    _assert_only_the_card_is_an_object(rgb, card)
 
 
 def test_layers_that_share_a_sliver_are_parted_and_real_occlusions_kept():
