@@ -246,7 +246,7 @@ def lift_effects(
 ) -> list[tuple[int, BuiltLayer]]:
     """Soft shadows and glows in the background layer as layers of their own (see `effects`).
 
-    Each comes with the element casting it (-1: none found), under which it belongs. Its
+    Each comes with the element casting it, under which it belongs. Its
     opacity is the caster's drop shadow or glow that best explains what shows of it (and, where
     it shows, at least what was measured); an effect no see-through shape casts stays in the
     background. The background keeps its smooth model where an effect lies over it.
@@ -258,7 +258,10 @@ def lift_effects(
         return []
     layers = []
     for effect in find_effects(colour, own, model):
-        caster, alpha = _cast(effect, own, emap, extents, index, elements, image, model)
+        cast = _cast(effect, own, emap, extents, index, elements, image, model)
+        if cast is None:
+            continue
+        caster, alpha = cast
         lifted = alpha > 0
         if not lifted.any():
             continue
@@ -301,8 +304,9 @@ def _cast(
     elements: list[Element],
     image: np.ndarray,
     model: np.ndarray,
-) -> tuple[int, np.ndarray]:
-    """(caster element, opacity over the canvas) of a soft effect; see `lift_effects`.
+) -> tuple[int, np.ndarray] | None:
+    """(caster element, opacity over the canvas) of a soft effect, or None when no shape
+    touching it casts it; see `lift_effects`.
 
     Only see-through shapes cast effects of their own: an opaque shape's shadow, like a
     text's, is a layer style that stays in its layer (see `grouping`), while a see-through
@@ -311,29 +315,26 @@ def _cast(
     """
     near = _grow(effect.seed, 2)
     touching = np.unique(emap[near & (emap >= 0) & (emap != background)])
-    best: tuple[float, int, np.ndarray, Tint | None] | None = None
     candidates = [
         e for e in touching.tolist()
         if extents[e] is not None and elements[e].kind in CASTER_KINDS
     ]
-    for element in _by_contact(candidates, effect.seed, emap)[:1]:
-        ext = extents[element]
-        caster = np.zeros(own.shape, bool)
-        top, left, bottom, right = ext.box
-        caster[top:bottom, left:right] = ext.mask
-        fitted = fit_style(effect.alpha, own, caster)
-        if fitted is None or (best is not None and fitted[0] <= best[0]):
-            continue
-        tint = elements[element].tint
+    if not candidates:
+        return None
+    element = _by_contact(candidates, effect.seed, emap)[0]
+    top, left, bottom, right = extents[element].box
+    caster = np.zeros(own.shape, bool)
+    caster[top:bottom, left:right] = extents[element].mask
+    fitted = fit_style(effect.alpha, own, caster)
+    if fitted is None:
+        return None
+    tint = elements[element].tint
+    if tint is None:
+        tint = _tint_over_effect(emap == element, image, model, effect.colour, fitted[1])
         if tint is None:
-            tint = _tint_over_effect(emap == element, image, model, effect.colour, fitted[1])
-            if tint is None:
-                continue
-        best = (fitted[0], element, fitted[1], tint)
-    if best is None:
-        return -1, np.zeros(own.shape, np.float32)
-    elements[best[1]].tint = best[3]
-    return best[1], np.maximum(best[2], np.where(own, effect.alpha, 0.0))
+            return None
+        elements[element].tint = tint
+    return element, np.maximum(fitted[1], np.where(own, effect.alpha, 0.0))
 
 
 def _by_contact(elements: list[int], seed: np.ndarray, emap: np.ndarray) -> list[int]:
@@ -524,23 +525,23 @@ def build_layers(
     boxes = territory_boxes(emap, len(elements))
     layers = []
     pending: dict[int, list[BuiltLayer]] = {}  # effects, by the element they lie under
+
+    def place(layer: BuiltLayer) -> None:
+        canvas.add(layer.box, layer.rgba)
+        layers.append(layer)
+
     for position, index in enumerate(order):
         poll(position / max(len(order), 1))
         element = elements[index]
         for layer in pending.pop(index, []):
-            canvas.add(layer.box, layer.rgba)
-            layers.append(layer)
+            place(layer)
         if element.kind == "background":
             background = build_background(element, index, image, defined, emap, facts, canvas)
-            canvas.add(background.box, background.rgba)
-            layers.append(background)
+            place(background)
             for caster, layer in lift_effects(
                 background, index, emap, extents, elements, image
             ):
                 pending.setdefault(caster, []).append(layer)
-            for layer in pending.pop(-1, []):
-                canvas.add(layer.box, layer.rgba)
-                layers.append(layer)
             continue
         extent, territory = extents[index], boxes[index]
         if extent is None or territory is None:
@@ -555,6 +556,5 @@ def build_layers(
         )
     for late in pending.values():  # cast by an element that drew nothing
         for layer in late:
-            canvas.add(layer.box, layer.rgba)
-            layers.append(layer)
+            place(layer)
     return layers, canvas
