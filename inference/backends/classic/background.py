@@ -245,8 +245,8 @@ def _ramp(facts: UnitFacts, background: int, disc: int) -> list[int]:
     colour is the disc's over the background at some opacity (within RAMP_TOLERANCE).
     """
     box = facts.boxes[disc]
-    under = facts.local_colour(background, box)
-    if box is None or under is None:
+    under = None if box is None else facts.local_colour(background, box)
+    if under is None:
         return []
     reach = max(2.0, DISC_RAMP * (box[2] - box[0]) / 2)
     span = facts.colour[disc] - under
