@@ -790,3 +790,34 @@ def test_a_faint_tinted_shadow_is_lifted():
     picture = model * (1 - shadow[..., None]) + tint * shadow[..., None]
     effects = find_effects(picture, np.ones((h, w), bool), model)
     assert [effect.kind for effect in effects] == ["shadow"]
+
+
+def test_a_jpeg_rings_in_wider_bands():
+    """A JPEG rings across the whole 8 x 8 block an edge runs through: a band of ringing
+    nine pixels wide along an edge is no texture there, though it would be in a picture
+    that shows no block grid (grain, a blur)."""
+    from layerlift.inference.backends.classic.regions import (
+        BAND_HALF_WIDTH,
+        JPEG_BAND_HALF_WIDTH,
+        _drop_bands,
+    )
+
+    rgb = np.full((40, 60, 3), (140, 175, 110), np.uint8)
+    rgb[:, 30:] = (40, 120, 200)  # the edge, at column 30
+    texture = np.zeros((40, 60), np.int32)
+    texture[5:35, 26:35] = 1  # the ringing: nine pixels across the edge
+    assert _drop_bands(texture, rgb, BAND_HALF_WIDTH).any()
+    assert not _drop_bands(texture, rgb, JPEG_BAND_HALF_WIDTH).any()
+
+
+def test_a_shape_with_crumbs_of_itself_is_no_line_of_text():
+    """Crumbs of a small shape (between the letters of a word across its edge, or ringing of
+    its colour) sit in a row with it like glyphs; a unit ten times all the others together is
+    the shape, and the group one object. Letters of a size stay a line of them."""
+    from types import SimpleNamespace
+
+    from layerlift.inference.backends.classic.grouping import _glyph_count
+
+    facts = SimpleNamespace(area=np.array([0, 948, 8, 8, 120, 90, 140]))
+    assert _glyph_count(facts, [1, 2, 3]) == 1
+    assert _glyph_count(facts, [4, 5, 6]) == 3

@@ -510,11 +510,25 @@ def _drop_edge_rims(
             else:
                 uf.join(host, unit)
                 rims.add(unit)
-        if len(rest) >= TEXT_MIN_GLYPHS:
+        if _glyph_count(facts, rest) >= TEXT_MIN_GLYPHS:
             kept.append(rest)
         else:
             rims.update(rest)
     return kept, rims
+
+
+def _glyph_count(facts: UnitFacts, group: list[int]) -> int:
+    """The letters a text group holds: its units, but a shape with its crumbs counts once.
+
+    In a degraded picture a small shape with text across its edge leaves crumbs of itself
+    between the letters, or ringing of its colour beside its edge, in a row with it like
+    glyphs. Letters of a line are of a size; a unit with RIM_HOST times the area of all the
+    others together is a shape, and the group one object, not a line of them.
+    """
+    areas = [int(facts.area[u]) for u in group]
+    if len(areas) > 1 and max(areas) >= RIM_HOST * (sum(areas) - max(areas)):
+        return 1
+    return len(areas)
 
 
 def _rim_host(

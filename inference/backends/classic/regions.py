@@ -47,6 +47,9 @@ RIM_TEXTURE_GAP = 8  # rims this close (pixels) to other texture are part of it
 # In a smoothed (degraded) picture, texture pieces no wider than twice this (pixels) are the
 # noise along an edge (JPEG ringing, blur), not texture: see `_drop_bands`.
 BAND_HALF_WIDTH = 4.0
+# A JPEG rings across the 8 x 8 block an edge runs through, on both sides of it, so its
+# bands (and the ringing between the strokes of small print) run wider.
+JPEG_BAND_HALF_WIDTH = 5.0
 BAND_EDGE = 16  # levels between neighbours (smoothed): an edge that rings
 BAND_REACH = 2  # px: how far from such an edge a band's pixels lie
 BAND_SHARE = 0.5  # of a band's pixels at least lie that near an edge
@@ -160,11 +163,14 @@ def texture_pieces(core: np.ndarray, valid: np.ndarray, min_area: int) -> np.nda
     return labels
 
 
-def find_units(rgb: np.ndarray, valid: np.ndarray, raw: np.ndarray | None = None) -> Units:
+def find_units(
+    rgb: np.ndarray, valid: np.ndarray, raw: np.ndarray | None = None, jpeg: bool = False
+) -> Units:
     """Regions, texture pieces and the territory of each, for an (h, w, 3) uint8 picture.
 
     `rgb` may be a smoothed copy of the picture `raw` (see `denoise`): regions are found on
     the smoothed one, texture on the picture itself, whose fine detail smoothing would hide.
+    `jpeg`: `raw` still shows a JPEG's block grid (`denoise.jpeg_step` > 1).
     """
     core = core_mask(rgb, valid)
     labels = label_regions(rgb, core)
@@ -175,7 +181,7 @@ def find_units(rgb: np.ndarray, valid: np.ndarray, raw: np.ndarray | None = None
     texture[core & (texture > 0)] = 0
     texture = _drop_rims(texture, labels, rgb)
     if raw is not None and raw is not rgb:
-        texture = _drop_bands(texture, rgb)
+        texture = _drop_bands(texture, rgb, JPEG_BAND_HALF_WIDTH if jpeg else BAND_HALF_WIDTH)
     labels = np.where(texture > 0, texture + regions, labels).astype(np.int32)
     count = int(labels.max())
     own = territories(labels, valid)
@@ -270,13 +276,15 @@ def _steps(rgb: np.ndarray) -> np.ndarray:
     return steps
 
 
-def _drop_bands(texture: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+def _drop_bands(
+    texture: np.ndarray, rgb: np.ndarray, half_width: float = BAND_HALF_WIDTH
+) -> np.ndarray:
     """`texture` without its thin pieces, for a picture that was smoothed before segmentation.
 
     Texture is looked for in the unsmoothed picture, where JPEG ringing and chroma bleeding,
     grain or a resampling blur leave a band of pixels a few wide along every edge that are
     not flat, dense enough to count as texture. Real texture (a pattern, a photo, a grainy
-    backdrop) covers areas; a piece no more than 2 BAND_HALF_WIDTH pixels across anywhere is
+    backdrop) covers areas; a piece no more than 2 `half_width` pixels across anywhere is
     such a band, when most of it lies along a step in the smoothed picture (what rings). As
     texture it would become a layer of ringing of its own, or glue the objects it runs along
     into one; dropped, its pixels are edges, owned by the regions on either side and given
@@ -292,7 +300,7 @@ def _drop_bands(texture: np.ndarray, rgb: np.ndarray) -> np.ndarray:
         top, bottom = max(0, sl[0].start - grow), min(h, sl[0].stop + grow)
         left, right = max(0, sl[1].start - grow), min(w, sl[1].stop + grow)
         piece = texture[top:bottom, left:right] == number
-        if ndimage.distance_transform_edt(piece).max() > BAND_HALF_WIDTH:
+        if ndimage.distance_transform_edt(piece).max() > half_width:
             continue
         # Only bands along an edge: a soft thin piece (a glow, a photo's haze) is kept.
         steps = _steps(rgb[top:bottom, left:right]) > BAND_EDGE
