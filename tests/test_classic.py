@@ -821,3 +821,27 @@ def test_a_shape_with_crumbs_of_itself_is_no_line_of_text():
     facts = SimpleNamespace(area=np.array([0, 948, 8, 8, 120, 90, 140]))
     assert _glyph_count(facts, [1, 2, 3]) == 1
     assert _glyph_count(facts, [4, 5, 6]) == 3
+
+
+def test_a_jpeg_shape_is_completed_in_its_own_colour_under_a_card():
+    """In a JPEG the blend and ringing along the edge a card draws across an ellipse form
+    small units that join the ellipse; its hidden part is still the ellipse's green, not a
+    diffusion of that edge's colours."""
+    import io
+
+    from PIL import Image
+
+    h = w = 128
+    ellipse = _coverage(h, w, lambda y, x: ((y - 64) / 30) ** 2 + ((x - 40) / 22) ** 2 <= 1)
+    card = _coverage(h, w, lambda y, x: (y >= 30) & (y < 66) & (x >= 20) & (x < 50))
+    green, blue = (49.0, 194.0, 50.0), (37.0, 67.0, 203.0)
+    rgb = _over(_over(np.full((h, w, 3), (238.0, 72.0, 135.0)), green, ellipse), blue, card)
+    buffer = io.BytesIO()
+    Image.fromarray(_to_rgba(rgb)[..., :3]).save(buffer, format="JPEG", quality=85)
+    image = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGBA"))
+    stack = ClassicBackend().decompose(image, DecomposeRequest(layers=3))
+    hidden = (ellipse > 0.99) & (card > 0.99)
+    shown = (ellipse > 0.99) & (card < 0.01)
+    under = next(c for c in stack.canvases()[1:] if (c[..., 3][shown] == 255).mean() > 0.9)
+    assert (under[..., 3][hidden] > 0).mean() > 0.95
+    assert np.abs(under[..., :3][hidden].mean(axis=0) - green).max() < 6
