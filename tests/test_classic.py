@@ -794,8 +794,9 @@ def test_a_faint_tinted_shadow_is_lifted():
 
 def test_a_jpeg_rings_in_wider_bands():
     """A JPEG rings across the whole 8 x 8 block an edge runs through: a band of ringing
-    nine pixels wide along an edge is no texture there, though it would be in a picture
-    that shows no block grid (grain, a blur)."""
+    nine pixels wide along an object's edge is no texture there, though it would be in a
+    picture that shows no block grid (grain, a blur). A piece that wide with nothing but the
+    backdrop around it is a word of small print, and stays."""
     from layerlift.inference.backends.classic.regions import (
         BAND_HALF_WIDTH,
         JPEG_BAND_HALF_WIDTH,
@@ -806,8 +807,13 @@ def test_a_jpeg_rings_in_wider_bands():
     rgb[:, 30:] = (40, 120, 200)  # the edge, at column 30
     texture = np.zeros((40, 60), np.int32)
     texture[5:35, 26:35] = 1  # the ringing: nine pixels across the edge
-    assert _drop_bands(texture, rgb, BAND_HALF_WIDTH).any()
-    assert not _drop_bands(texture, rgb, JPEG_BAND_HALF_WIDTH).any()
+    regions = np.ones((40, 60), np.int32)
+    regions[:, 35:] = 2  # the object whose edge it runs along
+    regions[texture > 0] = 0
+    assert _drop_bands(texture, rgb, BAND_HALF_WIDTH, regions).any()
+    assert not _drop_bands(texture, rgb, JPEG_BAND_HALF_WIDTH, regions).any()
+    backdrop = np.where(texture > 0, 0, 1).astype(np.int32)  # print on a plain backdrop
+    assert _drop_bands(texture, rgb, JPEG_BAND_HALF_WIDTH, backdrop).any()
 
 
 def test_a_shape_with_crumbs_of_itself_is_no_line_of_text():

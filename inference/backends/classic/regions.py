@@ -50,6 +50,7 @@ BAND_HALF_WIDTH = 4.0
 # A JPEG rings across the 8 x 8 block an edge runs through, on both sides of it, so its
 # bands (and the ringing between the strokes of small print) run wider.
 JPEG_BAND_HALF_WIDTH = 5.0
+ALONG_OBJECT = 40  # px of a second region beside such a wider band: see `_along_object`
 BAND_EDGE = 16  # levels between neighbours (smoothed): an edge that rings
 BAND_REACH = 2  # px: how far from such an edge a band's pixels lie
 BAND_SHARE = 0.5  # of a band's pixels at least lie that near an edge
@@ -181,7 +182,9 @@ def find_units(
     texture[core & (texture > 0)] = 0
     texture = _drop_rims(texture, labels, rgb)
     if raw is not None and raw is not rgb:
-        texture = _drop_bands(texture, rgb, JPEG_BAND_HALF_WIDTH if jpeg else BAND_HALF_WIDTH)
+        texture = _drop_bands(
+            texture, rgb, JPEG_BAND_HALF_WIDTH if jpeg else BAND_HALF_WIDTH, labels
+        )
     labels = np.where(texture > 0, texture + regions, labels).astype(np.int32)
     count = int(labels.max())
     own = territories(labels, valid)
@@ -277,7 +280,10 @@ def _steps(rgb: np.ndarray) -> np.ndarray:
 
 
 def _drop_bands(
-    texture: np.ndarray, rgb: np.ndarray, half_width: float = BAND_HALF_WIDTH
+    texture: np.ndarray,
+    rgb: np.ndarray,
+    half_width: float = BAND_HALF_WIDTH,
+    regions: np.ndarray | None = None,
 ) -> np.ndarray:
     """`texture` without its thin pieces, for a picture that was smoothed before segmentation.
 
@@ -288,7 +294,9 @@ def _drop_bands(
     such a band, when most of it lies along a step in the smoothed picture (what rings). As
     texture it would become a layer of ringing of its own, or glue the objects it runs along
     into one; dropped, its pixels are edges, owned by the regions on either side and given
-    soft alpha by unmixing like any edge.
+    soft alpha by unmixing like any edge. A piece wider than BAND_HALF_WIDTH (which only a
+    JPEG's `half_width` admits) must also run along an object (`_along_object`, given the
+    `regions`).
     """
     h, w = texture.shape
     bands = []
@@ -300,7 +308,11 @@ def _drop_bands(
         top, bottom = max(0, sl[0].start - grow), min(h, sl[0].stop + grow)
         left, right = max(0, sl[1].start - grow), min(w, sl[1].stop + grow)
         piece = texture[top:bottom, left:right] == number
-        if ndimage.distance_transform_edt(piece).max() > half_width:
+        reach = ndimage.distance_transform_edt(piece).max()
+        if reach > half_width:
+            continue
+        wide = reach > BAND_HALF_WIDTH and regions is not None
+        if wide and not _along_object(piece, regions[top:bottom, left:right]):
             continue
         # Only bands along an edge: a soft thin piece (a glow, a photo's haze) is kept.
         steps = _steps(rgb[top:bottom, left:right]) > BAND_EDGE
@@ -314,6 +326,19 @@ def _drop_bands(
     texture = texture.copy()
     texture[is_band[texture]] = 0
     return _drop_small(texture, 1)
+
+
+def _along_object(piece: np.ndarray, regions: np.ndarray) -> bool:
+    """Does a band run along an object's edge, not only through what lies around it?
+
+    Ringing follows the edges of objects; a word of small print on a plain backdrop is a
+    piece of the same width whose only large neighbour is that backdrop (its letters hold
+    few region pixels), and as texture it becomes the word's layer. A second region with
+    ALONG_OBJECT pixels or more beside the band says it runs along an object.
+    """
+    beside = regions[ndimage.binary_dilation(piece, SQUARE, 2) & ~piece]
+    counts = np.sort(np.bincount(beside[beside > 0]))
+    return bool(counts.size > 1 and counts[-2] >= ALONG_OBJECT)
 
 
 def territories(labels: np.ndarray, valid: np.ndarray) -> np.ndarray:
