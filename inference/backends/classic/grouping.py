@@ -494,8 +494,9 @@ def _drop_edge_rims(
     wrapped by the card and a glyph on the background by the background; a rim piece lies
     between the two: it borders the background (at least RIM_SIDE of its boundary) and all
     of it lies within RIM_BAND px of a far larger object that is no text. A group left with
-    fewer than TEXT_MIN_GLYPHS pieces is no text. Returns (text groups, the pieces taken out
-    of them), and as text pieces did, those stay out of photos.
+    fewer than TEXT_MIN_GLYPHS pieces (as `_glyph_count` counts them) is no text. Returns
+    (text groups, the pieces taken out of them), and as text pieces did, those stay out of
+    photos.
     """
     if not facts.smoothed or bg_root < 0:
         return groups, set()
