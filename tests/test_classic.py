@@ -818,7 +818,7 @@ def test_a_jpeg_rings_in_wider_bands():
 
 def test_a_shape_with_crumbs_of_itself_is_no_line_of_text():
     """Crumbs of a small shape (between the letters of a word across its edge, or ringing of
-    its colour) sit in a row with it like glyphs; a unit ten times all the others together is
+    its colour) sit in a row with it like glyphs; a unit five times all the others together is
     the shape, and the group one object. Letters of a size stay a line of them."""
     from types import SimpleNamespace
 

@@ -71,6 +71,9 @@ RIM_BAND = 4  # px: how wide JPEG ringing along an edge reaches
 RIM_BLEND = 24.0 / 255.0  # most a rim's colour lies off the object-background blend line
 RIM_SIDE = 0.2  # share of a rim piece's boundary on each side: the object's and the background's
 TEXTURE_EDGE = 1  # px around an object's defining pixels that stay its own on a texture
+# A "text" group one unit of which has this many times the area of all the others is a
+# shape with crumbs of itself (see _glyph_count).
+SHAPE_WITH_CRUMBS = 5
 STYLE_REACH = 0.35  # of a text's height: how far its outline and shadow reach beyond it
 STYLE_INSIDE = 0.75  # share of a style piece's box inside the text's grown box
 STYLE_MAX_AREA = 3.0  # an outline or shadow is at most this many times its text's area
@@ -523,11 +526,11 @@ def _glyph_count(facts: UnitFacts, group: list[int]) -> int:
 
     In a degraded picture a small shape with text across its edge leaves crumbs of itself
     between the letters, or ringing of its colour beside its edge, in a row with it like
-    glyphs. Letters of a line are of a size; a unit with RIM_HOST times the area of all the
-    others together is a shape, and the group one object, not a line of them.
+    glyphs. Letters of a line are of a size; a unit with SHAPE_WITH_CRUMBS times the area of
+    all the others together is a shape, and the group one object, not a line of them.
     """
     areas = [int(facts.area[u]) for u in group]
-    if len(areas) > 1 and max(areas) >= RIM_HOST * (sum(areas) - max(areas)):
+    if len(areas) > 1 and max(areas) >= SHAPE_WITH_CRUMBS * (sum(areas) - max(areas)):
         return 1
     return len(areas)
 
