@@ -790,3 +790,64 @@ def test_a_faint_tinted_shadow_is_lifted():
     picture = model * (1 - shadow[..., None]) + tint * shadow[..., None]
     effects = find_effects(picture, np.ones((h, w), bool), model)
     assert [effect.kind for effect in effects] == ["shadow"]
+
+
+def test_a_jpeg_rings_in_wider_bands():
+    """A JPEG rings across the whole 8 x 8 block an edge runs through: a band of ringing
+    nine pixels wide along an object's edge is no texture there, though it would be in a
+    picture that shows no block grid (grain, a blur). A piece that wide with nothing but the
+    backdrop around it is a word of small print, and stays."""
+    from layerlift.inference.backends.classic.regions import (
+        BAND_HALF_WIDTH,
+        JPEG_BAND_HALF_WIDTH,
+        _drop_bands,
+    )
+
+    rgb = np.full((40, 60, 3), (140, 175, 110), np.uint8)
+    rgb[:, 30:] = (40, 120, 200)  # the edge, at column 30
+    texture = np.zeros((40, 60), np.int32)
+    texture[5:35, 26:35] = 1  # the ringing: nine pixels across the edge
+    regions = np.ones((40, 60), np.int32)
+    regions[:, 35:] = 2  # the object whose edge it runs along
+    regions[texture > 0] = 0
+    assert _drop_bands(texture, rgb, BAND_HALF_WIDTH, regions).any()
+    assert not _drop_bands(texture, rgb, JPEG_BAND_HALF_WIDTH, regions).any()
+    backdrop = np.where(texture > 0, 0, 1).astype(np.int32)  # print on a plain backdrop
+    assert _drop_bands(texture, rgb, JPEG_BAND_HALF_WIDTH, backdrop).any()
+
+
+def test_a_shape_with_crumbs_of_itself_is_no_line_of_text():
+    """Crumbs of a small shape (between the letters of a word across its edge, or ringing of
+    its colour) sit in a row with it like glyphs; a unit five times all the others together is
+    the shape, and the group one object. Letters of a size stay a line of them."""
+    from types import SimpleNamespace
+
+    from layerlift.inference.backends.classic.grouping import _glyph_count
+
+    facts = SimpleNamespace(area=np.array([0, 948, 8, 8, 120, 90, 140]))
+    assert _glyph_count(facts, [1, 2, 3]) == 1
+    assert _glyph_count(facts, [4, 5, 6]) == 3
+
+
+def test_a_jpeg_shape_is_completed_in_its_own_colour_under_a_card():
+    """In a JPEG the blend and ringing along the edge a card draws across an ellipse form
+    small units that join the ellipse; its hidden part is still the ellipse's green, not a
+    diffusion of that edge's colours."""
+    import io
+
+    from PIL import Image
+
+    h = w = 128
+    ellipse = _coverage(h, w, lambda y, x: ((y - 64) / 30) ** 2 + ((x - 40) / 22) ** 2 <= 1)
+    card = _coverage(h, w, lambda y, x: (y >= 30) & (y < 66) & (x >= 20) & (x < 50))
+    green, blue = (49.0, 194.0, 50.0), (37.0, 67.0, 203.0)
+    rgb = _over(_over(np.full((h, w, 3), (238.0, 72.0, 135.0)), green, ellipse), blue, card)
+    buffer = io.BytesIO()
+    Image.fromarray(_to_rgba(rgb)[..., :3]).save(buffer, format="JPEG", quality=85)
+    image = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGBA"))
+    stack = ClassicBackend().decompose(image, DecomposeRequest(layers=3))
+    hidden = (ellipse > 0.99) & (card > 0.99)
+    shown = (ellipse > 0.99) & (card < 0.01)
+    under = next(c for c in stack.canvases()[1:] if (c[..., 3][shown] == 255).mean() > 0.9)
+    assert (under[..., 3][hidden] > 0).mean() > 0.95
+    assert np.abs(under[..., :3][hidden].mean(axis=0) - green).max() < 6

@@ -51,8 +51,8 @@ from layerlift.inference.backends.classic.count import (
     unique_names,
 )
 from layerlift.inference.backends.classic.denoise import (
-    SIGMA_LEVELS,
     is_noisy,
+    jpeg_step,
     sigma_levels,
     smooth,
 )
@@ -115,15 +115,16 @@ class ClassicBackend(Backend):
         h, w = rgba.shape[:2]
         raw = np.ascontiguousarray(rgba[..., :3])
         noisy = is_noisy(raw)
-        rgb, levels = raw, 0
+        rgb, levels, step = raw, 0, 1
         if noisy:
             # A reduced picture has lost the JPEG block grid (and its averaging smoothed it).
-            levels = sigma_levels(raw) if factor == 1 else SIGMA_LEVELS
+            step = jpeg_step(raw) if factor == 1 else 1
+            levels = sigma_levels(raw, step)
             rgb = smooth(raw, levels, reduced=factor)
         valid = rgba[..., 3] > 0
 
         stages.report(0.02, "finding regions")
-        units = find_units(rgb, valid, raw)
+        units = find_units(rgb, valid, raw, jpeg=step > 1)
         stages.done("regions")
 
         stages.report(0.2, "grouping regions into objects")

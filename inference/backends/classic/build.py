@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from layerlift.inference.backends.classic.alpha import unmix
 from layerlift.inference.backends.classic.channels import channel_max
-from layerlift.inference.backends.classic.colour_fit import fit
+from layerlift.inference.backends.classic.colour_fit import ColourModel, fit
 from layerlift.inference.backends.classic.completion import push_pull
 from layerlift.inference.backends.classic.effects import (
     Effect,
@@ -47,6 +47,8 @@ OVERLAY_REACH = 6
 OVERLAY_LINE_REACH = 1.0  # text lines reach this many line heights beyond their glyphs
 OVERLAY_MIN_ALPHA = 0.3
 MIN_RIM_ALPHA = 0.02
+MAIN_UNIT = 0.9  # share of an element's area: its main unit (see `_element_model`)
+BAND_WIDTH = 4.0  # px: the widest edge band `_element_model` leaves out of a fit
 TINT_INSET = 2  # px of a shape's edge left out when its tint is read against an effect
 TINT_MIN_PIXELS = 64
 CASTER_KINDS = ("shape", "effect")  # a see-through shape over a shadow shades like one
@@ -159,6 +161,37 @@ class Canvas:
         return out
 
 
+def _element_model(element: Element, facts: UnitFacts) -> ColourModel:
+    """The colour model of an element's units, or of its main unit where only that fits.
+
+    In a degraded (smoothed) picture, along an edge that a shape shares with an object over
+    it, the blend of the two and the ringing form small units of their own that join the
+    shape (a clean picture's one-pixel blends do not). Their colours spoil its fit, and the
+    part hidden under the object would be filled by diffusion from that edge, in the
+    object's colour. A unit holding MAIN_UNIT of the element's area whose own model fits is
+    the shape's colour, when the others are such bands.
+    """
+    model = fit(facts.sums.total(element.units))
+    if model.good or len(element.units) < 2 or not facts.smoothed:
+        return model
+    areas = facts.area[element.units]
+    main = element.units[int(np.argmax(areas))]
+    if areas.max() < MAIN_UNIT * areas.sum():
+        return model
+    if not all(_band(facts, u) for u in element.units if u != main):
+        return model  # a unit of some body (a shadow, a stripe) is part of the colour
+    own = fit(facts.sums.total([main]))
+    return own if own.good else model
+
+
+def _band(facts: UnitFacts, unit: int) -> bool:
+    """Is `unit` a band along an edge: at most BAND_WIDTH px wide (area over half perimeter)?"""
+    box = facts.boxes[unit]
+    if box is None:
+        return True
+    return bool(facts.area[unit] <= BAND_WIDTH * ((box[2] - box[0]) + (box[3] - box[1])))
+
+
 def _colour_field(
     element: Element,
     facts: UnitFacts,
@@ -169,7 +202,7 @@ def _colour_field(
     """(F over `box` (0-1), whether it is a fitted model rather than a push-pull fill)."""
     top, left, bottom, right = box
     if element.kind not in ("photo", "texture", "effect"):
-        model = fit(facts.sums.total(element.units))
+        model = _element_model(element, facts)
         if model.good:
             field = model.evaluate(top, left, bottom - top, right - left) / 255.0
             return np.clip(field, 0.0, 1.0), True

@@ -99,9 +99,14 @@ def jpeg_step(rgb: np.ndarray) -> int:
     return int(np.median(steps))
 
 
-def sigma_levels(rgb: np.ndarray) -> int:
-    """The sigma filter's tolerance for a noisy picture: wider for a coarse JPEG."""
-    return STRONG_LEVELS if jpeg_step(rgb) >= COARSE_STEP else SIGMA_LEVELS
+def sigma_levels(rgb: np.ndarray, step: int | None = None) -> int:
+    """The sigma filter's tolerance for a noisy picture: wider for a coarse JPEG.
+
+    `step`: the picture's `jpeg_step`, when the caller has it already.
+    """
+    if step is None:
+        step = jpeg_step(rgb)
+    return STRONG_LEVELS if step >= COARSE_STEP else SIGMA_LEVELS
 
 
 def _pass(rgb: np.ndarray, levels: int, radius: int) -> np.ndarray:

@@ -71,6 +71,9 @@ RIM_BAND = 4  # px: how wide JPEG ringing along an edge reaches
 RIM_BLEND = 24.0 / 255.0  # most a rim's colour lies off the object-background blend line
 RIM_SIDE = 0.2  # share of a rim piece's boundary on each side: the object's and the background's
 TEXTURE_EDGE = 1  # px around an object's defining pixels that stay its own on a texture
+# A "text" group one unit of which has this many times the area of all the others is a
+# shape with crumbs of itself (see _glyph_count).
+SHAPE_WITH_CRUMBS = 5
 STYLE_REACH = 0.35  # of a text's height: how far its outline and shadow reach beyond it
 STYLE_INSIDE = 0.75  # share of a style piece's box inside the text's grown box
 STYLE_MAX_AREA = 3.0  # an outline or shadow is at most this many times its text's area
@@ -494,8 +497,9 @@ def _drop_edge_rims(
     wrapped by the card and a glyph on the background by the background; a rim piece lies
     between the two: it borders the background (at least RIM_SIDE of its boundary) and all
     of it lies within RIM_BAND px of a far larger object that is no text. A group left with
-    fewer than TEXT_MIN_GLYPHS pieces is no text. Returns (text groups, the pieces taken out
-    of them), and as text pieces did, those stay out of photos.
+    fewer than TEXT_MIN_GLYPHS pieces (as `_glyph_count` counts them) is no text. Returns
+    (text groups, the pieces taken out of them), and as text pieces did, those stay out of
+    photos.
     """
     if not facts.smoothed or bg_root < 0:
         return groups, set()
@@ -510,11 +514,25 @@ def _drop_edge_rims(
             else:
                 uf.join(host, unit)
                 rims.add(unit)
-        if len(rest) >= TEXT_MIN_GLYPHS:
+        if _glyph_count(facts, rest) >= TEXT_MIN_GLYPHS:
             kept.append(rest)
         else:
             rims.update(rest)
     return kept, rims
+
+
+def _glyph_count(facts: UnitFacts, group: list[int]) -> int:
+    """The letters a text group holds: its units, but a shape with its crumbs counts once.
+
+    In a degraded picture a small shape with text across its edge leaves crumbs of itself
+    between the letters, or ringing of its colour beside its edge, in a row with it like
+    glyphs. Letters of a line are of a size; a unit with SHAPE_WITH_CRUMBS times the area of
+    all the others together is a shape, and the group one object, not a line of them.
+    """
+    areas = [int(facts.area[u]) for u in group]
+    if len(areas) > 1 and max(areas) >= SHAPE_WITH_CRUMBS * (sum(areas) - max(areas)):
+        return 1
+    return len(areas)
 
 
 def _rim_host(

@@ -47,6 +47,10 @@ RIM_TEXTURE_GAP = 8  # rims this close (pixels) to other texture are part of it
 # In a smoothed (degraded) picture, texture pieces no wider than twice this (pixels) are the
 # noise along an edge (JPEG ringing, blur), not texture: see `_drop_bands`.
 BAND_HALF_WIDTH = 4.0
+# A JPEG rings across the 8 x 8 block an edge runs through, on both sides of it, so its
+# bands (and the ringing between the strokes of small print) run wider.
+JPEG_BAND_HALF_WIDTH = 5.0
+ALONG_OBJECT = 40  # px of a second region beside such a wider band: see `_along_object`
 BAND_EDGE = 16  # levels between neighbours (smoothed): an edge that rings
 BAND_REACH = 2  # px: how far from such an edge a band's pixels lie
 BAND_SHARE = 0.5  # of a band's pixels at least lie that near an edge
@@ -160,11 +164,14 @@ def texture_pieces(core: np.ndarray, valid: np.ndarray, min_area: int) -> np.nda
     return labels
 
 
-def find_units(rgb: np.ndarray, valid: np.ndarray, raw: np.ndarray | None = None) -> Units:
+def find_units(
+    rgb: np.ndarray, valid: np.ndarray, raw: np.ndarray | None = None, jpeg: bool = False
+) -> Units:
     """Regions, texture pieces and the territory of each, for an (h, w, 3) uint8 picture.
 
     `rgb` may be a smoothed copy of the picture `raw` (see `denoise`): regions are found on
     the smoothed one, texture on the picture itself, whose fine detail smoothing would hide.
+    `jpeg`: `raw` still shows a JPEG's block grid (`denoise.jpeg_step` > 1).
     """
     core = core_mask(rgb, valid)
     labels = label_regions(rgb, core)
@@ -175,7 +182,9 @@ def find_units(rgb: np.ndarray, valid: np.ndarray, raw: np.ndarray | None = None
     texture[core & (texture > 0)] = 0
     texture = _drop_rims(texture, labels, rgb)
     if raw is not None and raw is not rgb:
-        texture = _drop_bands(texture, rgb)
+        texture = _drop_bands(
+            texture, rgb, JPEG_BAND_HALF_WIDTH if jpeg else BAND_HALF_WIDTH, labels
+        )
     labels = np.where(texture > 0, texture + regions, labels).astype(np.int32)
     count = int(labels.max())
     own = territories(labels, valid)
@@ -270,17 +279,24 @@ def _steps(rgb: np.ndarray) -> np.ndarray:
     return steps
 
 
-def _drop_bands(texture: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+def _drop_bands(
+    texture: np.ndarray,
+    rgb: np.ndarray,
+    half_width: float = BAND_HALF_WIDTH,
+    regions: np.ndarray | None = None,
+) -> np.ndarray:
     """`texture` without its thin pieces, for a picture that was smoothed before segmentation.
 
     Texture is looked for in the unsmoothed picture, where JPEG ringing and chroma bleeding,
     grain or a resampling blur leave a band of pixels a few wide along every edge that are
     not flat, dense enough to count as texture. Real texture (a pattern, a photo, a grainy
-    backdrop) covers areas; a piece no more than 2 BAND_HALF_WIDTH pixels across anywhere is
+    backdrop) covers areas; a piece no more than 2 `half_width` pixels across anywhere is
     such a band, when most of it lies along a step in the smoothed picture (what rings). As
     texture it would become a layer of ringing of its own, or glue the objects it runs along
     into one; dropped, its pixels are edges, owned by the regions on either side and given
-    soft alpha by unmixing like any edge.
+    soft alpha by unmixing like any edge. A piece wider than BAND_HALF_WIDTH (which only a
+    JPEG's `half_width` admits) must also run along an object (`_along_object`, given the
+    `regions`).
     """
     h, w = texture.shape
     bands = []
@@ -292,7 +308,11 @@ def _drop_bands(texture: np.ndarray, rgb: np.ndarray) -> np.ndarray:
         top, bottom = max(0, sl[0].start - grow), min(h, sl[0].stop + grow)
         left, right = max(0, sl[1].start - grow), min(w, sl[1].stop + grow)
         piece = texture[top:bottom, left:right] == number
-        if ndimage.distance_transform_edt(piece).max() > BAND_HALF_WIDTH:
+        reach = ndimage.distance_transform_edt(piece).max()
+        if reach > half_width:
+            continue
+        wide = reach > BAND_HALF_WIDTH and regions is not None
+        if wide and not _along_object(piece, regions[top:bottom, left:right]):
             continue
         # Only bands along an edge: a soft thin piece (a glow, a photo's haze) is kept.
         steps = _steps(rgb[top:bottom, left:right]) > BAND_EDGE
@@ -306,6 +326,19 @@ def _drop_bands(texture: np.ndarray, rgb: np.ndarray) -> np.ndarray:
     texture = texture.copy()
     texture[is_band[texture]] = 0
     return _drop_small(texture, 1)
+
+
+def _along_object(piece: np.ndarray, regions: np.ndarray) -> bool:
+    """Does a band run along an object's edge, not only through what lies around it?
+
+    Ringing follows the edges of objects; a word of small print on a plain backdrop is a
+    piece of the same width whose only large neighbour is that backdrop (its letters hold
+    few region pixels), and as texture it becomes the word's layer. A second region with
+    ALONG_OBJECT pixels or more beside the band says it runs along an object.
+    """
+    beside = regions[ndimage.binary_dilation(piece, SQUARE, 2) & ~piece]
+    counts = np.sort(np.bincount(beside[beside > 0]))
+    return bool(counts.size > 1 and counts[-2] >= ALONG_OBJECT)
 
 
 def territories(labels: np.ndarray, valid: np.ndarray) -> np.ndarray:
