@@ -753,6 +753,20 @@ def test_a_glow_around_an_opaque_looking_shape_is_its_own_layer():
     assert np.abs(bg - background)[(glow > 0.05) & (shape < 0.01)].max() < 12.0
 
 
+def test_a_shape_over_an_effect_fitted_too_faint_keeps_its_colour_in_the_cube():
+    """An effect fitted weaker than it was drawn under a shape reads as too little opacity,
+    which asks for a colour past the cube's edge: the least opacity that allows one is taken."""
+    from layerlift.inference.backends.classic.translucency import tint_over
+
+    under = np.linspace(110.0, 140.0, 200)[:, None] * np.array([[1.0, 0.9, 0.8]])
+    seen = 0.38 * np.array([80.0, 180.0, 236.0]) + 0.62 * under
+    faint = under.mean(axis=0) + 0.75 * (under - under.mean(axis=0))
+    assert tint_over(seen, faint) is None
+    tint = tint_over(seen, faint, to_cube=True)
+    assert tint is not None and 0.3 < tint.alpha < 0.4
+    assert max(tint.colour) <= 255.0 and abs(tint.colour[1] - 180.0) < 15.0
+
+
 def test_a_shadow_and_a_glow_side_by_side_are_two_effects():
     """A darker and a lighter smudge that touch are lifted apart, each one colour."""
     from layerlift.inference.backends.classic.effects import find_effects

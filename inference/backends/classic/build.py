@@ -391,7 +391,7 @@ def _tint_over_effect(
     seen = image[inner].astype(np.float64)
     keep = np.ones(len(seen), bool)
     for _ in range(TINT_ROUNDS):
-        tint = tint_over(seen[keep], under[keep])
+        tint = tint_over(seen[keep], under[keep], to_cube=True)
         if tint is not None:
             return tint
         ds, du = seen - seen[keep].mean(axis=0), under - under[keep].mean(axis=0)
