@@ -324,8 +324,10 @@ def _cast(
     (over a flat background and a glow flat under its middle, a see-through shape looks
     opaque): left in the background it is a halo that moves with nothing.
 
-    The caster is the touching shape sharing most of the effect's outline whose style
-    explains the effect, the next one when it does not.
+    The caster is the touching shape sharing most of the effect's outline that can cast it:
+    one whose style explains the effect and that is see-through (or lined by the glow). When
+    the one with most contact cannot (an opaque-looking piece of another shape that the
+    shadow runs along), the next one is asked.
     """
     near = _grow(effect.seed, 2)
     touching = np.unique(emap[near & (emap >= 0) & (emap != background)])
@@ -340,16 +342,17 @@ def _cast(
         caster = np.zeros(own.shape, bool)
         caster[top:bottom, left:right] = extents[element].mask
         fitted = fit_style(effect.alpha, own, caster)
-        if fitted is not None:
-            break
-    else:
-        return None
-    if elements[element].tint is None:
-        tint = _tint_over_effect(emap == element, image, model, effect.colour, fitted[1])
-        if tint is None and not (effect.kind == "glow" and _surrounds(effect.seed, caster, own)):
-            return None
-        elements[element].tint = tint
-    return element, np.maximum(fitted[1], np.where(own, effect.alpha, 0.0))
+        if fitted is None:
+            continue
+        if elements[element].tint is None:
+            tint = _tint_over_effect(emap == element, image, model, effect.colour, fitted[1])
+            if tint is None and not (
+                effect.kind == "glow" and _surrounds(effect.seed, caster, own)
+            ):
+                continue
+            elements[element].tint = tint
+        return element, np.maximum(fitted[1], np.where(own, effect.alpha, 0.0))
+    return None
 
 
 def _surrounds(seed: np.ndarray, caster: np.ndarray, own: np.ndarray) -> bool:
