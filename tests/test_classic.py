@@ -767,6 +767,23 @@ def test_a_shape_over_an_effect_fitted_too_faint_keeps_its_colour_in_the_cube():
     assert max(tint.colour) <= 255.0 and abs(tint.colour[1] - 180.0) < 15.0
 
 
+def test_a_nearly_opaque_shape_over_a_faint_effect_is_not_told_see_through_by_chance():
+    """A tint is kept only if the variation it shows through exceeds what it leaves unexplained:
+    at 0.88 opacity, two levels of noise fit as well as the effect does."""
+    from layerlift.inference.backends.classic.build import _shows_through
+    from layerlift.inference.backends.classic.translucency import tint_over
+
+    under = np.linspace(100.0, 150.0, 400)[:, None] * np.array([[1.0, 0.9, 0.8]])
+    noise = np.random.default_rng(5).normal(0.0, 2.0, (400, 3))
+    verdicts = []
+    for alpha in (0.88, 0.5):
+        seen = alpha * np.array([190.0, 190.0, 190.0]) + (1 - alpha) * under + noise
+        tint = tint_over(seen, under, to_cube=True)
+        assert tint is not None
+        verdicts.append(_shows_through(tint, seen, under))
+    assert verdicts == [False, True]
+
+
 def test_a_shadow_and_a_glow_side_by_side_are_two_effects():
     """A darker and a lighter smudge that touch are lifted apart, each one colour."""
     from layerlift.inference.backends.classic.effects import find_effects

@@ -324,10 +324,11 @@ def _cast(
     (over a flat background and a glow flat under its middle, a see-through shape looks
     opaque): left in the background it is a halo that moves with nothing.
 
-    The caster is the touching shape sharing most of the effect's outline that can cast it:
-    one whose style explains the effect and that is see-through (or lined by the glow). When
-    the one with most contact cannot (an opaque-looking piece of another shape that the
-    shadow runs along), the next one is asked.
+    The caster is the touching shape sharing most of the effect's outline whose style explains
+    the effect and that is see-through (or lined by the glow). When that one is not (an
+    opaque-looking piece of another shape that the shadow runs along), a shape with less
+    contact casts it only if it is already known to be see-through: a small piece of a
+    texture would follow some smudge beneath it by chance.
     """
     near = _grow(effect.seed, 2)
     touching = np.unique(emap[near & (emap >= 0) & (emap != background)])
@@ -337,6 +338,7 @@ def _cast(
     ]
     if not candidates:
         return None
+    asked = False
     for element in _by_contact(candidates, effect.seed, emap):
         top, left, bottom, right = extents[element].box
         caster = np.zeros(own.shape, bool)
@@ -345,6 +347,9 @@ def _cast(
         if fitted is None:
             continue
         if elements[element].tint is None:
+            if asked:
+                continue
+            asked = True
             tint = _tint_over_effect(emap == element, image, model, effect.colour, fitted[1])
             if tint is None and not (
                 effect.kind == "glow" and _surrounds(effect.seed, caster, own)
@@ -396,13 +401,28 @@ def _tint_over_effect(
     for _ in range(TINT_ROUNDS):
         tint = tint_over(seen[keep], under[keep], to_cube=True)
         if tint is not None:
-            return tint
+            return tint if _shows_through(tint, seen[keep], under[keep]) else None
         ds, du = seen - seen[keep].mean(axis=0), under - under[keep].mean(axis=0)
         scale = float((ds[keep] * du[keep]).sum() / max((du[keep] ** 2).sum(), 1e-9))
         keep = np.abs(ds - scale * du).max(axis=1) <= TINT_TRIM
         if keep.mean() < TINT_MIN_SHARE or keep.sum() < TINT_MIN_PIXELS:
             return None
     return None
+
+
+def _shows_through(tint: Tint, seen: np.ndarray, under: np.ndarray) -> bool:
+    """Does the shape repeat more of the effect's variation than its fit leaves unexplained?
+
+    A nearly opaque tint over a faint effect repeats so little of it that a chance
+    correlation (a piece of a texture over a smudge) fits as well: the variation shown
+    through, (1 - a) times the effect's, must exceed the misfit.
+    """
+    colour = np.asarray(tint.colour, np.float64)
+    shown = (1.0 - tint.alpha) * (under - under.mean(axis=0))
+    residual = seen - (tint.alpha * colour + (1.0 - tint.alpha) * under)
+    residual -= residual.mean(axis=0)
+    spread = float(np.sqrt((shown * shown).sum(axis=1).mean()))
+    return spread > float(np.sqrt((residual * residual).sum(axis=1).mean()))
 
 
 def _overlay_pixels(
