@@ -725,6 +725,65 @@ def test_see_through_shape_is_told_by_the_effect_beneath_it():
     assert tint_over(np.ones_like(under) * colour, under) is None  # opaque: no variation
 
 
+def test_a_glow_around_an_opaque_looking_shape_is_its_own_layer():
+    """A light glow lining a shape over a flat background is lifted under the shape.
+
+    Over a flat background a see-through shape looks opaque, so nothing tells its tint; the
+    glow is still a layer of its own, not a halo left in the background.
+    """
+    from scipy import ndimage
+
+    h = w = 192
+    ys, xs = np.mgrid[0:h, 0:w]
+    shape = (((ys - 96) / 40.0) ** 2 + ((xs - 96) / 52.0) ** 2 <= 1.0).astype(float)
+    shape = ndimage.uniform_filter(shape, 2)
+    glow = 0.7 * np.clip(1.7 * ndimage.gaussian_filter(shape, 7.0), 0.0, 1.0)
+    background = np.array([90.0, 70.0, 160.0])
+    picture = background * (1 - glow[..., None]) + np.array([250.0, 225.0, 200.0]) * glow[..., None]
+    shape = 0.6 * shape
+    picture = picture * (1 - shape[..., None]) + np.array([60.0, 150.0, 90.0]) * shape[..., None]
+    rgba = np.dstack([np.clip(np.rint(picture), 0, 255), np.full((h, w), 255)]).astype(np.uint8)
+    stack = ClassicBackend().decompose(rgba, DecomposeRequest())
+    names = [layer.name for layer in stack.layers]
+    assert names[1].startswith("glow") and names[2].startswith("shape"), names
+    canvases = stack.canvases()
+    lifted = np.asarray(canvases[1])[..., 3] > 0
+    assert lifted[(glow > 0.05) & (shape < 0.01)].mean() > 0.95  # the halo is in the glow
+    bg = np.asarray(canvases[0])[..., :3].astype(float)
+    assert np.abs(bg - background)[(glow > 0.05) & (shape < 0.01)].max() < 12.0
+
+
+def test_a_shape_over_an_effect_fitted_too_faint_keeps_its_colour_in_the_cube():
+    """An effect fitted weaker than it was drawn under a shape reads as too little opacity,
+    which asks for a colour past the cube's edge: the least opacity that allows one is taken."""
+    from layerlift.inference.backends.classic.translucency import tint_over
+
+    under = np.linspace(110.0, 140.0, 200)[:, None] * np.array([[1.0, 0.9, 0.8]])
+    seen = 0.38 * np.array([80.0, 180.0, 236.0]) + 0.62 * under
+    faint = under.mean(axis=0) + 0.75 * (under - under.mean(axis=0))
+    assert tint_over(seen, faint) is None
+    tint = tint_over(seen, faint, to_cube=True)
+    assert tint is not None and 0.3 < tint.alpha < 0.4
+    assert max(tint.colour) <= 255.0 and abs(tint.colour[1] - 180.0) < 15.0
+
+
+def test_a_nearly_opaque_shape_over_a_faint_effect_is_not_told_see_through_by_chance():
+    """A tint is kept only if the variation it shows through exceeds what it leaves unexplained:
+    at 0.88 opacity, two levels of noise fit as well as the effect does."""
+    from layerlift.inference.backends.classic.build import _shows_through
+    from layerlift.inference.backends.classic.translucency import tint_over
+
+    under = np.linspace(100.0, 150.0, 400)[:, None] * np.array([[1.0, 0.9, 0.8]])
+    noise = np.random.default_rng(5).normal(0.0, 2.0, (400, 3))
+    verdicts = []
+    for alpha in (0.88, 0.5):
+        seen = alpha * np.array([190.0, 190.0, 190.0]) + (1 - alpha) * under + noise
+        tint = tint_over(seen, under, to_cube=True)
+        assert tint is not None
+        verdicts.append(_shows_through(tint, seen, under))
+    assert verdicts == [False, True]
+
+
 def test_a_shadow_and_a_glow_side_by_side_are_two_effects():
     """A darker and a lighter smudge that touch are lifted apart, each one colour."""
     from layerlift.inference.backends.classic.effects import find_effects

@@ -51,7 +51,15 @@ MAIN_UNIT = 0.9  # share of an element's area: its main unit (see `_element_mode
 BAND_WIDTH = 4.0  # px: the widest edge band `_element_model` leaves out of a fit
 TINT_INSET = 2  # px of a shape's edge left out when its tint is read against an effect
 TINT_MIN_PIXELS = 64
+TINT_ROUNDS = 3  # fits of a shape's tint over an effect, each on the pixels the last explains
+TINT_TRIM = 8.0  # levels a pixel may miss the last fit by and still be explained
+TINT_MIN_SHARE = 0.6  # of the shape's inner pixels the fit must explain
 CASTER_KINDS = ("shape", "effect")  # a see-through shape over a shadow shades like one
+# An opaque-looking shape casts a glow only when the glow lines this share of the px just
+# outside its outline (2 to GLOW_RING px out, where the background shows).
+GLOW_RING = 4
+GLOW_RING_SHARE = 0.5
+GLOW_MIN_CASTER = 0.01  # of the picture
 EFFECT_PEAK = 0.5  # the opacity a soft shadow or glow is told at its strongest, at least
 CROSS = ndimage.generate_binary_structure(2, 1)
 
@@ -281,7 +289,7 @@ def lift_effects(
 
     Each comes with the element casting it, under which it belongs. Its
     opacity is the caster's drop shadow or glow that best explains what shows of it (and, where
-    it shows, at least what was measured); an effect no see-through shape casts stays in the
+    it shows, at least what was measured); a shadow no see-through shape casts stays in the
     background. The background keeps its smooth model where an effect lies over it.
     """
     own = emap == index
@@ -344,7 +352,16 @@ def _cast(
     Only see-through shapes cast effects of their own: an opaque shape's shadow, like a
     text's, is a layer style that stays in its layer (see `grouping`), while a see-through
     layer cannot hold what shows through it. A shape not yet known to be see-through is
-    when its colour follows the fitted effect beneath it (it then gets that tint).
+    when its colour follows the fitted effect beneath it (it then gets that tint). A glow
+    that lines a shape's outline is lifted under it even when nothing tells the shape's tint
+    (over a flat background and a glow flat under its middle, a see-through shape looks
+    opaque): left in the background it is a halo that moves with nothing.
+
+    The caster is the touching shape sharing most of the effect's outline whose style explains
+    the effect and that is see-through (or lined by the glow). When that one is not (an
+    opaque-looking piece of another shape that the shadow runs along), a shape with less
+    contact casts it only if it is already known to be see-through: a small piece of a
+    texture would follow some smudge beneath it by chance.
     """
     near = _grow(effect.seed, 2)
     touching = np.unique(emap[near & (emap >= 0) & (emap != background)])
@@ -354,20 +371,39 @@ def _cast(
     ]
     if not candidates:
         return None
-    element = _by_contact(candidates, effect.seed, emap)[0]
-    top, left, bottom, right = extents[element].box
-    caster = np.zeros(own.shape, bool)
-    caster[top:bottom, left:right] = extents[element].mask
-    fitted = fit_style(effect.alpha, own, caster)
-    if fitted is None:
-        return None
-    tint = elements[element].tint
-    if tint is None:
-        tint = _tint_over_effect(emap == element, image, model, effect.colour, fitted[1])
-        if tint is None:
-            return None
-        elements[element].tint = tint
-    return element, np.maximum(fitted[1], np.where(own, effect.alpha, 0.0))
+    asked = False
+    for element in _by_contact(candidates, effect.seed, emap):
+        top, left, bottom, right = extents[element].box
+        caster = np.zeros(own.shape, bool)
+        caster[top:bottom, left:right] = extents[element].mask
+        fitted = fit_style(effect.alpha, own, caster)
+        if fitted is None:
+            continue
+        if elements[element].tint is None:
+            if asked:
+                continue
+            asked = True
+            tint = _tint_over_effect(emap == element, image, model, effect.colour, fitted[1])
+            if tint is None and not (
+                effect.kind == "glow" and _surrounds(effect.seed, caster, own)
+            ):
+                continue
+            elements[element].tint = tint
+        return element, np.maximum(fitted[1], np.where(own, effect.alpha, 0.0))
+    return None
+
+
+def _surrounds(seed: np.ndarray, caster: np.ndarray, own: np.ndarray) -> bool:
+    """Does the effect's seed run around the caster's outline where the background shows?
+
+    An outer glow lines its caster on every side; a smudge beside a shape (the bright spot of
+    a radial gradient the background model missed) touches only part of its outline. A speck
+    (a piece of a texture) casts no glow.
+    """
+    if caster.sum() < GLOW_MIN_CASTER * caster.size:
+        return False
+    ring = _grow(caster, GLOW_RING) & ~_grow(caster, 1) & own
+    return bool(ring.any()) and float(seed[ring].mean()) >= GLOW_RING_SHARE
 
 
 def _by_contact(elements: list[int], seed: np.ndarray, emap: np.ndarray) -> list[int]:
@@ -381,14 +417,45 @@ def _tint_over_effect(
     shape: np.ndarray, image: np.ndarray, model: np.ndarray, colour: np.ndarray,
     alpha: np.ndarray,
 ) -> Tint | None:
-    """The tint of `shape` if its inner pixels follow the effect drawn beneath it."""
+    """The tint of `shape` if its inner pixels follow the effect drawn beneath it.
+
+    A shape's region also holds pixels that the effect model does not explain (where another
+    see-through shape overlaps it, or where the fitted model's edge is a pixel or two off), so
+    the fit is repeated on the pixels it explains, while they are most of the shape's.
+    """
     inner = ndimage.binary_erosion(shape, iterations=TINT_INSET)
     if inner.sum() < TINT_MIN_PIXELS:
         return None
     base = model[inner].astype(np.float64)
     a = alpha[inner].astype(np.float64)[:, None]
     under = base + a * (colour.astype(np.float64) * 255.0 - base)
-    return tint_over(image[inner].astype(np.float64), under)
+    seen = image[inner].astype(np.float64)
+    keep = np.ones(len(seen), bool)
+    for _ in range(TINT_ROUNDS):
+        tint = tint_over(seen[keep], under[keep], to_cube=True)
+        if tint is not None:
+            return tint if _shows_through(tint, seen[keep], under[keep]) else None
+        ds, du = seen - seen[keep].mean(axis=0), under - under[keep].mean(axis=0)
+        scale = float((ds[keep] * du[keep]).sum() / max((du[keep] ** 2).sum(), 1e-9))
+        keep = np.abs(ds - scale * du).max(axis=1) <= TINT_TRIM
+        if keep.mean() < TINT_MIN_SHARE or keep.sum() < TINT_MIN_PIXELS:
+            return None
+    return None
+
+
+def _shows_through(tint: Tint, seen: np.ndarray, under: np.ndarray) -> bool:
+    """Does the shape repeat more of the effect's variation than its fit leaves unexplained?
+
+    A nearly opaque tint over a faint effect repeats so little of it that a chance
+    correlation (a piece of a texture over a smudge) fits as well: the variation shown
+    through, (1 - a) times the effect's, must exceed the misfit.
+    """
+    colour = np.asarray(tint.colour, np.float64)
+    shown = (1.0 - tint.alpha) * (under - under.mean(axis=0))
+    residual = seen - (tint.alpha * colour + (1.0 - tint.alpha) * under)
+    residual -= residual.mean(axis=0)
+    spread = float(np.sqrt((shown * shown).sum(axis=1).mean()))
+    return spread > float(np.sqrt((residual * residual).sum(axis=1).mean()))
 
 
 def _overlay_pixels(

@@ -265,6 +265,7 @@ def fit_style(
     mask = weight.astype(np.float32)
     padded = np.zeros((a.shape[0] + 2 * reach, a.shape[1] + 2 * reach), np.float32)
     padded[reach:-reach, reach:-reach] = cover
+    energy = float(values.astype(np.float64) @ values)
     best: tuple[float, float, float, float, int, int] | None = None
     for sigma in STYLE_SIGMAS:
         blurred = ndimage.gaussian_filter(padded, sigma * side, mode="constant")
@@ -274,7 +275,7 @@ def fit_style(
             am = _correlate_valid(boosted, target)
             mm = _correlate_valid(boosted * boosted, mask)
             with np.errstate(divide="ignore", invalid="ignore"):
-                misfit = np.where(mm > 1e-6, float(values @ values) - am * am / mm, np.inf)
+                misfit = np.where(mm > 1e-6, energy - am * am / mm, np.inf)
             i, j = np.unravel_index(int(np.argmin(misfit)), misfit.shape)
             if best is None or misfit[i, j] < best[0]:
                 best = (
@@ -315,8 +316,11 @@ def _correlate_valid(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
     numpy's FFT rather than scipy.signal: the CPU bundle leaves scipy.signal and scipy.fft out
     (packaging/flavours.py), and a circular correlation at the image's own size has no
-    wrap-around in the offsets kept.
+    wrap-around in the offsets kept. In double precision: numpy transforms float32 in single
+    precision, whose rounding (a millionth of the whole sum) swamps the sums at offsets where
+    the model barely reaches the known pixels, and a misfit there came out below zero.
     """
     rows, cols = image.shape[0] - kernel.shape[0] + 1, image.shape[1] - kernel.shape[1] + 1
+    image, kernel = image.astype(np.float64), kernel.astype(np.float64)
     spectrum = np.fft.rfft2(image, image.shape) * np.conj(np.fft.rfft2(kernel, image.shape))
     return np.fft.irfft2(spectrum, image.shape)[:rows, :cols]

@@ -186,7 +186,7 @@ def same_tint(a: Tint, b: Tint) -> bool:
     return abs(a.alpha - b.alpha) <= SAME_ALPHA and colour <= SAME_COLOUR
 
 
-def tint_over(seen: np.ndarray, under: np.ndarray) -> Tint | None:
+def tint_over(seen: np.ndarray, under: np.ndarray, to_cube: bool = False) -> Tint | None:
     """A tint for a shape whose pixels `seen` (n, 3, 0-255) lie over the colours `under` it.
 
     Where what lies beneath a shape varies (a soft shadow or glow drawn under it), a
@@ -194,6 +194,10 @@ def tint_over(seen: np.ndarray, under: np.ndarray) -> Tint | None:
     it: seen = a * colour + (1 - a) * under, fitted by least squares on the deviations from
     the means. `gradient_tint` feeds it boundary tiles and their neighbour's colour;
     `effects` feeds it pixels and the effect lifted beneath them.
+
+    With `to_cube`, a colour outside the colour cube is brought to its edge by the least
+    opacity that allows it, when that still fits: a fitted effect is weakest where its caster
+    hides it, and an effect drawn too faint beneath a shape reads as too little opacity.
     """
     mean_s, mean_u = seen.mean(axis=0), under.mean(axis=0)
     ds, du = seen - mean_s, under - mean_u
@@ -201,8 +205,11 @@ def tint_over(seen: np.ndarray, under: np.ndarray) -> Tint | None:
     if spread < MIN_SPREAD:
         return None
     k = float((ds * du).sum() / (du * du).sum())
-    misfit = float(np.sqrt(((ds - k * du) ** 2).sum(axis=1).mean()))
     alpha = 1.0 - k
+    if to_cube and MIN_ALPHA <= alpha <= MAX_ALPHA:
+        alpha = max(alpha, _least_opacity(mean_s, mean_u))
+        k = 1.0 - alpha
+    misfit = float(np.sqrt(((ds - k * du) ** 2).sum(axis=1).mean()))
     if misfit > FIT_RMS or not MIN_ALPHA <= alpha <= MAX_ALPHA:
         return None
     colour = (mean_s - k * mean_u) / alpha
@@ -210,3 +217,12 @@ def tint_over(seen: np.ndarray, under: np.ndarray) -> Tint | None:
         return None
     colour = np.clip(colour, 0.0, 255.0)
     return Tint(alpha, (float(colour[0]), float(colour[1]), float(colour[2])))
+
+
+def _least_opacity(seen: np.ndarray, under: np.ndarray) -> float:
+    """The least opacity of a colour in the cube that makes `under` (3,) look `seen` (3,)."""
+    d = seen - under
+    room = np.where(d > 0, 255.0 - under, under)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        need = np.where(np.abs(d) > 1e-9, np.abs(d) / np.maximum(room, 1e-9), 0.0)
+    return float(need.max())
