@@ -910,3 +910,22 @@ def test_a_jpeg_shape_is_completed_in_its_own_colour_under_a_card():
     under = next(c for c in stack.canvases()[1:] if (c[..., 3][shown] == 255).mean() > 0.9)
     assert (under[..., 3][hidden] > 0).mean() > 0.95
     assert np.abs(under[..., :3][hidden].mean(axis=0) - green).max() < 6
+
+
+def test_slivers_along_a_shape_outline_are_no_text():
+    """A shape's edge that breaks into thin slivers of one blended colour in a row (a
+    see-through shape's rim over a glow) is the shape's outline, not a text layer; letters set
+    inside the shape stay text."""
+    h, w = 128, 160
+    ground, fill = np.array([192.0, 210.0, 93.0]), np.array([150.0, 120.0, 200.0])
+    ys, xs = np.mgrid[:h, :w] + 0.5
+    r = np.hypot((ys - 60) / 40, (xs - 80) / 55)
+    slivers = (r > 1) & (r <= 1.06) & (ys > 80) & (xs.astype(int) % 9 < 6)
+    rgb = _over(np.broadcast_to(ground, (h, w, 3)).copy(), fill, (r <= 1).astype(float))
+    rgb = _over(rgb, (fill + ground) / 2, slivers.astype(float))
+    rgb = _over(rgb, INK, _glyph_row(h, w, 50, 45, 6))
+    stack = ClassicBackend().decompose(_to_rgba(rgb), DecomposeRequest(layers=None))
+    names = [layer.name for layer in stack.layers]
+    assert names.count("text") == 1, names
+    text = next(c for c, n in zip(stack.canvases(), names, strict=True) if n == "text")
+    assert not (text[..., 3] > 0)[slivers].any()
