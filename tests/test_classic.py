@@ -929,3 +929,23 @@ def test_slivers_along_a_shape_outline_are_no_text():
     assert names.count("text") == 1, names
     text = next(c for c, n in zip(stack.canvases(), names, strict=True) if n == "text")
     assert not (text[..., 3] > 0)[slivers].any()
+
+
+def test_fewer_layers_fold_a_fragment_before_joining_two_shapes():
+    """Asked for fewer layers, a small scrap of texture folds into a neighbour before two
+    shapes, even side-by-side ones, are made one layer."""
+    from layerlift.inference.backends.classic.build import BuiltLayer
+    from layerlift.inference.backends.classic.count import fit_count
+
+    def block(kind: str, box: tuple[int, int, int, int]) -> BuiltLayer:
+        rgba = np.full((box[2] - box[0], box[3] - box[1], 4), 200, np.uint8)
+        return BuiltLayer([kind], [kind], box, rgba)
+
+    layers = [
+        block("background", (0, 0, 64, 64)),
+        block("shape", (4, 4, 20, 20)),
+        block("shape", (30, 30, 46, 46)),
+        block("texture", (44, 0, 64, 20)),
+    ]
+    fitted, _ = fit_count(layers, 3)
+    assert [layer.kinds for layer in fitted][1:] == [["shape"], ["shape", "texture"]]

@@ -3,7 +3,9 @@
 Fewer layers: the adjacent pair (in z) that matters least is composited into one, repeatedly.
 "Matters least" is the smaller of the two's total alpha, discounted when the two do not
 overlap: merging side-by-side elements changes nothing about how either can be edited apart
-from sharing a layer, while merging a shape into what it covers loses the hidden part.
+from sharing a layer, while merging a shape into what it covers loses the hidden part; and
+discounted for a fragment (texture or detail pieces): two shapes made one layer is a wrong
+layer a user sees, a scrap folded into its neighbour is not.
 
 More layers: a layer made of separate pieces (a text line's words, shapes of one colour) is cut
 in two at the widest gap between its pieces, repeatedly, the largest layer first. When nothing
@@ -18,6 +20,10 @@ from layerlift.inference.backends.classic.facts import box_overlap
 from scipy import ndimage
 
 DISJOINT_DISCOUNT = 0.25
+# Layers made only of these kinds are fragments (the pieces of a see-through shape's rim, a
+# scrap of texture): merging one costs this share of what merging an object would.
+FRAGMENT_KINDS = {"texture", "detail"}
+FRAGMENT_DISCOUNT = 0.25
 MAX_NAMES = 3
 
 
@@ -63,7 +69,12 @@ def merge(lower: BuiltLayer, upper: BuiltLayer) -> BuiltLayer:
 
 
 def _merge_cost(lower: BuiltLayer, upper: BuiltLayer) -> float:
+    """How much merging two z-neighbours loses (see the module docstring); a fragment
+    (texture or detail pieces, the scraps of an edge, no object of its own) folds into a
+    neighbour more readily than two objects are made one."""
     cost = min(lower.alpha_sum, upper.alpha_sum)
+    if any(set(layer.kinds) <= FRAGMENT_KINDS for layer in (lower, upper)):
+        cost *= FRAGMENT_DISCOUNT
     return cost if overlaps(lower, upper) else cost * DISJOINT_DISCOUNT
 
 
