@@ -9,7 +9,8 @@ left alone:
    ring) that has the colour of a unit next to its wrapper is more of that unit, seen through;
 2. background pieces: flat units with the background's colour where they lie;
 3. same colour: touching flat units of one colour are one object;
-4. text (see `text`): many small units of one colour in a row become one text element;
+4. text (see `text`): many small units of one colour in a row become one text element,
+   less the slivers of an object's rim (`_drop_edge_rims`, `_drop_outline_rims`);
 5. photos (see `photo`): rectangles of rich content, with what lies on them kept apart;
 6. seen through: a small piece of a shape's colour two steps from it (between letters) is it;
 7. translucency (see `translucency`): pieces of one see-through shape are one layer;
