@@ -949,3 +949,20 @@ def test_fewer_layers_fold_a_fragment_before_joining_two_shapes():
     ]
     fitted, _ = fit_count(layers, 3)
     assert [layer.kinds for layer in fitted][1:] == [["shape"], ["shape", "texture"]]
+
+
+def test_a_crumb_is_not_split_off_into_a_layer_of_its_own():
+    """More layers are made by parting separate objects (words, same-coloured shapes), not by
+    chipping a stray crumb off one shape."""
+    from layerlift.inference.backends.classic.build import BuiltLayer
+    from layerlift.inference.backends.classic.count import split
+
+    rgba = np.zeros((40, 60, 4), np.uint8)
+    rgba[:, :30] = 200
+    crumb = rgba.copy()
+    crumb[20:22, 50:52] = 200
+    assert split(BuiltLayer(["shape"], ["shape"], (0, 0, 40, 60), crumb)) is None
+    twin = rgba.copy()
+    twin[:, 40:] = 200
+    parts = split(BuiltLayer(["shape"], ["shape"], (0, 0, 40, 60), twin))
+    assert parts is not None and [p.box for p in parts] == [(0, 0, 40, 30), (0, 40, 40, 60)]

@@ -25,6 +25,9 @@ DISJOINT_DISCOUNT = 0.25
 FRAGMENT_KINDS = {"texture", "detail"}
 FRAGMENT_DISCOUNT = 0.25
 MAX_NAMES = 3
+# A split whose smaller part holds less than this share of the layer's alpha only chips a
+# crumb off one object (a see-through shape's stray edge piece): the layer stays whole.
+SPLIT_MIN_SHARE = 0.05
 
 
 def overlaps(a: BuiltLayer, b: BuiltLayer) -> bool:
@@ -94,6 +97,9 @@ def split(layer: BuiltLayer) -> tuple[BuiltLayer, BuiltLayer] | None:
     gaps = np.diff(centres[order, axis])
     cut = int(np.argmax(gaps)) + 1
     first = np.isin(labels, order[:cut] + 1)
+    alpha = layer.rgba[..., 3].astype(np.float64)
+    if min(alpha[first].sum(), alpha[~first].sum()) < SPLIT_MIN_SHARE * alpha.sum():
+        return None  # a crumb off one object is no layer of its own
     parts = []
     for mask in (first, (labels > 0) & ~first):
         rgba = layer.rgba.copy()
