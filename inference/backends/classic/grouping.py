@@ -643,8 +643,6 @@ def _outline_host(
     others = [u for u in touching if u != host and u not in text_units]
     if not others:
         return None
-    if not _on_outline(facts, unit, host):
-        return None
     weights = np.array([touching[u] for u in others], np.float64)
     under = (np.array([facts.colour[u] for u in others]).T @ weights) / weights.sum()
     over = facts.local_colour(host, box, margin=RIM_BAND)
@@ -652,7 +650,9 @@ def _outline_host(
         return None
     alpha, residual = unmix(facts.colour[unit] / 255.0, over / 255.0, under / 255.0)
     between = np.isfinite(alpha) and OUTLINE_ALPHA[0] <= alpha <= OUTLINE_ALPHA[1]
-    return host if between and residual <= RIM_BLEND else None
+    if not between or residual > RIM_BLEND:
+        return None
+    return host if _on_outline(facts, unit, host) else None
 
 
 def _on_outline(facts: UnitFacts, unit: int, host: int) -> bool:
