@@ -910,3 +910,59 @@ def test_a_jpeg_shape_is_completed_in_its_own_colour_under_a_card():
     under = next(c for c in stack.canvases()[1:] if (c[..., 3][shown] == 255).mean() > 0.9)
     assert (under[..., 3][hidden] > 0).mean() > 0.95
     assert np.abs(under[..., :3][hidden].mean(axis=0) - green).max() < 6
+
+
+def test_slivers_along_a_shape_outline_are_no_text():
+    """A shape's edge that breaks into thin slivers of one blended colour in a row (a
+    see-through shape's rim over a glow) is the shape's outline, not a text layer; letters set
+    inside the shape stay text."""
+    h, w = 128, 160
+    ground, fill = np.array([192.0, 210.0, 93.0]), np.array([150.0, 120.0, 200.0])
+    ys, xs = np.mgrid[:h, :w] + 0.5
+    r = np.hypot((ys - 60) / 40, (xs - 80) / 55)
+    slivers = (r > 1) & (r <= 1.06) & (ys > 80) & (xs.astype(int) % 9 < 6)
+    rgb = _over(np.broadcast_to(ground, (h, w, 3)).copy(), fill, (r <= 1).astype(float))
+    rgb = _over(rgb, (fill + ground) / 2, slivers.astype(float))
+    rgb = _over(rgb, INK, _glyph_row(h, w, 50, 45, 6))
+    stack = ClassicBackend().decompose(_to_rgba(rgb), DecomposeRequest(layers=None))
+    names = [layer.name for layer in stack.layers]
+    assert names.count("text") == 1, names
+    text = next(c for c, n in zip(stack.canvases(), names, strict=True) if n == "text")
+    assert not (text[..., 3] > 0)[slivers].any()
+
+
+def test_fewer_layers_fold_a_fragment_before_joining_two_shapes():
+    """Asked for fewer layers, a small scrap of texture folds into a neighbour before two
+    shapes, even side-by-side ones, are made one layer."""
+    from layerlift.inference.backends.classic.build import BuiltLayer
+    from layerlift.inference.backends.classic.count import fit_count
+
+    def block(kind: str, box: tuple[int, int, int, int]) -> BuiltLayer:
+        rgba = np.full((box[2] - box[0], box[3] - box[1], 4), 200, np.uint8)
+        return BuiltLayer([kind], [kind], box, rgba)
+
+    layers = [
+        block("background", (0, 0, 64, 64)),
+        block("shape", (4, 4, 20, 20)),
+        block("shape", (30, 30, 46, 46)),
+        block("texture", (44, 0, 64, 20)),
+    ]
+    fitted, _ = fit_count(layers, 3)
+    assert [layer.kinds for layer in fitted][1:] == [["shape"], ["shape", "texture"]]
+
+
+def test_a_crumb_is_not_split_off_into_a_layer_of_its_own():
+    """More layers are made by parting separate objects (words, same-coloured shapes), not by
+    chipping a stray crumb off one shape."""
+    from layerlift.inference.backends.classic.build import BuiltLayer
+    from layerlift.inference.backends.classic.count import split
+
+    rgba = np.zeros((40, 60, 4), np.uint8)
+    rgba[:, :30] = 200
+    crumb = rgba.copy()
+    crumb[20:22, 50:52] = 200
+    assert split(BuiltLayer(["shape"], ["shape"], (0, 0, 40, 60), crumb)) is None
+    twin = rgba.copy()
+    twin[:, 40:] = 200
+    parts = split(BuiltLayer(["shape"], ["shape"], (0, 0, 40, 60), twin))
+    assert parts is not None and [p.box for p in parts] == [(0, 0, 40, 30), (0, 40, 40, 60)]

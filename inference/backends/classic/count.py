@@ -3,7 +3,9 @@
 Fewer layers: the adjacent pair (in z) that matters least is composited into one, repeatedly.
 "Matters least" is the smaller of the two's total alpha, discounted when the two do not
 overlap: merging side-by-side elements changes nothing about how either can be edited apart
-from sharing a layer, while merging a shape into what it covers loses the hidden part.
+from sharing a layer, while merging a shape into what it covers loses the hidden part; and
+discounted for a fragment (texture or detail pieces): two shapes made one layer is a wrong
+layer a user sees, a scrap folded into its neighbour is not.
 
 More layers: a layer made of separate pieces (a text line's words, shapes of one colour) is cut
 in two at the widest gap between its pieces, repeatedly, the largest layer first. When nothing
@@ -18,7 +20,14 @@ from layerlift.inference.backends.classic.facts import box_overlap
 from scipy import ndimage
 
 DISJOINT_DISCOUNT = 0.25
+# Layers made only of these kinds are fragments (the pieces of a see-through shape's rim, a
+# scrap of texture): merging one costs this share of what merging an object would.
+FRAGMENT_KINDS = {"texture", "detail"}
+FRAGMENT_DISCOUNT = 0.25
 MAX_NAMES = 3
+# A split whose smaller part holds less than this share of the layer's alpha only chips a
+# crumb off one object (a see-through shape's stray edge piece): the layer stays whole.
+SPLIT_MIN_SHARE = 0.05
 
 
 def overlaps(a: BuiltLayer, b: BuiltLayer) -> bool:
@@ -63,7 +72,12 @@ def merge(lower: BuiltLayer, upper: BuiltLayer) -> BuiltLayer:
 
 
 def _merge_cost(lower: BuiltLayer, upper: BuiltLayer) -> float:
+    """How much merging two z-neighbours loses (see the module docstring); a fragment
+    (texture or detail pieces, the scraps of an edge, no object of its own) folds into a
+    neighbour more readily than two objects are made one."""
     cost = min(lower.alpha_sum, upper.alpha_sum)
+    if any(set(layer.kinds) <= FRAGMENT_KINDS for layer in (lower, upper)):
+        cost *= FRAGMENT_DISCOUNT
     return cost if overlaps(lower, upper) else cost * DISJOINT_DISCOUNT
 
 
@@ -83,6 +97,9 @@ def split(layer: BuiltLayer) -> tuple[BuiltLayer, BuiltLayer] | None:
     gaps = np.diff(centres[order, axis])
     cut = int(np.argmax(gaps)) + 1
     first = np.isin(labels, order[:cut] + 1)
+    alpha = layer.rgba[..., 3].astype(np.float64)
+    if min(alpha[first].sum(), alpha[~first].sum()) < SPLIT_MIN_SHARE * alpha.sum():
+        return None  # a crumb off one object is no layer of its own
     parts = []
     for mask in (first, (labels > 0) & ~first):
         rgba = layer.rgba.copy()

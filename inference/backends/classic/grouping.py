@@ -9,7 +9,8 @@ left alone:
    ring) that has the colour of a unit next to its wrapper is more of that unit, seen through;
 2. background pieces: flat units with the background's colour where they lie;
 3. same colour: touching flat units of one colour are one object;
-4. text (see `text`): many small units of one colour in a row become one text element;
+4. text (see `text`): many small units of one colour in a row become one text element,
+   less the slivers of an object's rim (`_drop_edge_rims`, `_drop_outline_rims`);
 5. photos (see `photo`): rectangles of rich content, with what lies on them kept apart;
 6. seen through: a small piece of a shape's colour two steps from it (between letters) is it;
 7. translucency (see `translucency`): pieces of one see-through shape are one layer;
@@ -58,6 +59,7 @@ from layerlift.inference.backends.classic.translucency import (
     same_tint,
 )
 from layerlift.inference.backends.classic.unionfind import UnionFind
+from scipy import ndimage
 
 HOLE_WRAP = 0.9  # share of a hole's boundary its wrapper must own
 HOLE_TOLERANCE = 10.0
@@ -69,6 +71,8 @@ RIM_REACH = 3  # px
 RIM_HOST = 10  # a rim's object has at least this many times its pieces' area
 RIM_BAND = 4  # px: how wide JPEG ringing along an edge reaches
 RIM_BLEND = 24.0 / 255.0  # most a rim's colour lies off the object-background blend line
+OUTLINE_HOST = 0.01  # of the picture: a shape whose outline slivers lie on (not a letter)
+OUTLINE_ALPHA = (0.1, 0.9)  # a sliver's colour lies this far between its two sides' colours
 RIM_SIDE = 0.2  # share of a rim piece's boundary on each side: the object's and the background's
 TEXTURE_EDGE = 1  # px around an object's defining pixels that stay its own on a texture
 # A "text" group one unit of which has this many times the area of all the others is a
@@ -233,6 +237,8 @@ def form_elements(
         for unit in group:
             uf.join(background, unit)
     text_groups, rims = _drop_edge_rims(facts, uf, text_groups, bg_root)
+    text_groups, outlines = _drop_outline_rims(facts, uf, text_groups, bg_root)
+    rims |= outlines
     text_units = {u for group in text_groups for u in group}
     taken = {u for u in present if uf.find(u) == bg_root}
     lines = [box_of(facts, group) for group in text_groups]
@@ -574,16 +580,116 @@ def _rim_host(
     return None
 
 
+def _drop_outline_rims(
+    facts: UnitFacts, uf: UnionFind, groups: list[list[int]], bg_root: int
+) -> tuple[list[list[int]], set[int]]:
+    """Take the slivers along a shape's outline out of "text" groups and join them to it.
+
+    Where a see-through shape's edge crosses a glow, a gradient or another shape, its
+    anti-aliased edge breaks into thin slivers of one blended colour in a row, which the glyph
+    rule takes for letters (and which then steal a layer from the shapes). A letter lies
+    inside what it is set on, away from its outline; a sliver lies on the outline of a far
+    larger object (see `_outline_host`). A group left with fewer than TEXT_MIN_GLYPHS pieces
+    is no text. Returns (text groups, the pieces taken out of them).
+    """
+    if facts.smoothed:
+        return groups, set()  # a degraded picture's rims: see `_drop_edge_rims`
+    text_units = {u for group in groups for u in group}
+    kept, rims = [], set()
+    for group in groups:
+        rest = []
+        for unit in group:
+            host = _outline_host(facts, uf, unit, text_units, bg_root)
+            if host is None:
+                rest.append(unit)
+            else:
+                uf.join(host, unit)
+                rims.add(unit)
+        if len(rest) >= TEXT_MIN_GLYPHS:
+            kept.append(rest)
+        else:
+            rims.update(rest)
+    return kept, rims
+
+
+def _outline_host(
+    facts: UnitFacts, uf: UnionFind, unit: int, text_units: set[int], bg_root: int
+) -> int | None:
+    """The object on whose outline the sliver `unit` lies, or None.
+
+    The host is the largest smooth unit it touches that is neither background nor text, at
+    least RIM_HOST times its area and OUTLINE_HOST of the picture (a letter's body is no host:
+    its outline is a text style), sharing RIM_SIDE of the sliver's boundary. Every pixel of
+    the sliver is within RIM_BAND px of the host and of the outside of the host's silhouette
+    (holes filled, so a letter set inside a shape or ring is never on its outline), and the
+    sliver's colour is a blend of the host's and that of the other units it touches (not the
+    letters beside it), as an anti-aliased edge is.
+    """
+    box = facts.boxes[unit]
+    touching = facts.neighbours.get(unit, {})
+    if box is None or not touching or not _band(facts, unit):
+        return None
+    hosts = [
+        u for u in touching
+        if u not in text_units and uf.find(u) != bg_root and not facts.texture[u]
+        and facts.area[u] >= RIM_HOST * facts.area[unit]
+    ]
+    if not hosts:
+        return None
+    host = max(hosts, key=lambda u: (int(facts.area[u]), u))
+    big = facts.area[host] >= OUTLINE_HOST * facts.own.size
+    if not big or touching[host] < RIM_SIDE * sum(touching.values()):
+        return None  # a letter's own body, or a shape the sliver only brushes
+    others = [u for u in touching if u != host and u not in text_units]
+    if not others:
+        return None
+    weights = np.array([touching[u] for u in others], np.float64)
+    under = (np.array([facts.colour[u] for u in others]).T @ weights) / weights.sum()
+    over = facts.local_colour(host, box, margin=RIM_BAND)
+    if over is None:
+        return None
+    alpha, residual = unmix(facts.colour[unit] / 255.0, over / 255.0, under / 255.0)
+    between = np.isfinite(alpha) and OUTLINE_ALPHA[0] <= alpha <= OUTLINE_ALPHA[1]
+    if not between or residual > RIM_BLEND:
+        return None
+    return host if _on_outline(facts, unit, host) else None
+
+
+def _on_outline(facts: UnitFacts, unit: int, host: int) -> bool:
+    """Does all of `unit` lie within RIM_BAND px of `host` and of its silhouette's outside?"""
+    host_box = facts.boxes[host]
+    if host_box is None:
+        return False
+    h, w = facts.own.shape
+    grow = RIM_BAND + 1
+    top, left = max(host_box[0] - grow, 0), max(host_box[1] - grow, 0)
+    bottom, right = min(host_box[2] + grow, h), min(host_box[3] + grow, w)
+    crop = facts.own[top:bottom, left:right]
+    mine = crop == unit
+    if int(mine.sum()) < int(facts.area[unit]):
+        return False  # reaches beyond the host's box: not along its outline
+    body = crop == host
+    near_host = dilate(body, RIM_BAND, np.ones((3, 3), bool))
+    outside = ~ndimage.binary_fill_holes(body | mine)
+    near_outside = dilate(outside, RIM_BAND, np.ones((3, 3), bool))
+    return bool((near_host & near_outside)[mine].all())
+
+
+def _band(facts: UnitFacts, unit: int) -> bool:
+    """Is `unit` a band at most RIM_WIDTH px wide (its area against its box's half perimeter)?"""
+    box = facts.boxes[unit]
+    if box is None:
+        return False
+    return bool(facts.area[unit] <= RIM_WIDTH * ((box[2] - box[0]) + (box[3] - box[1])))
+
+
 def _thin(facts: UnitFacts, unit: int) -> bool:
     """Is `unit` a band at most RIM_WIDTH px wide (its area against its box's half perimeter)?
 
     In a smoothed (degraded) picture such a band is an edge's colour bleeding, whose mixed
     colour imitates a see-through shape; in a clean one nothing is smoothed and it counts.
     """
-    box = facts.boxes[unit]
-    if box is None or not facts.smoothed:
-        return False
-    return bool(facts.area[unit] <= RIM_WIDTH * ((box[2] - box[0]) + (box[3] - box[1])))
+    return facts.smoothed and _band(facts, unit)
 
 
 def _find_tints(
