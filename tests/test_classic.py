@@ -753,6 +753,40 @@ def test_a_glow_around_an_opaque_looking_shape_is_its_own_layer():
     assert np.abs(bg - background)[(glow > 0.05) & (shape < 0.01)].max() < 12.0
 
 
+def test_a_lifted_glow_counts_once_in_the_running_composite(monkeypatch):
+    """The background goes into the composite only after its effects are lifted off it.
+
+    Otherwise the glow is in the composite twice (in the background and as its own layer),
+    and every shape built over it is unmixed against a halo brighter than the picture's.
+    """
+    from layerlift.inference.backends.classic import backend as classic_backend
+    from scipy import ndimage
+
+    h = w = 192
+    ys, xs = np.mgrid[0:h, 0:w]
+    shape = (((ys - 96) / 40.0) ** 2 + ((xs - 96) / 52.0) ** 2 <= 1.0).astype(float)
+    shape = ndimage.uniform_filter(shape, 2)
+    glow = 0.7 * np.clip(1.7 * ndimage.gaussian_filter(shape, 7.0), 0.0, 1.0)
+    background = np.array([90.0, 70.0, 160.0])
+    picture = background * (1 - glow[..., None]) + np.array([250.0, 225.0, 200.0]) * glow[..., None]
+    shape = 0.6 * shape
+    picture = picture * (1 - shape[..., None]) + np.array([60.0, 150.0, 90.0]) * shape[..., None]
+    rgba = np.dstack([np.clip(np.rint(picture), 0, 255), np.full((h, w), 255)]).astype(np.uint8)
+    built = []
+    original = classic_backend.build_layers
+
+    def keep(*args, **kwargs):
+        result = original(*args, **kwargs)
+        built.append(result[1].rgb.copy())
+        return result
+
+    monkeypatch.setattr(classic_backend, "build_layers", keep)
+    ClassicBackend().decompose(rgba, DecomposeRequest())
+    halo = (glow > 0.05) & (shape < 0.01)
+    error = np.abs(built[0] * 255.0 - rgba[..., :3])[halo]
+    assert float(error.mean()) < 3.0, float(error.mean())  # 4.4 with the glow counted twice
+
+
 def test_a_shape_over_an_effect_fitted_too_faint_keeps_its_colour_in_the_cube():
     """An effect fitted weaker than it was drawn under a shape reads as too little opacity,
     which asks for a colour past the cube's edge: the least opacity that allows one is taken."""

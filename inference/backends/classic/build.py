@@ -60,6 +60,7 @@ CASTER_KINDS = ("shape", "effect")  # a see-through shape over a shadow shades l
 GLOW_RING = 4
 GLOW_RING_SHARE = 0.5
 GLOW_MIN_CASTER = 0.01  # of the picture
+EFFECT_MAX_REMOVED = 0.4  # the most of an effect's opacity divided out of what lies beneath
 EFFECT_PEAK = 0.5  # the opacity a soft shadow or glow is told at its strongest, at least
 CROSS = ndimage.generate_binary_structure(2, 1)
 
@@ -287,10 +288,12 @@ def lift_effects(
 ) -> list[tuple[int, BuiltLayer]]:
     """Soft shadows and glows in the background layer as layers of their own (see `effects`).
 
-    Each comes with the element casting it, under which it belongs. Its
-    opacity is the caster's drop shadow or glow that best explains what shows of it (and, where
-    it shows, at least what was measured); a shadow no see-through shape casts stays in the
-    background. The background keeps its smooth model where an effect lies over it.
+    Each comes with the element casting it, under which it belongs. Its opacity is what was
+    measured where it shows, and the caster's drop shadow or glow that best explains that
+    elsewhere (under the shapes, and in the faint tail); a shadow no see-through shape casts
+    stays in the background. The background keeps its smooth model where an effect lies over
+    it, so the caller puts the background into the composite only after this: otherwise the
+    effect would be in it twice.
     """
     own = emap == index
     colour = background.rgba[..., :3].astype(np.float32)
@@ -389,7 +392,10 @@ def _cast(
             ):
                 continue
             elements[element].tint = tint
-        return element, np.maximum(fitted[1], np.where(own, effect.alpha, 0.0))
+        # Where the effect shows, the measurement is what the picture holds: the fitted
+        # style, a smooth guess, overshoots it by tens of levels near the canvas's edge.
+        shows = own & (effect.alpha > 0)
+        return element, np.where(shows, effect.alpha, fitted[1])
     return None
 
 
@@ -606,6 +612,38 @@ def build_element(
     return BuiltLayer([element.kind], [element.name], box, rgba, mean)
 
 
+def _beneath(image: np.ndarray, effects: list[list[BuiltLayer]]) -> np.ndarray:
+    """`image` with the effect layers `effects` (groups, topmost first) taken off it.
+
+    An effect is placed just under its caster, so the shapes ranked between the background
+    and the caster lie beneath it: what they must explain is the picture without the effect
+    (p = e C + (1 - e) q, so q = (p - e C) / (1 - e)). Unmixed against the picture itself,
+    they would take the shadow's darkness or the glow's light into their own colour and
+    opacity. Under a shape, e is the fitted style's guess (a shadow it merged with another
+    reads too strong there), so at most EFFECT_MAX_REMOVED of it is taken off: dividing by a
+    small 1 - e would magnify the guess's error.
+    """
+    if not effects:
+        return image
+    out = image.copy()
+    for group in effects:
+        for layer in reversed(group):
+            top, left, bottom, right = layer.box
+            rgba = layer.rgba.astype(np.float32) / 255.0
+            a = np.minimum(rgba[..., 3:], EFFECT_MAX_REMOVED)
+            pixels = out[top:bottom, left:right].astype(np.float32) / 255.0
+            clean = (pixels - a * rgba[..., :3]) / (1.0 - a)
+            out[top:bottom, left:right] = np.clip(np.rint(clean * 255.0), 0, 255)
+    return out
+
+
+def _pending_effects(
+    pending: dict[int, list[BuiltLayer]], rank: np.ndarray
+) -> list[list[BuiltLayer]]:
+    """The effect layers still to be placed, grouped by caster, the topmost caster's first."""
+    return [pending[i] for i in sorted(pending, key=lambda i: -rank[i + 1])]
+
+
 def build_layers(
     elements: list[Element],
     order: list[int],
@@ -630,18 +668,23 @@ def build_layers(
         canvas.add(layer.box, layer.rgba)
         layers.append(layer)
 
+    seen = image  # the picture less the effects still to be placed above what is built next
     for position, index in enumerate(order):
         poll(position / max(len(order), 1))
         element = elements[index]
-        for layer in pending.pop(index, []):
+        placed = pending.pop(index, [])
+        for layer in placed:
             place(layer)
+        if placed:
+            seen = _beneath(image, _pending_effects(pending, rank))
         if element.kind == "background":
             background = build_background(element, index, image, defined, emap, facts, canvas)
-            place(background)
             for caster, layer in lift_effects(
                 background, index, emap, extents, elements, image
             ):
                 pending.setdefault(caster, []).append(layer)
+            place(background)
+            seen = _beneath(image, _pending_effects(pending, rank))
             continue
         extent, territory = extents[index], boxes[index]
         if extent is None or territory is None:
@@ -651,7 +694,7 @@ def build_layers(
             if elements[i].kind == "text" and boxes[i] is not None
         ]
         layers.append(
-            build_element(element, index, rank, extent, territory, image, defined, emap, facts,
+            build_element(element, index, rank, extent, territory, seen, defined, emap, facts,
                           canvas, lines)
         )
     for late in pending.values():  # cast by an element that drew nothing
