@@ -278,7 +278,8 @@ def test_see_through_overlap_tells_which_shape_is_on_top():
     """A see-through card over most of another: the overlap's colour is its tint over the other.
 
     The lower card shows only as a strip whose hull does not reach under the upper one, so
-    the outline gives no evidence and the larger card used to go beneath.
+    the outline gives no evidence and the larger card used to go beneath; the strip's card
+    is completed where it shows through the upper one.
     """
     h, w = 96, 128
     lower = _coverage(h, w, lambda y, x: (y >= 24) & (y < 72) & (x >= 20) & (x < 60))
@@ -289,6 +290,8 @@ def test_see_through_overlap_tells_which_shape_is_on_top():
     top = stack.canvases()[-1]
     assert top[48, 80, 3] > 0 and top[48, 26, 3] == 0  # the cyan card, not the red strip
     np.testing.assert_allclose(top[48, 80, :3], cyan, atol=4)
+    beneath = stack.canvases()[1]  # the red card, completed where it shows through the cyan
+    assert beneath[48, 45, 3] > 100 and beneath[30, 55, 3] > 100 and beneath[48, 70, 3] == 0
 
 
 BENCH = importlib.util.find_spec("bench.synthetic") and importlib.util.find_spec(

@@ -34,6 +34,7 @@ SEE_THROUGH_REACH = 3  # px each side of an outline where a tint over a neighbou
 SEE_THROUGH_SIDE = 12  # pixels needed on each side
 SEE_THROUGH_FIT = 10.0  # levels: largest misfit of "tint over the neighbour's colour"
 SEE_THROUGH_MARGIN = 6.0  # levels the fit must beat the reverse order's fit by
+SEE_THROUGH_MATCH = 24.0  # levels: what a see-through shape hides matches the shape beneath
 # Without evidence, photos go under shapes and text over them, as designs are usually built.
 KIND_RANK = {
     "background": 0, "photo": 1, "texture": 1, "effect": 1, "shape": 2, "detail": 3, "text": 3,
@@ -157,6 +158,59 @@ def see_through_evidence(
     return pairs
 
 
+def _beneath_colours(element: Element, colours: np.ndarray) -> np.ndarray:
+    """What lies beneath a see-through element's pixels: its tint taken off them."""
+    assert element.tint is not None
+    alpha, colour = element.tint.alpha, np.asarray(element.tint.colour)
+    return (colours - alpha * colour) / (1.0 - alpha)
+
+
+def hidden_under_see_through(
+    elements: list[Element],
+    emap: np.ndarray,
+    rgb: np.ndarray,
+    background: int | None,
+    upper: int,
+    lower: int,
+    extent_lower: Extent,
+) -> Extent:
+    """`lower`'s extent grown by the pixels of see-through `upper` that show it beneath.
+
+    Where a see-through shape covers part of another, the covered part is seen through it:
+    its tint taken off those pixels gives the lower shape's colour, not the background's. The
+    lower shape is completed there (hull of what it shows plus what shows through), even
+    when its visible part alone is a convex strip whose hull stops at the upper's edge.
+    """
+    top, left, bottom, right = extent_lower.box
+    rows, cols = np.nonzero(emap == upper)
+    top, left = min(top, int(rows.min())), min(left, int(cols.min()))
+    bottom, right = max(bottom, int(rows.max()) + 1), max(right, int(cols.max()) + 1)
+    crop = emap[top:bottom, left:right]
+    colours = rgb[top:bottom, left:right].astype(np.float64)
+    means = _side_means(emap, rgb, top, left, bottom, right, upper, lower)
+    if means is None:
+        return extent_lower
+    mine_upper = crop == upper
+    beneath = _beneath_colours(elements[upper], colours[mine_upper])
+    distance = np.abs(beneath - means[1]).max(axis=1)
+    shows = distance <= SEE_THROUGH_MATCH
+    ground = (crop == background) & dilate(mine_upper, SEE_THROUGH_REACH)
+    if background is not None and ground.sum() >= SEE_THROUGH_SIDE:
+        shows &= distance < np.abs(beneath - colours[ground].mean(axis=0)).max(axis=1)
+    claimed = np.zeros(crop.shape, bool)
+    claimed[mine_upper] = shows
+    own = crop == lower
+    labels, _ = ndimage.label(claimed)
+    touching = np.unique(labels[dilate(own, 2) & claimed])
+    claimed = np.isin(labels, touching[touching > 0])
+    if not claimed.any():
+        return extent_lower
+    mask = np.zeros(crop.shape, bool)
+    et, el, eb, er = extent_lower.box
+    mask[et - top : eb - top, el - left : er - left] = extent_lower.mask
+    return Extent((top, left, bottom, right), mask | convex_hull(own | claimed))
+
+
 def z_order(
     elements: list[Element],
     emap: np.ndarray,
@@ -182,9 +236,9 @@ def z_order(
     share = covered / np.maximum(area, 1.0)[None, :]
     under = share - share.T  # under[a, b] > 0: a lies under b
     under[np.abs(under) < NOISE] = 0.0
-    if rgb is not None:
-        for upper, lower in see_through_evidence(elements, emap, rgb, background):
-            under[lower, upper], under[upper, lower] = 1.0, -1.0
+    see_through = [] if rgb is None else see_through_evidence(elements, emap, rgb, background)
+    for upper, lower in see_through:
+        under[lower, upper], under[upper, lower] = 1.0, -1.0
 
     order = [background] if background is not None else []
     remaining = [i for i in range(n) if i != background and extents[i] is not None]
@@ -196,4 +250,11 @@ def z_order(
         best = min(remaining, key=cost)
         order.append(best)
         remaining.remove(best)
+    if rgb is not None:
+        for upper, lower in see_through:
+            lower_extent = extents[lower]
+            if lower_extent is not None and order.index(upper) > order.index(lower):
+                extents[lower] = hidden_under_see_through(
+                    elements, emap, rgb, background, upper, lower, lower_extent
+                )
     return order, extents
