@@ -274,6 +274,26 @@ def test_translucency_from_an_overlap():
     assert _solve_tint(over_white, over_white, white, blue) is None  # the same colour: opaque
 
 
+def test_see_through_overlap_tells_which_shape_is_on_top():
+    """A see-through card over most of another: the overlap's colour is its tint over the other.
+
+    The lower card shows only as a strip whose hull does not reach under the upper one, so
+    the outline gives no evidence and the larger card used to go beneath; the strip's card
+    is completed where it shows through the upper one.
+    """
+    h, w = 96, 128
+    lower = _coverage(h, w, lambda y, x: (y >= 24) & (y < 72) & (x >= 20) & (x < 60))
+    upper = _coverage(h, w, lambda y, x: (y >= 24) & (y < 72) & (x >= 34) & (x < 96))
+    cyan = (40, 190, 220)
+    picture = _over(_over(_gradient(h, w), (200, 40, 60), 0.5 * lower), cyan, 0.65 * upper)
+    stack = ClassicBackend().decompose(_to_rgba(picture), DecomposeRequest(layers=3))
+    top = stack.canvases()[-1]
+    assert top[48, 80, 3] > 0 and top[48, 26, 3] == 0  # the cyan card, not the red strip
+    np.testing.assert_allclose(top[48, 80, :3], cyan, atol=4)
+    beneath = stack.canvases()[1]  # the red card, completed where it shows through the cyan
+    assert beneath[48, 45, 3] > 100 and beneath[30, 55, 3] > 100 and beneath[48, 70, 3] == 0
+
+
 BENCH = importlib.util.find_spec("bench.synthetic") and importlib.util.find_spec(
     "bench.layerd_metric"
 )

@@ -137,7 +137,7 @@ class ClassicBackend(Backend):
         stages.done("elements")
 
         stages.report(0.35, "ordering objects")
-        order, extents = z_order(elements, emap, background)
+        order, extents = z_order(elements, emap, background, rgb)
         for index, name in zip(order, element_names([elements[i].kind for i in order]),
                                strict=True):
             elements[index].name = name

@@ -9,6 +9,10 @@ B, weighed by the share of B covered. The extent is also what a layer is complet
 - photos: their rectangle; textures: their territory with holes filled;
 - text: its glyphs only (nothing is hidden under a letter that belongs to it).
 
+A see-through shape adds a second, stronger piece of evidence (`see_through_evidence`): where
+it lies over another element, its colour beside that element's outline is its tint over that
+element's colour, which only holds with it on top.
+
 The order is built bottom-up, greedily: the next layer is the one the fewest remaining elements
 are evidently under; ties go by kind (photos, then shapes, then text) and then to the larger
 element (big things tend to be further down).
@@ -21,10 +25,16 @@ from dataclasses import dataclass
 import numpy as np
 from layerlift.inference.backends.classic.facts import Box
 from layerlift.inference.backends.classic.grouping import Element
+from layerlift.inference.backends.classic.masks import dilate
 from layerlift.inference.backends.classic.shapes import convex_hull, ellipse_completion
 from scipy import ndimage
 
 NOISE = 0.02  # evidence below this share is rasterisation noise
+SEE_THROUGH_REACH = 3  # px each side of an outline where a tint over a neighbour is checked
+SEE_THROUGH_SIDE = 12  # pixels needed on each side
+SEE_THROUGH_FIT = 10.0  # levels: largest misfit of "tint over the neighbour's colour"
+SEE_THROUGH_MARGIN = 6.0  # levels the fit must beat the reverse order's fit by
+SEE_THROUGH_MATCH = 24.0  # levels: what a see-through shape hides matches the shape beneath
 # Without evidence, photos go under shapes and text over them, as designs are usually built.
 KIND_RANK = {
     "background": 0, "photo": 1, "texture": 1, "effect": 1, "shape": 2, "detail": 3, "text": 3,
@@ -85,8 +95,127 @@ def _shape_extent(index: int, emap: np.ndarray, box: Box, background: int) -> Ex
     return Extent((top, left, bottom, right), mask)
 
 
+def _side_means(
+    emap: np.ndarray, rgb: np.ndarray, top: int, left: int, bottom: int, right: int,
+    a: int, b: int,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean colours of `a` and of `b` within SEE_THROUGH_REACH px of their shared outline."""
+    crop = emap[top:bottom, left:right]
+    own_a, own_b = crop == a, crop == b
+    side_a = own_a & dilate(own_b, SEE_THROUGH_REACH)
+    side_b = own_b & dilate(own_a, SEE_THROUGH_REACH)
+    if side_a.sum() < SEE_THROUGH_SIDE or side_b.sum() < SEE_THROUGH_SIDE:
+        return None
+    colours = rgb[top:bottom, left:right].astype(np.float64)
+    return colours[side_a].mean(axis=0), colours[side_b].mean(axis=0)
+
+
+def _over_misfit(element: Element, seen: np.ndarray, beneath: np.ndarray) -> float:
+    """How far `seen` is from the element's tint laid over `beneath` (inf without a tint)."""
+    if element.tint is None:
+        return float("inf")
+    alpha, colour = element.tint.alpha, np.asarray(element.tint.colour)
+    return float(np.abs(alpha * colour + (1.0 - alpha) * beneath - seen).max())
+
+
+def see_through_evidence(
+    elements: list[Element], emap: np.ndarray, rgb: np.ndarray, background: int | None
+) -> list[tuple[int, int]]:
+    """(upper, lower) pairs read from the colour of a see-through shape beside another element.
+
+    Where see-through A lies over B, A's pixels along B's visible outline show A's tint over
+    B's colour, ``a_A c_A + (1 - a_A) B``, with B's pixels just across the outline; with B on
+    top the colours there follow B's tint over A instead. Shapes that lie entirely inside
+    another, or only abut, fit neither and give no evidence; a fit that does not clearly beat
+    the reverse order gives none either. Only shapes are weighed: text lies on top and
+    effects beneath their shape whatever the colours say.
+    """
+    h, w = emap.shape
+    pairs: list[tuple[int, int]] = []
+    for upper, element in enumerate(elements):
+        if element.tint is None or element.kind != "shape" or upper == background:
+            continue
+        rows, cols = np.nonzero(emap == upper)
+        if not rows.size:
+            continue
+        top = max(0, int(rows.min()) - SEE_THROUGH_REACH - 1)
+        left = max(0, int(cols.min()) - SEE_THROUGH_REACH - 1)
+        bottom = min(h, int(rows.max()) + SEE_THROUGH_REACH + 2)
+        right = min(w, int(cols.max()) + SEE_THROUGH_REACH + 2)
+        crop = emap[top:bottom, left:right]
+        ring = dilate(crop == upper, SEE_THROUGH_REACH) & (crop != upper) & (crop >= 0)
+        for lower in np.unique(crop[ring]).tolist():
+            if elements[lower].kind != "shape":
+                continue  # text, effects and photos have their own place in the stack
+            means = _side_means(emap, rgb, top, left, bottom, right, upper, lower)
+            if means is None:
+                continue
+            mine, theirs = means
+            fit = _over_misfit(element, mine, theirs)
+            reverse = _over_misfit(elements[lower], theirs, mine)
+            if fit <= SEE_THROUGH_FIT and fit + SEE_THROUGH_MARGIN <= reverse:
+                pairs.append((upper, lower))
+    return pairs
+
+
+def _beneath_colours(element: Element, colours: np.ndarray) -> np.ndarray:
+    """What lies beneath a see-through element's pixels: its tint taken off them."""
+    assert element.tint is not None
+    alpha, colour = element.tint.alpha, np.asarray(element.tint.colour)
+    return (colours - alpha * colour) / (1.0 - alpha)
+
+
+def hidden_under_see_through(
+    elements: list[Element],
+    emap: np.ndarray,
+    rgb: np.ndarray,
+    background: int | None,
+    upper: int,
+    lower: int,
+    extent_lower: Extent,
+) -> Extent:
+    """`lower`'s extent grown by the pixels of see-through `upper` that show it beneath.
+
+    Where a see-through shape covers part of another, the covered part is seen through it:
+    its tint taken off those pixels gives the lower shape's colour, not the background's. The
+    lower shape is completed there (hull of what it shows plus what shows through), even
+    when its visible part alone is a convex strip whose hull stops at the upper's edge.
+    """
+    top, left, bottom, right = extent_lower.box
+    rows, cols = np.nonzero(emap == upper)
+    top, left = min(top, int(rows.min())), min(left, int(cols.min()))
+    bottom, right = max(bottom, int(rows.max()) + 1), max(right, int(cols.max()) + 1)
+    crop = emap[top:bottom, left:right]
+    colours = rgb[top:bottom, left:right].astype(np.float64)
+    means = _side_means(emap, rgb, top, left, bottom, right, upper, lower)
+    if means is None:
+        return extent_lower
+    mine_upper = crop == upper
+    beneath = _beneath_colours(elements[upper], colours[mine_upper])
+    distance = np.abs(beneath - means[1]).max(axis=1)
+    shows = distance <= SEE_THROUGH_MATCH
+    ground = (crop == background) & dilate(mine_upper, SEE_THROUGH_REACH)
+    if background is not None and ground.sum() >= SEE_THROUGH_SIDE:
+        shows &= distance < np.abs(beneath - colours[ground].mean(axis=0)).max(axis=1)
+    claimed = np.zeros(crop.shape, bool)
+    claimed[mine_upper] = shows
+    own = crop == lower
+    labels, _ = ndimage.label(claimed)
+    touching = np.unique(labels[dilate(own, 2) & claimed])
+    claimed = np.isin(labels, touching[touching > 0])
+    if not claimed.any():
+        return extent_lower
+    mask = np.zeros(crop.shape, bool)
+    et, el, eb, er = extent_lower.box
+    mask[et - top : eb - top, el - left : er - left] = extent_lower.mask
+    return Extent((top, left, bottom, right), mask | convex_hull(own | claimed))
+
+
 def z_order(
-    elements: list[Element], emap: np.ndarray, background: int | None
+    elements: list[Element],
+    emap: np.ndarray,
+    background: int | None,
+    rgb: np.ndarray | None = None,
 ) -> tuple[list[int], list[Extent | None]]:
     """(element indices bottom first, extent per element; None for an element with no pixels)."""
     n = len(elements)
@@ -107,6 +236,9 @@ def z_order(
     share = covered / np.maximum(area, 1.0)[None, :]
     under = share - share.T  # under[a, b] > 0: a lies under b
     under[np.abs(under) < NOISE] = 0.0
+    see_through = [] if rgb is None else see_through_evidence(elements, emap, rgb, background)
+    for upper, lower in see_through:
+        under[lower, upper], under[upper, lower] = 1.0, -1.0
 
     order = [background] if background is not None else []
     remaining = [i for i in range(n) if i != background and extents[i] is not None]
@@ -118,4 +250,11 @@ def z_order(
         best = min(remaining, key=cost)
         order.append(best)
         remaining.remove(best)
+    if rgb is not None:
+        for upper, lower in see_through:
+            lower_extent = extents[lower]
+            if lower_extent is not None and order.index(upper) > order.index(lower):
+                extents[lower] = hidden_under_see_through(
+                    elements, emap, rgb, background, upper, lower, lower_extent
+                )
     return order, extents
