@@ -1020,3 +1020,26 @@ def test_a_crumb_is_not_split_off_into_a_layer_of_its_own():
     twin[:, 40:] = 200
     parts = split(BuiltLayer(["shape"], ["shape"], (0, 0, 40, 60), twin))
     assert parts is not None and [p.box for p in parts] == [(0, 0, 40, 30), (0, 40, 40, 60)]
+
+
+def test_effect_caster_is_the_shape_whose_style_explains_it():
+    """A glow is cast by the shape it surrounds, not by a neighbour lining more of its rim."""
+    from layerlift.inference.backends.classic.build import _by_contact, _by_fit
+    from layerlift.inference.backends.classic.effects import Effect
+    from layerlift.inference.backends.classic.ordering import Extent
+    from scipy import ndimage
+
+    h = w = 128
+    ys, xs = np.mgrid[0:h, 0:w]
+    radius = np.hypot(ys - 64, xs - 64)
+    disc, ring = radius < 12, (radius >= 20) & (radius < 44)
+    glow = np.minimum(1.0, 2.5 * ndimage.gaussian_filter(disc.astype(float), 6.0)) * 0.5
+    emap = np.zeros((h, w), np.int32)
+    emap[disc], emap[ring] = 1, 2
+    own = emap == 0
+    alpha = np.where(own, glow, 0.0).astype(np.float32)
+    seed = own & (alpha > 0.04)
+    effect = Effect(np.ones(3, np.float32), alpha, "glow", seed)
+    extents = [None, Extent((0, 0, h, w), disc), Extent((0, 0, h, w), ring)]
+    assert _by_contact([1, 2], seed, emap)[0] == 2  # the ring lines more of the glow
+    assert _by_fit([1, 2], effect, own, emap, extents)[0][0] == 1

@@ -54,6 +54,8 @@ TINT_MIN_PIXELS = 64
 TINT_ROUNDS = 3  # fits of a shape's tint over an effect, each on the pixels the last explains
 TINT_TRIM = 8.0  # levels a pixel may miss the last fit by and still be explained
 TINT_MIN_SHARE = 0.6  # of the shape's inner pixels the fit must explain
+CASTER_MIN_SIZE = 0.5  # of the effect's seed: a smaller caster is tried last (see _by_fit)
+CONTACT_WEIGHT = 0.2  # added to a caster's style fit for sharing all of the effect's outline
 CASTER_KINDS = ("shape", "effect")  # a see-through shape over a shadow shades like one
 # An opaque-looking shape casts a glow only when the glow lines this share of the px just
 # outside its outline (2 to GLOW_RING px out, where the background shows).
@@ -375,13 +377,7 @@ def _cast(
     if not candidates:
         return None
     asked = False
-    for element in _by_contact(candidates, effect.seed, emap):
-        top, left, bottom, right = extents[element].box
-        caster = np.zeros(own.shape, bool)
-        caster[top:bottom, left:right] = extents[element].mask
-        fitted = fit_style(effect.alpha, own, caster)
-        if fitted is None:
-            continue
+    for element, caster, fitted in _by_fit(candidates, effect, own, emap, extents):
         if elements[element].tint is None:
             if asked:
                 continue
@@ -399,6 +395,39 @@ def _cast(
     return None
 
 
+def _by_fit(
+    candidates: list[int],
+    effect: Effect,
+    own: np.ndarray,
+    emap: np.ndarray,
+    extents: list[Extent | None],
+) -> list[tuple[int, np.ndarray, tuple[float, np.ndarray]]]:
+    """(element, coverage, fitted style) of the candidates whose style explains the effect,
+    the best explained first (then the most contact).
+
+    A glow or shadow runs along its caster's outline, but where see-through shapes overlap it
+    also runs along a neighbour's: the one whose own outline, offset and blurred, explains
+    the measured opacity clearly best is the caster, not the one that happens to border it
+    most. Contact still counts (CONTACT_WEIGHT): two neighbours of one size fit alike.
+    A piece much smaller than the effect's seen part, blurred widely, fits a smudge by
+    chance; it is tried after the others.
+    """
+    contact = _contact(candidates, effect.seed, emap)
+    total = max(sum(contact.values()), 1)
+    fits = []
+    for rank, element in enumerate(_by_contact(candidates, effect.seed, emap)):
+        top, left, bottom, right = extents[element].box
+        caster = np.zeros(own.shape, bool)
+        caster[top:bottom, left:right] = extents[element].mask
+        fitted = fit_style(effect.alpha, own, caster)
+        if fitted is not None:
+            small = int(caster.sum()) < CASTER_MIN_SIZE * int(effect.seed.sum())
+            score = fitted[0] + CONTACT_WEIGHT * contact[element] / total
+            fits.append((small, -score, rank, element, caster, fitted))
+    fits.sort(key=lambda item: item[:3])
+    return [(element, caster, fitted) for *_, element, caster, fitted in fits]
+
+
 def _surrounds(seed: np.ndarray, caster: np.ndarray, own: np.ndarray) -> bool:
     """Does the effect's seed run around the caster's outline where the background shows?
 
@@ -412,11 +441,17 @@ def _surrounds(seed: np.ndarray, caster: np.ndarray, own: np.ndarray) -> bool:
     return bool(ring.any()) and float(seed[ring].mean()) >= GLOW_RING_SHARE
 
 
-def _by_contact(elements: list[int], seed: np.ndarray, emap: np.ndarray) -> list[int]:
-    """`elements` by how much of `seed`'s outline they share, most first: the likely caster."""
+def _contact(elements: list[int], seed: np.ndarray, emap: np.ndarray) -> dict[int, int]:
+    """Pixels of `seed`'s outline that each of `elements` holds."""
     rim = _grow(seed, 2) & ~seed
     counts = np.bincount(emap[rim & (emap >= 0)], minlength=max(elements, default=0) + 1)
-    return sorted(elements, key=lambda e: (-int(counts[e]), e))
+    return {e: int(counts[e]) for e in elements}
+
+
+def _by_contact(elements: list[int], seed: np.ndarray, emap: np.ndarray) -> list[int]:
+    """`elements` by how much of `seed`'s outline they share, most first: the likely caster."""
+    counts = _contact(elements, seed, emap)
+    return sorted(elements, key=lambda e: (-counts[e], e))
 
 
 def _tint_over_effect(
