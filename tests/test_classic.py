@@ -294,6 +294,26 @@ def test_see_through_overlap_tells_which_shape_is_on_top():
     assert beneath[48, 45, 3] > 100 and beneath[30, 55, 3] > 100 and beneath[48, 70, 3] == 0
 
 
+def test_see_through_shape_over_a_soft_shadow_keeps_its_overlap():
+    """A see-through card whose piece over the background crosses a soft shadow.
+
+    That piece varies with the shadow beneath (a complex unit), yet its boundary pairs still
+    fit X - Y = (1 - a)(W - Z) with the overlap over the lower card; the overlap used to stay
+    a separate layer and the piece over the shadow became an effect.
+    """
+    from scipy import ndimage
+
+    h, w = 128, 160
+    lower = _coverage(h, w, lambda y, x: (y >= 30) & (y < 70) & (x >= 20) & (x < 64))
+    upper = _coverage(h, w, lambda y, x: (y >= 40) & (y < 96) & (x >= 44) & (x < 110))
+    shadow = ndimage.gaussian_filter(np.roll(lower, (4, 20), axis=(0, 1)), 5.0) * 0.6
+    picture = _over(np.broadcast_to(np.array([98.0, 244, 234]), (h, w, 3)), (20, 20, 40), shadow)
+    picture = _over(_over(picture, (190, 60, 230), 0.5 * lower), (170, 190, 10), 0.55 * upper)
+    stack = ClassicBackend().decompose(_to_rgba(picture), DecomposeRequest(layers=4))
+    top = stack.canvases()[-1]
+    assert top[55, 55, 3] > 100 and top[85, 100, 3] > 100  # the overlap and the piece beyond
+
+
 BENCH = importlib.util.find_spec("bench.synthetic") and importlib.util.find_spec(
     "bench.layerd_metric"
 )

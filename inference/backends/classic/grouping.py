@@ -700,15 +700,22 @@ def _find_tints(
     background: int | None,
     n_pixels: int,
 ) -> dict[int, Tint]:
-    """Translucent shapes, by root; the pieces of one translucent shape are joined."""
+    """Translucent shapes, by root; the pieces of one translucent shape are joined.
+
+    A piece that crosses a soft shadow or glow varies with it (a complex unit), yet the
+    overlap test compares colours side by side along boundaries, which holds over such a
+    variation; leaving it out left the overlap with the shape beneath a separate layer. The
+    gradient test still takes only flat pieces: a varying piece imitates a gradient tint.
+    """
     bg_root = uf.find(background) if background is not None else -1
-    candidates = [
+    shaped = [
         u for u in present
-        if u not in skip and uf.find(u) != bg_root and not facts.complex[u]
+        if u not in skip and uf.find(u) != bg_root and not facts.texture[u]
         and facts.area[u] >= TINT_MIN_AREA * n_pixels and not _thin(facts, u)
     ]
+    candidates = [u for u in shaped if not facts.complex[u]]
     tints: dict[int, Tint] = {}
-    for x, y, tint in overlap_tints(facts, candidates):
+    for x, y, tint in overlap_tints(facts, shaped):
         uf.join(x, y)
         tints[uf.find(x)] = tint
     for unit in candidates:
