@@ -765,11 +765,10 @@ def test_see_through_shape_is_told_by_the_effect_beneath_it():
     assert tint_over(np.ones_like(under) * colour, under) is None  # opaque: no variation
 
 
-def test_a_glow_around_an_opaque_looking_shape_is_its_own_layer():
-    """A light glow lining a shape over a flat background is lifted under the shape.
+def _glow_under_see_through_ellipse() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A light glow under a 60 % green ellipse on a flat violet background.
 
-    Over a flat background a see-through shape looks opaque, so nothing tells its tint; the
-    glow is still a layer of its own, not a halo left in the background.
+    Returns (RGBA picture, the ellipse's opacity, the glow's opacity, the background colour).
     """
     from scipy import ndimage
 
@@ -783,6 +782,16 @@ def test_a_glow_around_an_opaque_looking_shape_is_its_own_layer():
     shape = 0.6 * shape
     picture = picture * (1 - shape[..., None]) + np.array([60.0, 150.0, 90.0]) * shape[..., None]
     rgba = np.dstack([np.clip(np.rint(picture), 0, 255), np.full((h, w), 255)]).astype(np.uint8)
+    return rgba, shape, glow, background
+
+
+def test_a_glow_around_an_opaque_looking_shape_is_its_own_layer():
+    """A light glow lining a shape over a flat background is lifted under the shape.
+
+    Over a flat background a see-through shape looks opaque, so nothing tells its tint; the
+    glow is still a layer of its own, not a halo left in the background.
+    """
+    rgba, shape, glow, background = _glow_under_see_through_ellipse()
     stack = ClassicBackend().decompose(rgba, DecomposeRequest())
     names = [layer.name for layer in stack.layers]
     assert names[1].startswith("glow") and names[2].startswith("shape"), names
@@ -800,18 +809,8 @@ def test_a_lifted_glow_counts_once_in_the_running_composite(monkeypatch):
     and every shape built over it is unmixed against a halo brighter than the picture's.
     """
     from layerlift.inference.backends.classic import backend as classic_backend
-    from scipy import ndimage
 
-    h = w = 192
-    ys, xs = np.mgrid[0:h, 0:w]
-    shape = (((ys - 96) / 40.0) ** 2 + ((xs - 96) / 52.0) ** 2 <= 1.0).astype(float)
-    shape = ndimage.uniform_filter(shape, 2)
-    glow = 0.7 * np.clip(1.7 * ndimage.gaussian_filter(shape, 7.0), 0.0, 1.0)
-    background = np.array([90.0, 70.0, 160.0])
-    picture = background * (1 - glow[..., None]) + np.array([250.0, 225.0, 200.0]) * glow[..., None]
-    shape = 0.6 * shape
-    picture = picture * (1 - shape[..., None]) + np.array([60.0, 150.0, 90.0]) * shape[..., None]
-    rgba = np.dstack([np.clip(np.rint(picture), 0, 255), np.full((h, w), 255)]).astype(np.uint8)
+    rgba, shape, glow, _ = _glow_under_see_through_ellipse()
     built = []
     original = classic_backend.build_layers
 

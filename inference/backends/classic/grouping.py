@@ -28,6 +28,7 @@ What remains is one shape per unit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -510,17 +511,37 @@ def _drop_edge_rims(
     if not facts.smoothed or bg_root < 0:
         return groups, set()
     text_units = {u for group in groups for u in group}
+    return _take_rims(
+        uf,
+        groups,
+        lambda unit: _rim_host(facts, uf, unit, text_units, bg_root),
+        lambda rest: _glyph_count(facts, rest),
+    )
+
+
+def _take_rims(
+    uf: UnionFind,
+    groups: list[list[int]],
+    host_of: Callable[[int], int | None],
+    glyphs: Callable[[list[int]], int],
+) -> tuple[list[list[int]], set[int]]:
+    """Join each text unit that `host_of` names a host for to that host; a group left with
+    fewer than TEXT_MIN_GLYPHS `glyphs` is no text. Returns (text groups, units taken out).
+
+    Both rim rules (a degraded picture's ringing, a clean picture's outline slivers) differ
+    only in how a host is found and how letters are counted.
+    """
     kept, rims = [], set()
     for group in groups:
         rest = []
         for unit in group:
-            host = _rim_host(facts, uf, unit, text_units, bg_root)
+            host = host_of(unit)
             if host is None:
                 rest.append(unit)
             else:
                 uf.join(host, unit)
                 rims.add(unit)
-        if _glyph_count(facts, rest) >= TEXT_MIN_GLYPHS:
+        if glyphs(rest) >= TEXT_MIN_GLYPHS:
             kept.append(rest)
         else:
             rims.update(rest)
@@ -595,21 +616,9 @@ def _drop_outline_rims(
     if facts.smoothed:
         return groups, set()  # a degraded picture's rims: see `_drop_edge_rims`
     text_units = {u for group in groups for u in group}
-    kept, rims = [], set()
-    for group in groups:
-        rest = []
-        for unit in group:
-            host = _outline_host(facts, uf, unit, text_units, bg_root)
-            if host is None:
-                rest.append(unit)
-            else:
-                uf.join(host, unit)
-                rims.add(unit)
-        if len(rest) >= TEXT_MIN_GLYPHS:
-            kept.append(rest)
-        else:
-            rims.update(rest)
-    return kept, rims
+    return _take_rims(
+        uf, groups, lambda unit: _outline_host(facts, uf, unit, text_units, bg_root), len
+    )
 
 
 def _outline_host(

@@ -57,11 +57,8 @@ def _solve_tint(
     alpha = 1.0 - k
     if misfit > TOLERANCE or not MIN_ALPHA <= alpha <= MAX_ALPHA:
         return None
-    colour = (x - k * w) / alpha
-    if colour.min() < -TOLERANCE or colour.max() > 255.0 + TOLERANCE:
-        return None
-    colour = np.clip(colour, 0.0, 255.0)
-    return misfit, Tint(alpha, (float(colour[0]), float(colour[1]), float(colour[2])))
+    tint = _tint_in_cube(alpha, (x - k * w) / alpha)
+    return None if tint is None else (misfit, tint)
 
 
 def _across(facts: UnitFacts, a: int, b: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -212,7 +209,12 @@ def tint_over(seen: np.ndarray, under: np.ndarray, to_cube: bool = False) -> Tin
     misfit = float(np.sqrt(((ds - k * du) ** 2).sum(axis=1).mean()))
     if misfit > FIT_RMS or not MIN_ALPHA <= alpha <= MAX_ALPHA:
         return None
-    colour = (mean_s - k * mean_u) / alpha
+    return _tint_in_cube(alpha, (mean_s - k * mean_u) / alpha)
+
+
+def _tint_in_cube(alpha: float, colour: np.ndarray) -> Tint | None:
+    """The tint of `colour` (3,) at `alpha`, or None when the colour leaves the cube by more
+    than TOLERANCE: an unmixed colour far outside it means the one-tint story is wrong."""
     if colour.min() < -TOLERANCE or colour.max() > 255.0 + TOLERANCE:
         return None
     colour = np.clip(colour, 0.0, 255.0)
