@@ -1062,3 +1062,36 @@ def test_effect_caster_is_the_shape_whose_style_explains_it():
     extents = [None, Extent((0, 0, h, w), disc), Extent((0, 0, h, w), ring)]
     assert _by_contact([1, 2], seed, emap)[0] == 2  # the ring lines more of the glow
     assert _by_fit([1, 2], effect, own, emap, extents)[0][0] == 1
+
+
+def test_a_piece_of_a_glow_is_no_text_but_a_sharp_glyph_is():
+    """A flat piece of a glow's plateau (taken for text or texture) has no edge of its own:
+    the picture keeps fading around it, so it folds into the layer it lies on. A glyph's
+    edge is a step: it stays a layer. In a JPEG every edge is soft and nothing folds."""
+    from layerlift.inference.backends.classic.build import BuiltLayer
+    from layerlift.inference.backends.classic.crumbs import fold_soft_crumbs
+
+    h, w = 128, 128  # the plateau is well under 1 % of it
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    bump = 60.0 * np.exp(-((ys - 20) ** 2 + (xs - 20) ** 2) / (2 * 6.0**2))
+    picture = np.clip(np.rint(100.0 + bump), 0, 255).astype(np.uint8)[..., None].repeat(3, 2)
+    picture[40:44, 30:40] = 20  # a sharp dark bar: a glyph
+    background = BuiltLayer(["background"], ["background"], (0, 0, h, w),
+                            np.full((h, w, 4), 255, np.uint8))
+
+    def piece(kind: str, mask: np.ndarray) -> BuiltLayer:
+        rows, cols = np.nonzero(mask)
+        box = (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1)
+        rgba = np.zeros((box[2] - box[0], box[3] - box[1], 4), np.uint8)
+        crop = mask[box[0] : box[2], box[1] : box[3]]
+        rgba[crop, :3] = picture[box[0] : box[2], box[1] : box[3]][crop]
+        rgba[crop, 3] = 255
+        return BuiltLayer([kind], [kind], box, rgba)
+
+    plateau = piece("texture", bump > 45)
+    glyph = piece("text", picture[..., 0] == 20)
+    layers = fold_soft_crumbs([background, plateau, glyph], picture)
+    assert [layer.kinds for layer in layers] == [["background"], ["text"]]
+    assert layers[0].names == ["background"] and layers[0].alpha_sum == h * w
+    kept = fold_soft_crumbs([background, plateau, glyph], picture, jpeg=True)
+    assert [layer.kinds for layer in kept] == [["background"], ["texture"], ["text"]]

@@ -1,0 +1,100 @@
+"""Crumbs of a soft effect: pieces of a glow's or a shadow's falloff that are no object.
+
+A soft shadow or glow fades over many pixels. Where it is strong enough to flatten out (the
+plateau of a glow beside its shape) or where smoothing terraces its ramp, its pixels form small
+flat or dense pieces of their own, in a row along the shape's outline; the glyph rule then
+takes them for text, the texture rule for texture, and the residual pass for details. As
+layers of their own they read as text stacked on the shape, and a layer count spent on them is
+taken from the objects.
+
+What tells such a piece from a glyph or a speck of texture is how the picture changes around
+it. An object's edge is a step: anti-aliasing blends it within a pixel, so one pixel outside
+the piece the picture already holds (nearly) what lies around it. A soft effect's piece has no
+edge: its colour keeps changing outwards, one pixel out it has moved only part of the way it
+has moved four pixels out, and what lies there is close to it (the same effect a little
+weaker). Such a piece folds into the layer beneath it that it overlaps (the shape it lines,
+the effect lifted off the background, or the background), which keeps its pixels.
+
+A picture with a JPEG's block grid rings and blurs along every edge (letters included), so
+the test is not made there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from layerlift.inference.backends.classic.build import BuiltLayer
+from layerlift.inference.backends.classic.channels import channel_max
+from layerlift.inference.backends.classic.count import merge, overlaps
+from layerlift.inference.backends.classic.masks import dilate
+
+CRUMB_KINDS = {"text", "texture", "detail"}  # what a piece of an effect is taken for
+MAX_SHARE = 0.01  # of the picture (alpha): a larger piece is no crumb
+OUTER = 4  # px: the ring where the picture is read "around" the piece
+# One pixel out, an edge has gone (nearly) all the way; a soft falloff at most this share of
+# the way it goes OUTER px out.
+SOFT_SHARE = 0.7
+MAX_CONTRAST = 60.0  # levels, OUTER px out: a soft piece is close to what surrounds it
+SQUARE = np.ones((3, 3), bool)
+
+
+def falloff(layer: BuiltLayer, picture: np.ndarray) -> tuple[float, float] | None:
+    """Median max-channel difference (levels) between the piece's colour and the picture one
+    pixel and OUTER pixels outside it, or None when either ring is empty.
+
+    The piece is its mostly opaque pixels (all of it when none is).
+    """
+    h, w = picture.shape[:2]
+    top, left, bottom, right = layer.box
+    margin = OUTER + 1
+    t, l_ = max(top - margin, 0), max(left - margin, 0)
+    b, r = min(bottom + margin, h), min(right + margin, w)
+    alpha = layer.rgba[..., 3]
+    solid = alpha >= 128
+    piece = np.zeros((b - t, r - l_), bool)
+    piece[top - t : bottom - t, left - l_ : right - l_] = solid if solid.any() else alpha > 0
+    if not piece.any():
+        return None
+    crop = picture[t:b, l_:r].astype(np.float32)
+    near = dilate(piece, 1, SQUARE) & ~piece
+    far = dilate(piece, OUTER, SQUARE) & ~dilate(piece, OUTER - 1, SQUARE)
+    if not near.any() or not far.any():
+        return None
+    colour = np.median(crop[piece], axis=0)
+    one = float(np.median(channel_max(np.abs(crop[near] - colour))))
+    out = float(np.median(channel_max(np.abs(crop[far] - colour))))
+    return one, out
+
+
+def is_soft_crumb(layer: BuiltLayer, picture: np.ndarray) -> bool:
+    """Is `layer` a small text, texture or detail piece with no edge of its own?"""
+    if not set(layer.kinds) <= CRUMB_KINDS:
+        return False
+    h, w = picture.shape[:2]
+    if layer.alpha_sum >= MAX_SHARE * h * w:
+        return False
+    measured = falloff(layer, picture)
+    if measured is None:
+        return False
+    one, out = measured
+    return out <= MAX_CONTRAST and one <= SOFT_SHARE * out
+
+
+def fold_soft_crumbs(
+    layers: list[BuiltLayer], picture: np.ndarray, jpeg: bool = False
+) -> list[BuiltLayer]:
+    """`layers` (bottom first) with each soft crumb composited into the topmost layer beneath
+    it that it overlaps (the bottom layer if none). `picture`: the unsmoothed (h, w, 3) uint8
+    picture; `jpeg`: it shows a JPEG's block grid (then nothing is folded)."""
+    if jpeg:
+        return layers
+    kept: list[BuiltLayer] = []
+    for layer in layers:
+        if not kept or not is_soft_crumb(layer, picture):
+            kept.append(layer)
+            continue
+        host = next((i for i in range(len(kept) - 1, -1, -1) if overlaps(kept[i], layer)), 0)
+        folded = merge(kept[host], layer)
+        folded.kinds, folded.names = kept[host].kinds, kept[host].names
+        folded.colour = kept[host].colour
+        kept[host] = folded
+    return kept
