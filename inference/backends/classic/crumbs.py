@@ -33,7 +33,7 @@ OUTER = 4  # px: the ring where the picture is read "around" the piece
 # One pixel out, an edge has gone (nearly) all the way; a soft falloff at most this share of
 # the way it goes OUTER px out.
 SOFT_SHARE = 0.7
-MAX_CONTRAST = 60.0  # levels, OUTER px out: a soft piece is close to what surrounds it
+MAX_CONTRAST = 70.0  # levels, OUTER px out: a soft piece is close to what surrounds it
 SQUARE = np.ones((3, 3), bool)
 
 
