@@ -1095,3 +1095,33 @@ def test_a_piece_of_a_glow_is_no_text_but_a_sharp_glyph_is():
     assert layers[0].names == ["background"] and layers[0].alpha_sum == h * w
     kept = fold_soft_crumbs([background, plateau, glyph], picture, jpeg=True)
     assert [layer.kinds for layer in kept] == [["background"], ["texture"], ["text"]]
+
+
+def test_a_glow_piece_cut_by_a_shape_edge_is_still_soft():
+    """Where a shape's edge cuts across a glow's plateau, the picture steps there at the
+    shape's edge, not the piece's: judged where it meets no other object, it is soft."""
+    from layerlift.inference.backends.classic.build import BuiltLayer
+    from layerlift.inference.backends.classic.crumbs import _opaque_count, is_soft_crumb
+
+    h, w, cut = 128, 128, 21
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    bump = 60.0 * np.exp(-((ys - 20) ** 2 + (xs - 20) ** 2) / (2 * 6.0**2))
+    picture = np.clip(np.rint(100.0 + bump), 0, 255).astype(np.uint8)[..., None].repeat(3, 2)
+    frame = np.zeros((h, w), bool)  # a thin dark frame hugging the piece below and right
+    frame[: cut + 1, cut : cut + 2] = True
+    frame[cut - 1 : cut + 1, : cut + 2] = True
+    picture[frame] = (0, 0, 200)
+
+    def layer(kind: str, mask: np.ndarray) -> BuiltLayer:
+        rows, cols = np.nonzero(mask)
+        box = (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1)
+        rgba = np.zeros((box[2] - box[0], box[3] - box[1], 4), np.uint8)
+        crop = mask[box[0] : box[2], box[1] : box[3]]
+        rgba[crop, :3] = picture[box[0] : box[2], box[1] : box[3]][crop]
+        rgba[crop, 3] = 255
+        return BuiltLayer([kind], [kind], box, rgba)
+
+    piece = layer("text", (bump > 45) & (xs < cut) & (ys < cut - 1))
+    opaque = _opaque_count([layer("shape", frame), piece], h, w)
+    assert not is_soft_crumb(piece, picture)  # all round, its border is mostly the frame's
+    assert is_soft_crumb(piece, picture, opaque)

@@ -37,11 +37,16 @@ MAX_CONTRAST = 70.0  # levels, OUTER px out: a soft piece is close to what surro
 SQUARE = np.ones((3, 3), bool)
 
 
-def falloff(layer: BuiltLayer, picture: np.ndarray) -> tuple[float, float] | None:
+def falloff(
+    layer: BuiltLayer, picture: np.ndarray, opaque: np.ndarray | None = None
+) -> tuple[float, float] | None:
     """Median max-channel difference (levels) between the piece's colour and the picture one
     pixel and OUTER pixels outside it, or None when either ring is empty.
 
-    The piece is its mostly opaque pixels (all of it when none is).
+    The piece is its mostly opaque pixels (all of it when none is). `opaque` (h, w): how many
+    layers (the piece's own included) hold each pixel mostly opaque; when given, the ring one
+    pixel out leaves out what other objects hold (unless that is all of it), as there the
+    picture steps at their edge (a shape cutting across a glow), not at the piece's.
     """
     h, w = picture.shape[:2]
     top, left, bottom, right = layer.box
@@ -51,11 +56,18 @@ def falloff(layer: BuiltLayer, picture: np.ndarray) -> tuple[float, float] | Non
     alpha = layer.rgba[..., 3]
     solid = alpha >= 128
     piece = np.zeros((b - t, r - l_), bool)
-    piece[top - t : bottom - t, left - l_ : right - l_] = solid if solid.any() else alpha > 0
+    inner = (slice(top - t, bottom - t), slice(left - l_, right - l_))
+    piece[inner] = solid if solid.any() else alpha > 0
     if not piece.any():
         return None
     crop = picture[t:b, l_:r].astype(np.float32)
     near = dilate(piece, 1, SQUARE) & ~piece
+    if opaque is not None:
+        others = opaque[t:b, l_:r].copy()
+        others[inner] -= solid
+        free = near & (others <= 0)
+        if free.any():
+            near = free
     far = dilate(piece, OUTER, SQUARE) & ~dilate(piece, OUTER - 1, SQUARE)
     if not near.any() or not far.any():
         return None
@@ -65,18 +77,38 @@ def falloff(layer: BuiltLayer, picture: np.ndarray) -> tuple[float, float] | Non
     return one, out
 
 
-def is_soft_crumb(layer: BuiltLayer, picture: np.ndarray) -> bool:
-    """Is `layer` a small text, texture or detail piece with no edge of its own?"""
-    if not set(layer.kinds) <= CRUMB_KINDS:
-        return False
+def _candidate(layer: BuiltLayer, n_pixels: int) -> bool:
+    """Could `layer` be a crumb: a small piece of text, texture or detail?"""
+    return set(layer.kinds) <= CRUMB_KINDS and layer.alpha_sum < MAX_SHARE * n_pixels
+
+
+def is_soft_crumb(layer: BuiltLayer, picture: np.ndarray, opaque: np.ndarray | None = None) -> bool:
+    """Is `layer` a small text, texture or detail piece with no edge of its own?
+
+    Its picture must fall off softly all round it, or (given `opaque`, see `falloff`) where
+    it meets no other object: a glow's plateau beside its shape meets the shape's edge on
+    one side, and a piece lying on a soft shape fades into that shape's blur.
+    """
     h, w = picture.shape[:2]
-    if layer.alpha_sum >= MAX_SHARE * h * w:
+    if not _candidate(layer, h * w):
         return False
-    measured = falloff(layer, picture)
-    if measured is None:
-        return False
-    one, out = measured
-    return out <= MAX_CONTRAST and one <= SOFT_SHARE * out
+    for given in (None, opaque) if opaque is not None else (None,):
+        measured = falloff(layer, picture, given)
+        if measured is None:
+            continue
+        one, out = measured
+        if out <= MAX_CONTRAST and one <= SOFT_SHARE * out:
+            return True
+    return False
+
+
+def _opaque_count(layers: list[BuiltLayer], h: int, w: int) -> np.ndarray:
+    """How many of `layers` hold each pixel mostly opaque (alpha >= 128), (h, w) int16."""
+    count = np.zeros((h, w), np.int16)
+    for layer in layers:
+        top, left, bottom, right = layer.box
+        count[top:bottom, left:right] += layer.rgba[..., 3] >= 128
+    return count
 
 
 def fold_soft_crumbs(
@@ -87,9 +119,16 @@ def fold_soft_crumbs(
     picture; `jpeg`: it shows a JPEG's block grid (then nothing is folded)."""
     if jpeg:
         return layers
+    h, w = picture.shape[:2]
+    opaque = None
     kept: list[BuiltLayer] = []
     for layer in layers:
-        if not kept or not is_soft_crumb(layer, picture):
+        if not kept or not _candidate(layer, h * w):
+            kept.append(layer)
+            continue
+        if opaque is None:  # the objects above the bottom layer, as they were built
+            opaque = _opaque_count(layers[1:], h, w)
+        if not is_soft_crumb(layer, picture, opaque):
             kept.append(layer)
             continue
         host = next((i for i in range(len(kept) - 1, -1, -1) if overlaps(kept[i], layer)), 0)
