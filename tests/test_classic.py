@@ -1125,3 +1125,20 @@ def test_a_glow_piece_cut_by_a_shape_edge_is_still_soft():
     opaque = _opaque_count([layer("shape", frame), piece], h, w)
     assert not is_soft_crumb(piece, picture)  # all round, its border is mostly the frame's
     assert is_soft_crumb(piece, picture, opaque)
+
+
+def test_a_soft_crumb_folds_into_what_it_lies_on_most_solidly():
+    """Over a half-transparent shape the crumb is more of the background showing through it;
+    over an opaque shape it is that shape's."""
+    from layerlift.inference.backends.classic.build import BuiltLayer
+    from layerlift.inference.backends.classic.crumbs import _support
+
+    def block(kind: str, box: tuple[int, int, int, int], alpha: int) -> BuiltLayer:
+        rgba = np.full((box[2] - box[0], box[3] - box[1], 4), alpha, np.uint8)
+        return BuiltLayer([kind], [kind], box, rgba)
+
+    background = block("background", (0, 0, 64, 64), 255)
+    crumb = block("texture", (10, 10, 14, 30), 255)
+    assert _support([background, block("shape", (0, 0, 40, 40), 128)], crumb) == 0
+    assert _support([background, block("shape", (0, 0, 40, 40), 255)], crumb) == 1
+    assert _support([background, block("shape", (40, 40, 60, 60), 255)], crumb) == 0

@@ -12,8 +12,8 @@ it. An object's edge is a step: anti-aliasing blends it within a pixel, so one p
 the piece the picture already holds (nearly) what lies around it. A soft effect's piece has no
 edge: its colour keeps changing outwards, one pixel out it has moved only part of the way it
 has moved four pixels out, and what lies there is close to it (the same effect a little
-weaker). Such a piece folds into the layer beneath it that it overlaps (the shape it lines,
-the effect lifted off the background, or the background), which keeps its pixels.
+weaker). Such a piece folds into the layer beneath it that it lies on most solidly (mostly
+the background, or the effect lifted off it, or an opaque shape), which keeps its pixels.
 
 A picture with a JPEG's block grid rings and blurs along every edge (letters included), so
 the test is not made there.
@@ -24,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 from layerlift.inference.backends.classic.build import BuiltLayer
 from layerlift.inference.backends.classic.channels import channel_max
-from layerlift.inference.backends.classic.count import merge, overlaps
+from layerlift.inference.backends.classic.count import merge
+from layerlift.inference.backends.classic.facts import box_overlap
 from layerlift.inference.backends.classic.masks import dilate
 
 CRUMB_KINDS = {"text", "texture", "detail"}  # what a piece of an effect is taken for
@@ -111,11 +112,30 @@ def _opaque_count(layers: list[BuiltLayer], h: int, w: int) -> np.ndarray:
     return count
 
 
+def _support(layers: list[BuiltLayer], piece: BuiltLayer) -> int:
+    """The index of the layer that `piece` lies on most solidly: the largest sum over its
+    pixels of its alpha times the layer's (the topmost on a tie; 0 when it overlaps none).
+
+    A piece of a glow over the background, a see-through shape's edge running by, is more
+    of the background (which the glow's light covers) than of the half-transparent shape.
+    """
+    best, host = 0.0, 0
+    for index in range(len(layers) - 1, -1, -1):
+        box = box_overlap(layers[index].box, piece.box)
+        if box is None:
+            continue
+        mine = piece.pixels_in(box)[..., 3].astype(np.float32)
+        mass = float((mine * layers[index].pixels_in(box)[..., 3]).sum())
+        if mass > best:
+            best, host = mass, index
+    return host
+
+
 def fold_soft_crumbs(
     layers: list[BuiltLayer], picture: np.ndarray, jpeg: bool = False
 ) -> list[BuiltLayer]:
-    """`layers` (bottom first) with each soft crumb composited into the topmost layer beneath
-    it that it overlaps (the bottom layer if none). `picture`: the unsmoothed (h, w, 3) uint8
+    """`layers` (bottom first) with each soft crumb composited into the layer beneath it that
+    it lies on most solidly (see `_support`). `picture`: the unsmoothed (h, w, 3) uint8
     picture; `jpeg`: it shows a JPEG's block grid (then nothing is folded)."""
     if jpeg:
         return layers
@@ -131,7 +151,7 @@ def fold_soft_crumbs(
         if not is_soft_crumb(layer, picture, opaque):
             kept.append(layer)
             continue
-        host = next((i for i in range(len(kept) - 1, -1, -1) if overlaps(kept[i], layer)), 0)
+        host = _support(kept, layer)
         folded = merge(kept[host], layer)
         folded.kinds, folded.names = kept[host].kinds, kept[host].names
         folded.colour = kept[host].colour
