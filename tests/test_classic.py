@@ -1062,3 +1062,83 @@ def test_effect_caster_is_the_shape_whose_style_explains_it():
     extents = [None, Extent((0, 0, h, w), disc), Extent((0, 0, h, w), ring)]
     assert _by_contact([1, 2], seed, emap)[0] == 2  # the ring lines more of the glow
     assert _by_fit([1, 2], effect, own, emap, extents)[0][0] == 1
+
+
+def test_a_piece_of_a_glow_is_no_text_but_a_sharp_glyph_is():
+    """A flat piece of a glow's plateau (taken for text or texture) has no edge of its own:
+    the picture keeps fading around it, so it folds into the layer it lies on. A glyph's
+    edge is a step: it stays a layer. In a JPEG every edge is soft and nothing folds."""
+    from layerlift.inference.backends.classic.build import BuiltLayer
+    from layerlift.inference.backends.classic.crumbs import fold_soft_crumbs
+
+    h, w = 128, 128  # the plateau is well under 1 % of it
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    bump = 60.0 * np.exp(-((ys - 20) ** 2 + (xs - 20) ** 2) / (2 * 6.0**2))
+    picture = np.clip(np.rint(100.0 + bump), 0, 255).astype(np.uint8)[..., None].repeat(3, 2)
+    picture[40:44, 30:40] = 20  # a sharp dark bar: a glyph
+    background = BuiltLayer(["background"], ["background"], (0, 0, h, w),
+                            np.full((h, w, 4), 255, np.uint8))
+
+    def piece(kind: str, mask: np.ndarray) -> BuiltLayer:
+        rows, cols = np.nonzero(mask)
+        box = (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1)
+        rgba = np.zeros((box[2] - box[0], box[3] - box[1], 4), np.uint8)
+        crop = mask[box[0] : box[2], box[1] : box[3]]
+        rgba[crop, :3] = picture[box[0] : box[2], box[1] : box[3]][crop]
+        rgba[crop, 3] = 255
+        return BuiltLayer([kind], [kind], box, rgba)
+
+    plateau = piece("texture", bump > 45)
+    glyph = piece("text", picture[..., 0] == 20)
+    layers = fold_soft_crumbs([background, plateau, glyph], picture)
+    assert [layer.kinds for layer in layers] == [["background"], ["text"]]
+    assert layers[0].names == ["background"] and layers[0].alpha_sum == h * w
+    kept = fold_soft_crumbs([background, plateau, glyph], picture, jpeg=True)
+    assert [layer.kinds for layer in kept] == [["background"], ["texture"], ["text"]]
+
+
+def test_a_glow_piece_cut_by_a_shape_edge_is_still_soft():
+    """Where a shape's edge cuts across a glow's plateau, the picture steps there at the
+    shape's edge, not the piece's: judged where it meets no other object, it is soft."""
+    from layerlift.inference.backends.classic.build import BuiltLayer
+    from layerlift.inference.backends.classic.crumbs import _opaque_count, is_soft_crumb
+
+    h, w, cut = 128, 128, 21
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    bump = 60.0 * np.exp(-((ys - 20) ** 2 + (xs - 20) ** 2) / (2 * 6.0**2))
+    picture = np.clip(np.rint(100.0 + bump), 0, 255).astype(np.uint8)[..., None].repeat(3, 2)
+    frame = np.zeros((h, w), bool)  # a thin dark frame hugging the piece below and right
+    frame[: cut + 1, cut : cut + 2] = True
+    frame[cut - 1 : cut + 1, : cut + 2] = True
+    picture[frame] = (0, 0, 200)
+
+    def layer(kind: str, mask: np.ndarray) -> BuiltLayer:
+        rows, cols = np.nonzero(mask)
+        box = (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1)
+        rgba = np.zeros((box[2] - box[0], box[3] - box[1], 4), np.uint8)
+        crop = mask[box[0] : box[2], box[1] : box[3]]
+        rgba[crop, :3] = picture[box[0] : box[2], box[1] : box[3]][crop]
+        rgba[crop, 3] = 255
+        return BuiltLayer([kind], [kind], box, rgba)
+
+    piece = layer("text", (bump > 45) & (xs < cut) & (ys < cut - 1))
+    opaque = _opaque_count([layer("shape", frame), piece], h, w)
+    assert not is_soft_crumb(piece, picture)  # all round, its border is mostly the frame's
+    assert is_soft_crumb(piece, picture, opaque)
+
+
+def test_a_soft_crumb_folds_into_what_it_lies_on_most_solidly():
+    """Over a half-transparent shape the crumb is more of the background showing through it;
+    over an opaque shape it is that shape's."""
+    from layerlift.inference.backends.classic.build import BuiltLayer
+    from layerlift.inference.backends.classic.crumbs import _support
+
+    def block(kind: str, box: tuple[int, int, int, int], alpha: int) -> BuiltLayer:
+        rgba = np.full((box[2] - box[0], box[3] - box[1], 4), alpha, np.uint8)
+        return BuiltLayer([kind], [kind], box, rgba)
+
+    background = block("background", (0, 0, 64, 64), 255)
+    crumb = block("texture", (10, 10, 14, 30), 255)
+    assert _support([background, block("shape", (0, 0, 40, 40), 128)], crumb) == 0
+    assert _support([background, block("shape", (0, 0, 40, 40), 255)], crumb) == 1
+    assert _support([background, block("shape", (40, 40, 60, 60), 255)], crumb) == 0

@@ -7,7 +7,9 @@ Stages (each reports progress and is a cancellation point):
 3. order: convex-hull evidence of who covers whom, and each element's completed extent;
 4. layers: bottom-up, with completion and soft alpha from unmixing; a see-through shape's soft
    shadow or glow lifted off the background as a layer of its own (`effects`); then small
-   details that no region captured (thin text) on top, crumbs folded into their host;
+   details that no region captured (thin text) on top, crumbs folded into their host, and
+   pieces of a soft effect's falloff (which read as text or texture) into the layer they
+   lie on (`crumbs`);
 5. count: merge or split to the requested number of layers, and names; objects that share
    only a sliver of edge pixels are parted (`touching`);
 6. exactness: `inference.exact_recomposition.recomposite_exact`, so the stack flattens to the input.
@@ -50,6 +52,7 @@ from layerlift.inference.backends.classic.count import (
     overlaps,
     unique_names,
 )
+from layerlift.inference.backends.classic.crumbs import fold_soft_crumbs
 from layerlift.inference.backends.classic.denoise import (
     is_noisy,
     jpeg_step,
@@ -154,6 +157,7 @@ class ClassicBackend(Backend):
         del canvas
         layers = _fold_small_details(layers, details, h * w)
         layers += _name_details([d for d in details if d is not None], layers)
+        layers = fold_soft_crumbs(layers, raw, jpeg=step > 1)
         if not layers:  # nothing valid at all: one transparent layer
             layers = [BuiltLayer(["background"], ["background"], (0, 0, h, w),
                                  np.zeros((h, w, 4), np.uint8))]
