@@ -1062,3 +1062,25 @@ def test_effect_caster_is_the_shape_whose_style_explains_it():
     extents = [None, Extent((0, 0, h, w), disc), Extent((0, 0, h, w), ring)]
     assert _by_contact([1, 2], seed, emap)[0] == 2  # the ring lines more of the glow
     assert _by_fit([1, 2], effect, own, emap, extents)[0][0] == 1
+
+
+def test_a_glow_over_a_lower_shape_is_lifted_against_that_shape():
+    """A glow lying mostly over a lower see-through shape (a tuning sample) is a soft patch
+    inside that shape's outline: looked for against the shape's colour, it is lifted as a
+    glow layer, one with its part over the background, not left as an opaque patch."""
+    from bench.synthetic import make_sample
+
+    sample = make_sample("translucent", 1004, (256, 256))
+    layers = [np.asarray(layer) for layer in sample.layers]
+    glow = layers[sample.names.index("glow of ellipse 3")][..., 3] > 25
+    caster = layers[sample.names.index("ellipse 3")][..., 3] > 0
+    lower = layers[sample.names.index("rectangle 1")][..., 3] > 0
+    seen = glow & ~caster & lower
+    stack = ClassicBackend().decompose(sample.image, DecomposeRequest(layers=len(layers)))
+    held = [
+        np.asarray(canvas)[..., 3][seen]
+        for layer, canvas in zip(stack.layers, stack.canvases(), strict=True)
+        if layer.name.startswith("glow")
+    ]
+    assert held and max(float((alpha > 0).mean()) for alpha in held) > 0.9
+    assert all(alpha.max() < 255 for alpha in held)  # soft, not an opaque patch

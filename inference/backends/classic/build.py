@@ -62,6 +62,9 @@ CASTER_KINDS = ("shape", "effect")  # a see-through shape over a shadow shades l
 GLOW_RING = 4
 GLOW_RING_SHARE = 0.5
 GLOW_MIN_CASTER = 0.01  # of the picture
+PATCH_KINDS = ("effect", "texture")  # soft patches an effect over a lower shape may be
+PATCH_INSIDE = 0.8  # of a soft patch inside a lower shape's extent: it lies on that shape
+PATCH_LIFTED = 0.5  # of a soft patch an effect must cover to be the patch
 EFFECT_MAX_REMOVED = 0.4  # the most of an effect's opacity divided out of what lies beneath
 EFFECT_PEAK = 0.5  # the opacity a soft shadow or glow is told at its strongest, at least
 CROSS = ndimage.generate_binary_structure(2, 1)
@@ -287,6 +290,7 @@ def lift_effects(
     extents: list[Extent | None],
     elements: list[Element],
     image: np.ndarray,
+    facts: UnitFacts | None = None,
 ) -> list[tuple[int, BuiltLayer]]:
     """Soft shadows and glows in the background layer as layers of their own (see `effects`).
 
@@ -302,11 +306,21 @@ def lift_effects(
     model = background_model(colour, own)
     if model is None:
         return []
+    search, base, over = own, model, {}
+    if facts is not None:
+        search, base, colour, over = _over_lower(
+            elements, emap, extents, facts, image, own, colour, model
+        )
     layers = []
-    for effect in find_effects(colour, own, model):
-        cast = _cast(effect, own, emap, extents, index, elements, image, model)
+    for effect in find_effects(colour, search, base):
+        cast = _cast(effect, search, emap, extents, index, elements, image, model)
         if cast is None:
             continue
+        for patch, lower in over.items():
+            mine = emap == patch
+            if extents[patch] is not None and (cast[1][mine] > 0).mean() >= PATCH_LIFTED:
+                emap[mine] = lower  # the lower shape, seen through the effect
+                extents[patch] = None
         caster, alpha = cast
         lifted = alpha > 0
         if not lifted.any():
@@ -319,6 +333,63 @@ def lift_effects(
         field = np.broadcast_to(effect.colour, (*crop.shape, 3))
         layers.append((caster, BuiltLayer(["effect"], [effect.kind], box, _to_rgba8(field, crop))))
     return layers
+
+
+def _over_lower(
+    elements: list[Element],
+    emap: np.ndarray,
+    extents: list[Extent | None],
+    facts: UnitFacts,
+    image: np.ndarray,
+    own: np.ndarray,
+    colour: np.ndarray,
+    model: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, int]]:
+    """(where to look for effects, the colour beneath there, the picture there, and the soft
+    patches looked at with the shape each lies on).
+
+    A glow or shadow over a lower shape is a patch whose colour varies smoothly (an "effect"
+    element) inside that shape's outline: what lies beneath it is the shape's own flat colour,
+    not the background's. With the lower shape's colour as the model there, the patch's
+    pixels are the same one colour at varying opacity as the effect's part over the
+    background, and the two are found as one.
+    """
+    search, base, seen = own.copy(), model.copy(), colour.copy()
+    over: dict[int, int] = {}
+    for patch, element in enumerate(elements):
+        if element.kind not in PATCH_KINDS or extents[patch] is None:
+            continue
+        mine = emap == patch
+        lower = _lower_shape(patch, mine, elements, extents)
+        if lower is None:
+            continue
+        fitted = _element_model(elements[lower], facts)
+        if not fitted.good:
+            continue
+        ys, xs = np.nonzero(mine)
+        top, left = int(ys.min()), int(xs.min())
+        field = fitted.evaluate(top, left, int(ys.max()) + 1 - top, int(xs.max()) + 1 - left)
+        base[ys, xs] = field[ys - top, xs - left]
+        seen[ys, xs] = image[ys, xs]
+        search |= mine
+        over[patch] = lower
+    return search, base, seen, over
+
+
+def _lower_shape(
+    patch: int, mine: np.ndarray, elements: list[Element], extents: list[Extent | None]
+) -> int | None:
+    """The shape whose completed extent holds most of `mine` (PATCH_INSIDE of it at least)."""
+    best, most = None, PATCH_INSIDE * float(mine.sum())
+    for index, element in enumerate(elements):
+        ext = extents[index]
+        if index == patch or ext is None or element.kind != "shape":
+            continue
+        top, left, bottom, right = ext.box
+        inside = float((mine[top:bottom, left:right] & ext.mask).sum())
+        if inside > most:
+            best, most = index, inside
+    return best
 
 
 def _at_peak(
@@ -715,7 +786,7 @@ def build_layers(
         if element.kind == "background":
             background = build_background(element, index, image, defined, emap, facts, canvas)
             for caster, layer in lift_effects(
-                background, index, emap, extents, elements, image
+                background, index, emap, extents, elements, image, facts
             ):
                 pending.setdefault(caster, []).append(layer)
             place(background)
