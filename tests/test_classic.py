@@ -1084,3 +1084,37 @@ def test_a_glow_over_a_lower_shape_is_lifted_against_that_shape():
     ]
     assert held and max(float((alpha > 0).mean()) for alpha in held) > 0.9
     assert all(alpha.max() < 255 for alpha in held)  # soft, not an opaque patch
+
+
+def test_two_glows_running_into_each_other_are_one_per_caster():
+    """The glows of two see-through discs side by side meet in one soft patch; the first
+    caster's style explains only its own side, so the rest is the other disc's glow, lifted
+    as a layer of its own in its own colour."""
+    from scipy import ndimage
+
+    h, w = 160, 224
+    ys, xs = np.mgrid[0:h, 0:w]
+    picture = np.full((h, w, 3), [90.0, 70.0, 160.0])
+    halos = []
+    for cx, side, glow_colour, colour in (
+        (74, -1, (250, 240, 150), (60, 150, 90)),
+        (150, 1, (200, 250, 250), (200, 60, 90)),
+    ):
+        disc = ((ys - 80) ** 2 + (xs - cx) ** 2 <= 34**2).astype(float)
+        disc = ndimage.uniform_filter(disc, 2)
+        glow = 0.7 * np.clip(1.7 * ndimage.gaussian_filter(disc, 8.0), 0.0, 1.0)
+        picture = picture * (1 - glow[..., None]) + np.array(glow_colour) * glow[..., None]
+        picture = picture * (1 - 0.6 * disc[..., None]) + np.array(colour) * 0.6 * disc[..., None]
+        halos.append((glow > 0.1) & (disc < 0.01) & (side * (xs - cx) > 36))  # its outer side
+    rgba = np.dstack([np.clip(np.rint(picture), 0, 255), np.full((h, w), 255)]).astype(np.uint8)
+    stack = ClassicBackend().decompose(rgba, DecomposeRequest())
+    glows = [
+        np.asarray(canvas)
+        for layer, canvas in zip(stack.layers, stack.canvases(), strict=True)
+        if layer.name.startswith("glow")
+    ]
+    assert len(glows) == 2, [layer.name for layer in stack.layers]
+    holders = [int(np.argmax([g[..., 3][halo].mean() for g in glows])) for halo in halos]
+    assert sorted(holders) == [0, 1]
+    left = glows[holders[0]][..., :3][halos[0]].mean(axis=0)
+    assert left[2] < 200.0  # the left glow's own yellow, not the right one's cyan

@@ -29,6 +29,7 @@ from layerlift.inference.backends.classic.completion import push_pull
 from layerlift.inference.backends.classic.effects import (
     Effect,
     background_model,
+    effect_at,
     find_effects,
     fit_style,
 )
@@ -65,9 +66,13 @@ GLOW_MIN_CASTER = 0.01  # of the picture
 PATCH_KINDS = ("effect", "texture")  # soft patches an effect over a lower shape may be
 PATCH_INSIDE = 0.8  # of a soft patch inside a lower shape's extent: it lies on that shape
 PATCH_LIFTED = 0.5  # of a soft patch an effect must cover to be the patch
+UNEXPLAINED = 2.0  # see _part: measured this many times the caster's style, and more,
+UNEXPLAINED_MARGIN = 0.05  # ... is another effect's
 EFFECT_MAX_REMOVED = 0.4  # the most of an effect's opacity divided out of what lies beneath
 EFFECT_PEAK = 0.5  # the opacity a soft shadow or glow is told at its strongest, at least
 CROSS = ndimage.generate_binary_structure(2, 1)
+# A cast effect: (caster element, opacity over the canvas, the caster's fitted style).
+Cast = tuple[int, np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -312,8 +317,19 @@ def lift_effects(
             elements, emap, extents, facts, image, own, colour, model
         )
     layers = []
-    for effect in find_effects(colour, search, base):
-        cast = _cast(effect, search, emap, extents, index, elements, image, model)
+
+    def cast_of(effect: Effect, taken: frozenset[int] = frozenset()) -> Cast | None:
+        return _cast(effect, search, emap, extents, index, elements, image, model, taken)
+
+    todo: list[tuple[Effect, Cast | None]] = [(e, None) for e in find_effects(colour, search, base)]
+    while todo:
+        effect, cast = todo.pop(0)
+        if cast is None:  # found whole; a part told apart from one comes cast already
+            cast = cast_of(effect)
+            if cast is not None:
+                cast, part = _part(effect, cast, colour, search, base, cast_of)
+                if part is not None:
+                    todo.append(part)
         if cast is None:
             continue
         for patch, lower in over.items():
@@ -321,7 +337,7 @@ def lift_effects(
             if extents[patch] is not None and (cast[1][mine] > 0).mean() >= PATCH_LIFTED:
                 emap[mine] = lower  # the lower shape, seen through the effect
                 extents[patch] = None
-        caster, alpha = cast
+        caster, alpha, _ = cast
         lifted = alpha > 0
         if not lifted.any():
             continue
@@ -392,6 +408,31 @@ def _lower_shape(
     return best
 
 
+def _part(
+    effect: Effect,
+    cast: Cast,
+    colour: np.ndarray,
+    own: np.ndarray,
+    model: np.ndarray,
+    cast_of: Callable[[Effect, frozenset[int]], Cast | None],
+) -> tuple[Cast, tuple[Effect, Cast] | None]:
+    """(the cast, and the part of the effect another shape casts with its cast, or None).
+
+    One soft patch can hold two shadows (or two glows) of neighbouring shapes that run into
+    each other, but a shape casts one. Where the measured opacity is well above what the
+    caster's offset blur reaches (UNEXPLAINED times it, and more), the pixels are another
+    effect's: told apart, with its own colour, and cast by another shape, it is a layer of
+    its own, and the first caster's effect keeps its style there. When no other shape casts
+    that part, the effect stays whole.
+    """
+    rest = effect.seed & (effect.alpha > UNEXPLAINED * cast[2] + UNEXPLAINED_MARGIN)
+    other = effect_at(rest, colour, own, model) if rest.any() else None
+    found = None if other is None else cast_of(other, frozenset({cast[0]}))
+    if other is None or found is None:
+        return cast, None
+    return (cast[0], np.where(rest, cast[2], cast[1]), cast[2]), (other, found)
+
+
 def _at_peak(
     colour: np.ndarray, alpha: np.ndarray, model: np.ndarray, lifted: np.ndarray
 ) -> np.ndarray:
@@ -421,9 +462,10 @@ def _cast(
     elements: list[Element],
     image: np.ndarray,
     model: np.ndarray,
-) -> tuple[int, np.ndarray] | None:
-    """(caster element, opacity over the canvas) of a soft effect, or None when no shape
-    touching it casts it; see `lift_effects`.
+    taken: frozenset[int] = frozenset(),
+) -> Cast | None:
+    """(caster element, opacity over the canvas, the caster's fitted style) of a soft effect,
+    or None when no shape touching it (other than those `taken`) casts it; see `lift_effects`.
 
     Only see-through shapes cast effects of their own: an opaque shape's shadow, like a
     text's, is a layer style that stays in its layer (see `grouping`), while a see-through
@@ -442,8 +484,9 @@ def _cast(
     near = _grow(effect.seed, 2)
     touching = np.unique(emap[near & (emap >= 0) & (emap != background)])
     candidates = [
-        e for e in touching.tolist()
-        if extents[e] is not None and elements[e].kind in CASTER_KINDS
+        e
+        for e in touching.tolist()
+        if extents[e] is not None and elements[e].kind in CASTER_KINDS and e not in taken
     ]
     if not candidates:
         return None
@@ -462,7 +505,7 @@ def _cast(
         # Where the effect shows, the measurement is what the picture holds: the fitted
         # style, a smooth guess, overshoots it by tens of levels near the canvas's edge.
         shows = own & (effect.alpha > 0)
-        return element, np.where(shows, effect.alpha, fitted[1])
+        return element, np.where(shows, effect.alpha, fitted[1]), fitted[1]
     return None
 
 
