@@ -1118,3 +1118,22 @@ def test_two_glows_running_into_each_other_are_one_per_caster():
     assert sorted(holders) == [0, 1]
     left = glows[holders[0]][..., :3][halos[0]].mean(axis=0)
     assert left[2] < 200.0  # the left glow's own yellow, not the right one's cyan
+
+
+def test_a_soft_patch_casting_a_shadow_is_a_whole_shape():
+    """A see-through rectangle over its own shadow (a tuning sample) is grouped as a soft
+    patch, its colour following the shadow; found to cast that shadow it is a shape,
+    completed under the disc lying over its corner rather than left with a hole there."""
+    from bench.synthetic import make_sample
+
+    sample = make_sample("translucent", 1008, (256, 256))
+    layers = [np.asarray(layer) for layer in sample.layers]
+    alpha = layers[sample.names.index("rectangle 1")][..., 3]
+    rectangle = alpha == alpha.max()  # its inside, not the anti-aliased rim
+    stack = ClassicBackend().decompose(sample.image, DecomposeRequest(layers=len(layers)))
+    held = [
+        float((np.asarray(canvas)[..., 3][rectangle] > 0).mean())
+        for layer, canvas in zip(stack.layers[1:], stack.canvases()[1:], strict=True)
+        if not layer.name.startswith("shadow")
+    ]
+    assert max(held) > 0.97, held

@@ -36,7 +36,11 @@ from layerlift.inference.backends.classic.effects import (
 from layerlift.inference.backends.classic.facts import Box, UnitFacts
 from layerlift.inference.backends.classic.grouping import Element
 from layerlift.inference.backends.classic.ordering import Extent, territory_boxes
-from layerlift.inference.backends.classic.shapes import box_completion, ellipse_completion
+from layerlift.inference.backends.classic.shapes import (
+    box_completion,
+    convex_hull,
+    ellipse_completion,
+)
 from layerlift.inference.backends.classic.translucency import Tint, tint_over
 from scipy import ndimage
 
@@ -502,11 +506,33 @@ def _cast(
             ):
                 continue
             elements[element].tint = tint
+        if elements[element].kind == "effect" and elements[element].tint is not None:
+            caster = _as_shape(elements[element], element, extents, caster)
+            fitted = fit_style(effect.alpha, own, caster) or fitted
         # Where the effect shows, the measurement is what the picture holds: the fitted
         # style, a smooth guess, overshoots it by tens of levels near the canvas's edge.
         shows = own & (effect.alpha > 0)
         return element, np.where(shows, effect.alpha, fitted[1]), fitted[1]
     return None
+
+
+def _as_shape(
+    element: Element, index: int, extents: list[Extent | None], caster: np.ndarray
+) -> np.ndarray:
+    """A soft patch found to be a see-through caster over its effect is a shape (in place).
+
+    Grouped as an "effect" (its colour follows the shadow beneath it), its extent is its own
+    pixels with their holes filled; as the caster of an effect it is a shape, completed to its
+    hull under what lies over it, as its style is. Returns its coverage (`caster`, a whole
+    canvas mask, completed).
+    """
+    element.kind = "shape"
+    extent = extents[index]
+    extents[index] = Extent(extent.box, convex_hull(extent.mask))
+    top, left, bottom, right = extent.box
+    hull = caster.copy()
+    hull[top:bottom, left:right] = extents[index].mask
+    return hull
 
 
 def _by_fit(
