@@ -309,6 +309,11 @@ def lift_effects(
     stays in the background. The background keeps its smooth model where an effect lies over
     it, so the caller puts the background into the composite only after this: otherwise the
     effect would be in it twice.
+
+    With `facts`, soft patches lying on a lower shape are looked at too, against that shape's
+    colour (`_over_lower`; `emap` and `extents` change in place where such a patch turns out
+    to be the shape seen through an effect), and an effect holding two casters' is parted
+    (`_part`).
     """
     own = emap == index
     colour = background.rgba[..., :3].astype(np.float32)
