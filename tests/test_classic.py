@@ -1142,3 +1142,78 @@ def test_a_soft_crumb_folds_into_what_it_lies_on_most_solidly():
     assert _support([background, block("shape", (0, 0, 40, 40), 128)], crumb) == 0
     assert _support([background, block("shape", (0, 0, 40, 40), 255)], crumb) == 1
     assert _support([background, block("shape", (40, 40, 60, 60), 255)], crumb) == 0
+
+
+def test_a_glow_over_a_lower_shape_is_lifted_against_that_shape():
+    """A glow lying mostly over a lower see-through shape (a tuning sample) is a soft patch
+    inside that shape's outline: looked for against the shape's colour, it is lifted as a
+    glow layer, one with its part over the background, not left as an opaque patch."""
+    from bench.synthetic import make_sample
+
+    sample = make_sample("translucent", 1004, (256, 256))
+    layers = [np.asarray(layer) for layer in sample.layers]
+    glow = layers[sample.names.index("glow of ellipse 3")][..., 3] > 25
+    caster = layers[sample.names.index("ellipse 3")][..., 3] > 0
+    lower = layers[sample.names.index("rectangle 1")][..., 3] > 0
+    seen = glow & ~caster & lower
+    stack = ClassicBackend().decompose(sample.image, DecomposeRequest(layers=len(layers)))
+    held = [
+        np.asarray(canvas)[..., 3][seen]
+        for layer, canvas in zip(stack.layers, stack.canvases(), strict=True)
+        if layer.name.startswith("glow")
+    ]
+    assert held and max(float((alpha > 0).mean()) for alpha in held) > 0.9
+    assert all(alpha.max() < 255 for alpha in held)  # soft, not an opaque patch
+
+
+def test_two_glows_running_into_each_other_are_one_per_caster():
+    """The glows of two see-through discs side by side meet in one soft patch; the first
+    caster's style explains only its own side, so the rest is the other disc's glow, lifted
+    as a layer of its own in its own colour."""
+    from scipy import ndimage
+
+    h, w = 160, 224
+    ys, xs = np.mgrid[0:h, 0:w]
+    picture = np.full((h, w, 3), [90.0, 70.0, 160.0])
+    halos = []
+    for cx, side, glow_colour, colour in (
+        (74, -1, (250, 240, 150), (60, 150, 90)),
+        (150, 1, (200, 250, 250), (200, 60, 90)),
+    ):
+        disc = ((ys - 80) ** 2 + (xs - cx) ** 2 <= 34**2).astype(float)
+        disc = ndimage.uniform_filter(disc, 2)
+        glow = 0.7 * np.clip(1.7 * ndimage.gaussian_filter(disc, 8.0), 0.0, 1.0)
+        picture = picture * (1 - glow[..., None]) + np.array(glow_colour) * glow[..., None]
+        picture = picture * (1 - 0.6 * disc[..., None]) + np.array(colour) * 0.6 * disc[..., None]
+        halos.append((glow > 0.1) & (disc < 0.01) & (side * (xs - cx) > 36))  # its outer side
+    rgba = np.dstack([np.clip(np.rint(picture), 0, 255), np.full((h, w), 255)]).astype(np.uint8)
+    stack = ClassicBackend().decompose(rgba, DecomposeRequest())
+    glows = [
+        np.asarray(canvas)
+        for layer, canvas in zip(stack.layers, stack.canvases(), strict=True)
+        if layer.name.startswith("glow")
+    ]
+    assert len(glows) == 2, [layer.name for layer in stack.layers]
+    holders = [int(np.argmax([g[..., 3][halo].mean() for g in glows])) for halo in halos]
+    assert sorted(holders) == [0, 1]
+    left = glows[holders[0]][..., :3][halos[0]].mean(axis=0)
+    assert left[2] < 200.0  # the left glow's own yellow, not the right one's cyan
+
+
+def test_a_soft_patch_casting_a_shadow_is_a_whole_shape():
+    """A see-through rectangle over its own shadow (a tuning sample) is grouped as a soft
+    patch, its colour following the shadow; found to cast that shadow it is a shape,
+    completed under the disc lying over its corner rather than left with a hole there."""
+    from bench.synthetic import make_sample
+
+    sample = make_sample("translucent", 1008, (256, 256))
+    layers = [np.asarray(layer) for layer in sample.layers]
+    alpha = layers[sample.names.index("rectangle 1")][..., 3]
+    rectangle = alpha == alpha.max()  # its inside, not the anti-aliased rim
+    stack = ClassicBackend().decompose(sample.image, DecomposeRequest(layers=len(layers)))
+    held = [
+        float((np.asarray(canvas)[..., 3][rectangle] > 0).mean())
+        for layer, canvas in zip(stack.layers[1:], stack.canvases()[1:], strict=True)
+        if not layer.name.startswith("shadow")
+    ]
+    assert max(held) > 0.97, held

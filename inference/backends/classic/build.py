@@ -29,13 +29,18 @@ from layerlift.inference.backends.classic.completion import push_pull
 from layerlift.inference.backends.classic.effects import (
     Effect,
     background_model,
+    effect_at,
     find_effects,
     fit_style,
 )
 from layerlift.inference.backends.classic.facts import Box, UnitFacts
 from layerlift.inference.backends.classic.grouping import Element
 from layerlift.inference.backends.classic.ordering import Extent, territory_boxes
-from layerlift.inference.backends.classic.shapes import box_completion, ellipse_completion
+from layerlift.inference.backends.classic.shapes import (
+    box_completion,
+    convex_hull,
+    ellipse_completion,
+)
 from layerlift.inference.backends.classic.translucency import Tint, tint_over
 from scipy import ndimage
 
@@ -62,9 +67,16 @@ CASTER_KINDS = ("shape", "effect")  # a see-through shape over a shadow shades l
 GLOW_RING = 4
 GLOW_RING_SHARE = 0.5
 GLOW_MIN_CASTER = 0.01  # of the picture
+PATCH_KINDS = ("effect", "texture")  # soft patches an effect over a lower shape may be
+PATCH_INSIDE = 0.8  # of a soft patch inside a lower shape's extent: it lies on that shape
+PATCH_LIFTED = 0.5  # of a soft patch an effect must cover to be the patch
+UNEXPLAINED = 2.0  # see _part: measured this many times the caster's style, and more,
+UNEXPLAINED_MARGIN = 0.05  # ... is another effect's
 EFFECT_MAX_REMOVED = 0.4  # the most of an effect's opacity divided out of what lies beneath
 EFFECT_PEAK = 0.5  # the opacity a soft shadow or glow is told at its strongest, at least
 CROSS = ndimage.generate_binary_structure(2, 1)
+# A cast effect: (caster element, opacity over the canvas, the caster's fitted style).
+Cast = tuple[int, np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -287,6 +299,7 @@ def lift_effects(
     extents: list[Extent | None],
     elements: list[Element],
     image: np.ndarray,
+    facts: UnitFacts | None = None,
 ) -> list[tuple[int, BuiltLayer]]:
     """Soft shadows and glows in the background layer as layers of their own (see `effects`).
 
@@ -296,18 +309,44 @@ def lift_effects(
     stays in the background. The background keeps its smooth model where an effect lies over
     it, so the caller puts the background into the composite only after this: otherwise the
     effect would be in it twice.
+
+    With `facts`, soft patches lying on a lower shape are looked at too, against that shape's
+    colour (`_over_lower`; `emap` and `extents` change in place where such a patch turns out
+    to be the shape seen through an effect), and an effect holding two casters' is parted
+    (`_part`).
     """
     own = emap == index
     colour = background.rgba[..., :3].astype(np.float32)
     model = background_model(colour, own)
     if model is None:
         return []
+    search, base, over = own, model, {}
+    if facts is not None:
+        search, base, colour, over = _over_lower(
+            elements, emap, extents, facts, image, own, colour, model
+        )
     layers = []
-    for effect in find_effects(colour, own, model):
-        cast = _cast(effect, own, emap, extents, index, elements, image, model)
+
+    def cast_of(effect: Effect, taken: frozenset[int] = frozenset()) -> Cast | None:
+        return _cast(effect, search, emap, extents, index, elements, image, model, taken)
+
+    todo: list[tuple[Effect, Cast | None]] = [(e, None) for e in find_effects(colour, search, base)]
+    while todo:
+        effect, cast = todo.pop(0)
+        if cast is None:  # found whole; a part told apart from one comes cast already
+            cast = cast_of(effect)
+            if cast is not None:
+                cast, part = _part(effect, cast, colour, search, base, cast_of)
+                if part is not None:
+                    todo.append(part)
         if cast is None:
             continue
-        caster, alpha = cast
+        for patch, lower in over.items():
+            mine = emap == patch
+            if extents[patch] is not None and (cast[1][mine] > 0).mean() >= PATCH_LIFTED:
+                emap[mine] = lower  # the lower shape, seen through the effect
+                extents[patch] = None
+        caster, alpha, _ = cast
         lifted = alpha > 0
         if not lifted.any():
             continue
@@ -319,6 +358,88 @@ def lift_effects(
         field = np.broadcast_to(effect.colour, (*crop.shape, 3))
         layers.append((caster, BuiltLayer(["effect"], [effect.kind], box, _to_rgba8(field, crop))))
     return layers
+
+
+def _over_lower(
+    elements: list[Element],
+    emap: np.ndarray,
+    extents: list[Extent | None],
+    facts: UnitFacts,
+    image: np.ndarray,
+    own: np.ndarray,
+    colour: np.ndarray,
+    model: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, int]]:
+    """(where to look for effects, the colour beneath there, the picture there, and the soft
+    patches looked at with the shape each lies on).
+
+    A glow or shadow over a lower shape is a patch whose colour varies smoothly (an "effect"
+    element) inside that shape's outline: what lies beneath it is the shape's own flat colour,
+    not the background's. With the lower shape's colour as the model there, the patch's
+    pixels are the same one colour at varying opacity as the effect's part over the
+    background, and the two are found as one.
+    """
+    search, base, seen = own.copy(), model.copy(), colour.copy()
+    over: dict[int, int] = {}
+    for patch, element in enumerate(elements):
+        if element.kind not in PATCH_KINDS or extents[patch] is None:
+            continue
+        mine = emap == patch
+        lower = _lower_shape(patch, mine, elements, extents)
+        if lower is None:
+            continue
+        fitted = _element_model(elements[lower], facts)
+        if not fitted.good:
+            continue
+        ys, xs = np.nonzero(mine)
+        top, left = int(ys.min()), int(xs.min())
+        field = fitted.evaluate(top, left, int(ys.max()) + 1 - top, int(xs.max()) + 1 - left)
+        base[ys, xs] = field[ys - top, xs - left]
+        seen[ys, xs] = image[ys, xs]
+        search |= mine
+        over[patch] = lower
+    return search, base, seen, over
+
+
+def _lower_shape(
+    patch: int, mine: np.ndarray, elements: list[Element], extents: list[Extent | None]
+) -> int | None:
+    """The shape whose completed extent holds most of `mine` (PATCH_INSIDE of it at least)."""
+    best, most = None, PATCH_INSIDE * float(mine.sum())
+    for index, element in enumerate(elements):
+        ext = extents[index]
+        if index == patch or ext is None or element.kind != "shape":
+            continue
+        top, left, bottom, right = ext.box
+        inside = float((mine[top:bottom, left:right] & ext.mask).sum())
+        if inside > most:
+            best, most = index, inside
+    return best
+
+
+def _part(
+    effect: Effect,
+    cast: Cast,
+    colour: np.ndarray,
+    own: np.ndarray,
+    model: np.ndarray,
+    cast_of: Callable[[Effect, frozenset[int]], Cast | None],
+) -> tuple[Cast, tuple[Effect, Cast] | None]:
+    """(the cast, and the part of the effect another shape casts with its cast, or None).
+
+    One soft patch can hold two shadows (or two glows) of neighbouring shapes that run into
+    each other, but a shape casts one. Where the measured opacity is well above what the
+    caster's offset blur reaches (UNEXPLAINED times it, and more), the pixels are another
+    effect's: told apart, with its own colour, and cast by another shape, it is a layer of
+    its own, and the first caster's effect keeps its style there. When no other shape casts
+    that part, the effect stays whole.
+    """
+    rest = effect.seed & (effect.alpha > UNEXPLAINED * cast[2] + UNEXPLAINED_MARGIN)
+    other = effect_at(rest, colour, own, model) if rest.any() else None
+    found = None if other is None else cast_of(other, frozenset({cast[0]}))
+    if other is None or found is None:
+        return cast, None
+    return (cast[0], np.where(rest, cast[2], cast[1]), cast[2]), (other, found)
 
 
 def _at_peak(
@@ -350,9 +471,10 @@ def _cast(
     elements: list[Element],
     image: np.ndarray,
     model: np.ndarray,
-) -> tuple[int, np.ndarray] | None:
-    """(caster element, opacity over the canvas) of a soft effect, or None when no shape
-    touching it casts it; see `lift_effects`.
+    taken: frozenset[int] = frozenset(),
+) -> Cast | None:
+    """(caster element, opacity over the canvas, the caster's fitted style) of a soft effect,
+    or None when no shape touching it (other than those `taken`) casts it; see `lift_effects`.
 
     Only see-through shapes cast effects of their own: an opaque shape's shadow, like a
     text's, is a layer style that stays in its layer (see `grouping`), while a see-through
@@ -371,8 +493,9 @@ def _cast(
     near = _grow(effect.seed, 2)
     touching = np.unique(emap[near & (emap >= 0) & (emap != background)])
     candidates = [
-        e for e in touching.tolist()
-        if extents[e] is not None and elements[e].kind in CASTER_KINDS
+        e
+        for e in touching.tolist()
+        if extents[e] is not None and elements[e].kind in CASTER_KINDS and e not in taken
     ]
     if not candidates:
         return None
@@ -388,11 +511,33 @@ def _cast(
             ):
                 continue
             elements[element].tint = tint
+        if elements[element].kind == "effect" and elements[element].tint is not None:
+            caster = _as_shape(elements[element], element, extents, caster)
+            fitted = fit_style(effect.alpha, own, caster) or fitted
         # Where the effect shows, the measurement is what the picture holds: the fitted
         # style, a smooth guess, overshoots it by tens of levels near the canvas's edge.
         shows = own & (effect.alpha > 0)
-        return element, np.where(shows, effect.alpha, fitted[1])
+        return element, np.where(shows, effect.alpha, fitted[1]), fitted[1]
     return None
+
+
+def _as_shape(
+    element: Element, index: int, extents: list[Extent | None], caster: np.ndarray
+) -> np.ndarray:
+    """A soft patch found to be a see-through caster over its effect is a shape (in place).
+
+    Grouped as an "effect" (its colour follows the shadow beneath it), its extent is its own
+    pixels with their holes filled; as the caster of an effect it is a shape, completed to its
+    hull under what lies over it, as its style is. Returns its coverage (`caster`, a whole
+    canvas mask, completed).
+    """
+    element.kind = "shape"
+    extent = extents[index]
+    extents[index] = Extent(extent.box, convex_hull(extent.mask))
+    top, left, bottom, right = extent.box
+    hull = caster.copy()
+    hull[top:bottom, left:right] = extents[index].mask
+    return hull
 
 
 def _by_fit(
@@ -715,7 +860,7 @@ def build_layers(
         if element.kind == "background":
             background = build_background(element, index, image, defined, emap, facts, canvas)
             for caster, layer in lift_effects(
-                background, index, emap, extents, elements, image
+                background, index, emap, extents, elements, image, facts
             ):
                 pending.setdefault(caster, []).append(layer)
             place(background)

@@ -212,6 +212,17 @@ def find_effects(colour: np.ndarray, own: np.ndarray, model: np.ndarray) -> list
     return effects
 
 
+def effect_at(
+    seed: np.ndarray, colour: np.ndarray, own: np.ndarray, model: np.ndarray
+) -> Effect | None:
+    """The effect whose seed is `seed` (h, w bool) in `colour` against `model` (both 0-255),
+    or None (see `find_effects`): a part of a smudge told apart from the rest."""
+    if np.count_nonzero(seed) < MIN_AREA * seed.size:
+        return None
+    pixels = colour.astype(np.float32) / 255.0
+    return _effect(seed, own, pixels, np.clip(model, 0.0, 255.0) / 255.0)
+
+
 def _effect(
     seed: np.ndarray, own: np.ndarray, pixels: np.ndarray, base: np.ndarray
 ) -> Effect | None:
