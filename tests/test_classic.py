@@ -688,7 +688,6 @@ def test_layers_that_share_a_sliver_are_parted_and_real_occlusions_kept():
     assert (background.rgba[..., 3] == 255).all()
 
 
-
 def test_outlined_title_is_one_layer():
     """An outlined title (a tuning sample): the outline's dense edge pieces join its glyphs.
 
@@ -1217,3 +1216,36 @@ def test_a_soft_patch_casting_a_shadow_is_a_whole_shape():
         if not layer.name.startswith("shadow")
     ]
     assert max(held) > 0.97, held
+
+
+def test_a_box_fading_into_a_soft_shadow_is_no_photo():
+    """A photo's sides are hard edges; a box whose side runs through a blurred shadow's tail
+    holds see-through shapes and their shadows, and its soft pieces go to the effects."""
+    from layerlift.inference.backends.classic.photo import _soft_sided
+    from scipy import ndimage
+
+    h = w = 96
+    rng = np.random.default_rng(5)
+    background = np.array([60.0, 33.0, 249.0])
+    photo = np.broadcast_to(background, (h, w, 3)).copy()
+    photo[30:70, 30:70] = np.clip(rng.normal(120.0, 40.0, (40, 40, 3)), 0, 255)
+    assert not _soft_sided(photo, (30, 30, 70, 70))
+    block = np.zeros((h, w))
+    block[34:74, 34:74] = 1.0
+    shadow = 0.5 * ndimage.gaussian_filter(block, 6.0)[..., None]
+    picture = background * (1 - shadow) + np.array([30.0, 0.0, 50.0]) * shadow
+    picture[30:70, 30:70] = 0.5 * picture[30:70, 30:70] + 0.5 * np.array([220.0, 10.0, 110.0])
+    assert _soft_sided(picture, (30, 30, 70, 70))
+
+
+def test_see_through_cards_with_soft_shadows_are_no_photo():
+    """Two see-through cards with drop shadows (a tuning sample) fill a box with rich pieces
+    as a photo does, but it fades into the shadows: they come out as shapes and a shadow."""
+    from bench.synthetic import make_sample
+
+    sample = make_sample("translucent", 1009, (256, 256))
+    stack = ClassicBackend().decompose(sample.image, DecomposeRequest(layers=len(sample.layers)))
+    kinds = [layer.meta["kinds"] for layer in stack.layers]
+    assert not any("photo" in k for k in kinds), kinds
+    assert any(layer.name.startswith("shadow") for layer in stack.layers)
+    assert sum("shape" in k for k in kinds) >= 2

@@ -244,7 +244,8 @@ def form_elements(
     taken = {u for u in present if uf.find(u) == bg_root}
     lines = [box_of(facts, group) for group in text_groups]
     scenery = bool(discs) or (bool(taken) and is_textured(facts, sorted(taken)))
-    photos = find_photos(own, facts, taken, text_units | rims, lines, scenery)
+    found = find_photos(own, facts, taken, text_units | rims, lines, scenery)
+    photos = found.photos
     in_photos = {u for photo in photos for u in photo.members}
     text_groups = [[u for u in g if u not in in_photos] for g in text_groups]
     text_groups = [g for g in text_groups if len(g) >= TEXT_MIN_GLYPHS]
@@ -279,6 +280,9 @@ def form_elements(
     _attach_shadows(facts, uf, present, shapes, skip | text_roots | set(tints), background)
     _absorb_rims(facts, uf, present, skip | text_roots)
     if background is not None:
+        _fade_into_background(
+            facts, uf, present, found.faded, skip | text_roots | set(tints), background
+        )
         bg_units = [u for u in present if uf.find(u) == uf.find(background)]
         for root in border_textures(facts, _root_groups(uf, present, skip | text_roots),
                                     bg_units):
@@ -304,6 +308,29 @@ def form_elements(
         else:
             elements.append(Element("shape", units, tint=tints.get(root)))
     return elements, background_index
+
+
+def _fade_into_background(
+    facts: UnitFacts,
+    uf: UnionFind,
+    present: list[int],
+    faded: set[int],
+    skip: set[int],
+    background: int,
+) -> None:
+    """Give the background the untinted shapes holding soft pieces of a turned-down photo.
+
+    A rectangle of see-through shapes and their soft shadows (see `photo._soft_sided`) falls
+    apart into tinted shapes and the shadows' rich, smoothly varying pieces. Joined to flat
+    bands of the shadow they would make a shape, completed into an opaque slab under the
+    see-through shapes; in the background they are lifted off it as the soft effect they
+    are (`build.lift_effects`), drawn whole under its caster. Pieces that are all rich
+    already make an effect layer of their own.
+    """
+    for root, units in _root_groups(uf, present, skip).items():
+        rich = [facts.complex[u] for u in units]
+        if not all(rich) and any(r and u in faded for u, r in zip(units, rich, strict=True)):
+            uf.join(background, root)
 
 
 def _root_groups(

@@ -36,6 +36,14 @@ OVERLAY_SHARE = 0.02  # of the photo: a flat unit at least this large is an obje
 # least) and at most LINE_HEIGHTS line heights tall is a glyph (see _in_text_line).
 LINE_REACH, LINE_INSIDE, LINE_HEIGHTS = 0.25, 0.75, 1.25
 EDGE = 1  # px: a rectangle this close to the picture's edge runs off it
+# A placed photo's sides are hard edges. Beyond a side that fades out (the colour still changing
+# the same way 2, 4, 6 and 8 px out, by SOFT_STEP levels per 2 px: steeper than a designer's
+# gradient, gentler than an edge) along SOFT_SIDE of its length lies the tail of a soft shadow
+# or glow: the rectangle is see-through shapes and their effects, not a photo (see _soft_sided).
+SOFT_STEP = (2.5, 16.0)
+SOFT_TAIL = 0.5  # levels per 2 px the fade must still change by further out
+SOFT_REACH = 8  # px beyond the side looked at
+SOFT_SIDE = 0.6
 
 
 @dataclass
@@ -43,6 +51,14 @@ class Photo:
     rect: Box
     members: set[int]
     overlays: set[int]
+
+
+@dataclass
+class Photos:
+    """The photos found, and the members of rectangles turned down for their soft sides."""
+
+    photos: list[Photo]
+    faded: set[int]
 
 
 def _union_box(facts: UnitFacts, members: set[int]) -> Box:
@@ -230,6 +246,44 @@ def _on_edge(rect: Box, shape: tuple[int, ...]) -> bool:
     return rect[0] <= EDGE or rect[1] <= EDGE or rect[2] >= h - EDGE or rect[3] >= w - EDGE
 
 
+def _outside_lines(image: np.ndarray, rect: Box) -> list[np.ndarray]:
+    """For each side of `rect` with room beyond it, the lines (4, n, 3) at 2, 4, 6 and 8 px
+    outside its outermost line, nearest first."""
+    h, w = image.shape[:2]
+    top, left, bottom, right = rect
+    steps = range(2, SOFT_REACH + 1, 2)
+    sides = []
+    if top - SOFT_REACH >= 0:
+        sides.append(np.stack([image[top - d, left:right] for d in steps]))
+    if bottom - 1 + SOFT_REACH < h:
+        sides.append(np.stack([image[bottom - 1 + d, left:right] for d in steps]))
+    if left - SOFT_REACH >= 0:
+        sides.append(np.stack([image[top:bottom, left - d] for d in steps]))
+    if right - 1 + SOFT_REACH < w:
+        sides.append(np.stack([image[top:bottom, right - 1 + d] for d in steps]))
+    return sides
+
+
+def _soft_sided(rgb: np.ndarray, rect: Box) -> bool:
+    """Does a side of `rect` fade into what lies beyond it (see SOFT_SIDE)?
+
+    A photo's side is a step onto the background or an object beside it, flat or gently
+    graded beyond; the box around see-through shapes and their soft shadows or glows has a
+    side running through the blurred tail, which keeps fading the same way for pixels on end.
+    Measured on the channel that changes most just outside, per position along the side.
+    """
+    for lines in _outside_lines(rgb.astype(np.float32), rect):
+        change = lines[:-1] - lines[1:]  # (3, n, 3): the fade at 2-4, 4-6 and 6-8 px out
+        channel = np.abs(change[0]).argmax(axis=-1)[None, :, None]
+        fade = np.take_along_axis(change, channel, axis=-1)[..., 0]
+        size = np.abs(fade)
+        soft = (size[0] > SOFT_STEP[0]) & (size[:2] <= SOFT_STEP[1]).all(axis=0)
+        soft &= (size[1:] > SOFT_TAIL).all(axis=0) & (fade[1:] * fade[0] > 0).all(axis=0)
+        if soft.size and soft.mean() >= SOFT_SIDE:
+            return True
+    return False
+
+
 def find_photos(
     own: np.ndarray,
     facts: UnitFacts,
@@ -237,7 +291,7 @@ def find_photos(
     text_units: set[int],
     lines: list[Box] | None = None,
     scenery: bool = False,
-) -> list[Photo]:
+) -> Photos:
     """Photo rectangles, their member units and the units lying on them as separate objects.
 
     `lines`: boxes of the text lines found, on which no photo is looked for. `scenery`: the
@@ -256,9 +310,9 @@ def find_photos(
         int(u) for u in range(1, len(facts.area))
         if facts.area[u] > 0 and not facts.is_flat(int(u)) and int(u) not in background
     ]
-    photos: list[Photo] = []
+    found = Photos([], set())
     if not seeds:
-        return photos
+        return found
     used = set(background)
     background_share = BackgroundShare(own, background)
     for seed in seeds:
@@ -276,6 +330,10 @@ def find_photos(
         if _detail_share(facts, members, rect) < MIN_DETAIL:
             continue  # smooth all over: a glow or a shadow, not a photo
         rect = _snap(facts.rgb, rect)
+        if _soft_sided(facts.rgb, rect):
+            found.faded |= members
+            used |= members
+            continue
         overlays: set[int] = set()
         top, left, bottom, right = rect
         inner = np.unique(own[top:bottom, left:right])
@@ -289,6 +347,6 @@ def find_photos(
             else:
                 on_top = facts.is_flat(unit) and facts.area[unit] >= OVERLAY_SHARE * area
             (overlays if on_top else members).add(unit)
-        photos.append(Photo(rect, members, overlays))
+        found.photos.append(Photo(rect, members, overlays))
         used |= members
-    return photos
+    return found
