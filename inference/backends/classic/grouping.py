@@ -43,7 +43,7 @@ from layerlift.inference.backends.classic.background import (
 )
 from layerlift.inference.backends.classic.facts import Box, UnitFacts
 from layerlift.inference.backends.classic.masks import dilate
-from layerlift.inference.backends.classic.photo import find_photos
+from layerlift.inference.backends.classic.photo import Photos, find_photos
 from layerlift.inference.backends.classic.text import (
     TEXT_MIN_GLYPHS,
     box_of,
@@ -281,7 +281,7 @@ def form_elements(
     _absorb_rims(facts, uf, present, skip | text_roots)
     if background is not None:
         _fade_into_background(
-            facts, uf, present, found.faded, skip | text_roots | set(tints), background
+            facts, uf, present, found, skip | text_roots | set(tints), background
         )
         bg_units = [u for u in present if uf.find(u) == uf.find(background)]
         for root in border_textures(facts, _root_groups(uf, present, skip | text_roots),
@@ -314,7 +314,7 @@ def _fade_into_background(
     facts: UnitFacts,
     uf: UnionFind,
     present: list[int],
-    faded: set[int],
+    found: Photos,
     skip: set[int],
     background: int,
 ) -> None:
@@ -324,12 +324,17 @@ def _fade_into_background(
     apart into tinted shapes and the shadows' rich, smoothly varying pieces. Joined to flat
     bands of the shadow they would make a shape, completed into an opaque slab under the
     see-through shapes; in the background they are lifted off it as the soft effect they
-    are (`build.lift_effects`), drawn whole under its caster. Pieces that are all rich
-    already make an effect layer of their own.
+    are (`build.lift_effects`), drawn whole under its caster. So do the box's small bits
+    that were to be photo (a corner of a faint shadow between two shapes), which alone would
+    be a speck of a layer. Pieces that are all rich already make an effect layer of their own.
     """
     for root, units in _root_groups(uf, present, skip).items():
-        rich = [facts.complex[u] for u in units]
-        if not all(rich) and any(r and u in faded for u, r in zip(units, rich, strict=True)):
+        rich = [bool(facts.complex[u]) for u in units]
+        if all(rich):
+            continue
+        if all(u in found.bits for u in units) or any(
+            r and u in found.faded for u, r in zip(units, rich, strict=True)
+        ):
             uf.join(background, root)
 
 

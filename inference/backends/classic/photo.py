@@ -55,10 +55,13 @@ class Photo:
 
 @dataclass
 class Photos:
-    """The photos found, and the members of rectangles turned down for their soft sides."""
+    """The photos found, and what rectangles turned down for their soft sides held: the
+    units grown into them (`faded`) and the smaller units inside them that would have been
+    photo (`bits`)."""
 
     photos: list[Photo]
     faded: set[int]
+    bits: set[int]
 
 
 def _union_box(facts: UnitFacts, members: set[int]) -> Box:
@@ -310,7 +313,7 @@ def find_photos(
         int(u) for u in range(1, len(facts.area))
         if facts.area[u] > 0 and not facts.is_flat(int(u)) and int(u) not in background
     ]
-    found = Photos([], set())
+    found = Photos([], set(), set())
     if not seeds:
         return found
     used = set(background)
@@ -330,23 +333,39 @@ def find_photos(
         if _detail_share(facts, members, rect) < MIN_DETAIL:
             continue  # smooth all over: a glow or a shadow, not a photo
         rect = _snap(facts.rgb, rect)
+        grown = set(members)
+        overlays = _inner_units(own, facts, rect, area, members, used, text_units)
         if _soft_sided(facts.rgb, rect):
-            found.faded |= members
+            found.faded |= grown
+            found.bits |= members - grown
             used |= members
             continue
-        overlays: set[int] = set()
-        top, left, bottom, right = rect
-        inner = np.unique(own[top:bottom, left:right])
-        for unit in (int(u) for u in inner if u > 0):
-            if unit in members or unit in used:
-                continue
-            if _inside_share(own, unit, rect, facts) < 0.9:
-                continue
-            if unit in text_units:
-                on_top = not _photo_coloured(facts, unit, members)
-            else:
-                on_top = facts.is_flat(unit) and facts.area[unit] >= OVERLAY_SHARE * area
-            (overlays if on_top else members).add(unit)
         found.photos.append(Photo(rect, members, overlays))
         used |= members
     return found
+
+
+def _inner_units(
+    own: np.ndarray,
+    facts: UnitFacts,
+    rect: Box,
+    area: int,
+    members: set[int],
+    used: set[int],
+    text_units: set[int],
+) -> set[int]:
+    """Sort the units inside `rect` into objects lying on it (returned) and more of its
+    content (added to `members`). `area`: the rectangle's as grown, before `_snap`."""
+    top, left, bottom, right = rect
+    overlays: set[int] = set()
+    for unit in (int(u) for u in np.unique(own[top:bottom, left:right]) if u > 0):
+        if unit in members or unit in used:
+            continue
+        if _inside_share(own, unit, rect, facts) < 0.9:
+            continue
+        if unit in text_units:
+            on_top = not _photo_coloured(facts, unit, members)
+        else:
+            on_top = facts.is_flat(unit) and facts.area[unit] >= OVERLAY_SHARE * area
+        (overlays if on_top else members).add(unit)
+    return overlays
