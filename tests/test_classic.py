@@ -1249,3 +1249,17 @@ def test_see_through_cards_with_soft_shadows_are_no_photo():
     assert not any("photo" in k for k in kinds), kinds
     assert any(layer.name.startswith("shadow") for layer in stack.layers)
     assert sum("shape" in k for k in kinds) >= 2
+
+
+def test_a_see_through_card_over_a_shadow_in_a_turned_down_box_stays_a_shape():
+    """A see-through card seen over a shadow is a smooth gradient, not the shadow's texture
+    pieces: when the box around it is turned down as a photo, it stays an object of its own
+    and is not given to the background with the soft pieces (a tuning sample)."""
+    from bench.synthetic import make_sample
+
+    sample = make_sample("translucent", 9025, (256, 256))
+    card = np.asarray(sample.layers[sample.names.index("rounded rectangle 1")])[..., 3] > 128
+    stack = ClassicBackend().decompose(sample.image, DecomposeRequest(layers=len(sample.layers)))
+    assert not any("photo" in layer.meta["kinds"] for layer in stack.layers)
+    held = [((c[..., 3] > 128) & card).sum() / card.sum() for c in stack.canvases()[1:]]
+    assert max(held) > 0.5

@@ -66,6 +66,7 @@ HOLE_WRAP = 0.9  # share of a hole's boundary its wrapper must own
 HOLE_TOLERANCE = 10.0
 TINT_MIN_AREA = 0.001  # of the picture: smaller pieces are not worth a translucency guess
 SPECK_SHARE = 0.0004  # of the picture
+FADED_SHARE = 0.5  # of an object's area in texture pieces of a turned-down photo: an effect
 SPECK_MIN = 12
 RIM_WIDTH = 4.0  # px: see _absorb_rims
 RIM_REACH = 3  # px
@@ -318,23 +319,25 @@ def _fade_into_background(
     skip: set[int],
     background: int,
 ) -> None:
-    """Give the background the untinted shapes holding soft pieces of a turned-down photo.
+    """Give the background the untinted shapes made mostly of soft pieces of a turned-down
+    photo.
 
     A rectangle of see-through shapes and their soft shadows (see `photo._soft_sided`) falls
-    apart into tinted shapes and the shadows' rich, smoothly varying pieces. Joined to flat
-    bands of the shadow they would make a shape, completed into an opaque slab under the
-    see-through shapes; in the background they are lifted off it as the soft effect they
-    are (`build.lift_effects`), drawn whole under its caster. So do the box's small bits
-    that were to be photo (a corner of a faint shadow between two shapes), which alone would
-    be a speck of a layer. Pieces that are all rich already make an effect layer of their own.
+    apart into tinted shapes and the shadows' pieces: a blurred band breaks into texture
+    pieces (dense small steps of colour) lined by flat slivers. As a shape they would be
+    completed into an opaque slab under the see-through shapes; in the background they are
+    lifted off it as the soft effect they are (`build.lift_effects`), drawn whole under its
+    caster. A see-through shape seen over a shadow is a smooth gradient, not a texture
+    piece, and stays a shape (FADED_SHARE). So do the box's small bits that were to be photo
+    (a corner of a faint shadow between two shapes), which alone would be a speck of a
+    layer. Pieces that are all rich already make an effect layer of their own.
     """
     for root, units in _root_groups(uf, present, skip).items():
-        rich = [bool(facts.complex[u]) for u in units]
-        if all(rich):
+        if all(facts.complex[u] for u in units):
             continue
-        if all(u in found.bits for u in units) or any(
-            r and u in found.faded for u, r in zip(units, rich, strict=True)
-        ):
+        soft = sum(int(facts.area[u]) for u in units if u in found.faded and facts.texture[u])
+        area = sum(int(facts.area[u]) for u in units)
+        if all(u in found.bits for u in units) or soft >= FADED_SHARE * area:
             uf.join(background, root)
 
 
