@@ -250,18 +250,18 @@ def _on_edge(rect: Box, shape: tuple[int, ...]) -> bool:
 
 
 def _outside_lines(image: np.ndarray, rect: Box) -> list[np.ndarray]:
-    """For each side of `rect` with room beyond it, the lines (4, n, 3) at 2, 4, 6 and 8 px
-    outside its outermost line, nearest first."""
+    """For each side of `rect` with room beyond it, its outermost line and the lines at 2, 4,
+    6 and 8 px outside it (5, n, 3), innermost first."""
     h, w = image.shape[:2]
     top, left, bottom, right = rect
-    steps = range(2, SOFT_REACH + 1, 2)
+    steps = range(0, SOFT_REACH + 1, 2)
     sides = []
     if top - SOFT_REACH >= 0:
-        sides.append(np.stack([image[top - d, left:right] for d in steps]))
+        sides.append(np.stack([image[top - d if d else top, left:right] for d in steps]))
     if bottom - 1 + SOFT_REACH < h:
         sides.append(np.stack([image[bottom - 1 + d, left:right] for d in steps]))
     if left - SOFT_REACH >= 0:
-        sides.append(np.stack([image[top:bottom, left - d] for d in steps]))
+        sides.append(np.stack([image[top:bottom, left - d if d else left] for d in steps]))
     if right - 1 + SOFT_REACH < w:
         sides.append(np.stack([image[top:bottom, right - 1 + d] for d in steps]))
     return sides
@@ -271,17 +271,18 @@ def _soft_sided(rgb: np.ndarray, rect: Box) -> bool:
     """Does a side of `rect` fade into what lies beyond it (see SOFT_SIDE)?
 
     A photo's side is a step onto the background or an object beside it, flat or gently
-    graded beyond; the box around see-through shapes and their soft shadows or glows has a
-    side running through the blurred tail, which keeps fading the same way for pixels on end.
-    Measured on the channel that changes most just outside, per position along the side.
+    graded beyond (or fading, when the photo casts a drop shadow: the step comes first); the
+    box around see-through shapes and their soft shadows or glows has a side running through
+    the blurred tail, which keeps fading the same way for pixels on end, with no step at the
+    side. Measured on the channel that changes most just outside, per position along it.
     """
     for lines in _outside_lines(rgb.astype(np.float32), rect):
-        change = lines[:-1] - lines[1:]  # (3, n, 3): the fade at 2-4, 4-6 and 6-8 px out
-        channel = np.abs(change[0]).argmax(axis=-1)[None, :, None]
+        change = lines[:-1] - lines[1:]  # (4, n, 3): at the side 0-2 px out, 2-4, 4-6, 6-8
+        channel = np.abs(change[1]).argmax(axis=-1)[None, :, None]
         fade = np.take_along_axis(change, channel, axis=-1)[..., 0]
         size = np.abs(fade)
-        soft = (size[0] > SOFT_STEP[0]) & (size[:2] <= SOFT_STEP[1]).all(axis=0)
-        soft &= (size[1:] > SOFT_TAIL).all(axis=0) & (fade[1:] * fade[0] > 0).all(axis=0)
+        soft = (size[1] > SOFT_STEP[0]) & (size[:3] <= SOFT_STEP[1]).all(axis=0)
+        soft &= (size[2:] > SOFT_TAIL).all(axis=0) & (fade[2:] * fade[1] > 0).all(axis=0)
         if soft.size and soft.mean() >= SOFT_SIDE:
             return True
     return False
