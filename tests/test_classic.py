@@ -688,7 +688,6 @@ def test_layers_that_share_a_sliver_are_parted_and_real_occlusions_kept():
     assert (background.rgba[..., 3] == 255).all()
 
 
-
 def test_outlined_title_is_one_layer():
     """An outlined title (a tuning sample): the outline's dense edge pieces join its glyphs.
 
@@ -1217,3 +1216,58 @@ def test_a_soft_patch_casting_a_shadow_is_a_whole_shape():
         if not layer.name.startswith("shadow")
     ]
     assert max(held) > 0.97, held
+
+
+def test_a_box_fading_into_a_soft_shadow_is_no_photo():
+    """A photo's sides are hard edges (a drop shadow beyond one comes after the step); a box
+    whose side runs through a blurred shadow's tail, with no step at it, holds see-through
+    shapes and their shadows."""
+    from layerlift.inference.backends.classic.photo import _soft_sided
+    from scipy import ndimage
+
+    h = w = 96
+    rng = np.random.default_rng(5)
+    background = np.array([60.0, 33.0, 249.0])
+    block = np.zeros((h, w))
+    block[34:74, 34:74] = 1.0
+    shadow = 0.5 * ndimage.gaussian_filter(block, 6.0)[..., None]
+    shadowed = background * (1 - shadow) + np.array([30.0, 0.0, 50.0]) * shadow
+    photo = shadowed.copy()
+    photo[30:70, 30:70] = np.clip(rng.normal(120.0, 40.0, (40, 40, 3)), 0, 255)
+    assert not _soft_sided(photo, (30, 30, 70, 70))  # a photo casting a drop shadow
+    card = shadowed.copy()
+    card[30:70, 30:70] = 0.5 * card[30:70, 30:70] + 0.5 * np.array([220.0, 10.0, 110.0])
+    assert _soft_sided(card, (30, 30, 74, 74))  # the card and its shadow's core
+
+
+def test_see_through_cards_with_soft_shadows_are_no_photo():
+    """Two see-through cards with drop shadows (a tuning sample) fill a box with rich pieces
+    as a photo does, but it fades into the shadows: they come out as shapes and a shadow."""
+    from bench.synthetic import make_sample
+
+    sample = make_sample("translucent", 1009, (256, 256))
+    stack = ClassicBackend().decompose(sample.image, DecomposeRequest(layers=len(sample.layers)))
+    kinds = [layer.meta["kinds"] for layer in stack.layers]
+    assert not any("photo" in k for k in kinds), kinds
+    assert any(layer.name.startswith("shadow") for layer in stack.layers)
+    assert sum("shape" in k for k in kinds) >= 2
+
+
+def test_a_see_through_card_over_a_shadow_stays_an_object():
+    """A see-through card seen over a shadow is a smooth gradient, not the shadow's texture
+    pieces: it stays an object of its own, while the texture pieces of a turned-down box go
+    to the background and come off it as a shadow (two tuning samples)."""
+    from bench.synthetic import make_sample
+
+    sample = make_sample("translucent", 9025, (256, 256))
+    card = np.asarray(sample.layers[sample.names.index("rounded rectangle 1")])[..., 3] > 128
+    stack = ClassicBackend().decompose(sample.image, DecomposeRequest(layers=len(sample.layers)))
+    held = [((c[..., 3] > 128) & card).sum() / card.sum() for c in stack.canvases()[1:]]
+    assert max(held) > 0.5
+    sample = make_sample("translucent", 6027, (256, 256))
+    card = np.asarray(sample.layers[sample.names.index("rounded rectangle 2")])[..., 3] > 128
+    stack = ClassicBackend().decompose(sample.image, DecomposeRequest(layers=len(sample.layers)))
+    assert not any("photo" in layer.meta["kinds"] for layer in stack.layers)
+    assert any(layer.name.startswith("shadow") for layer in stack.layers)
+    held = [((c[..., 3] > 128) & card).sum() / card.sum() for c in stack.canvases()[1:]]
+    assert max(held) > 0.5

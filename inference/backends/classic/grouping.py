@@ -43,7 +43,7 @@ from layerlift.inference.backends.classic.background import (
 )
 from layerlift.inference.backends.classic.facts import Box, UnitFacts
 from layerlift.inference.backends.classic.masks import dilate
-from layerlift.inference.backends.classic.photo import find_photos
+from layerlift.inference.backends.classic.photo import Photos, find_photos
 from layerlift.inference.backends.classic.text import (
     TEXT_MIN_GLYPHS,
     box_of,
@@ -66,6 +66,7 @@ HOLE_WRAP = 0.9  # share of a hole's boundary its wrapper must own
 HOLE_TOLERANCE = 10.0
 TINT_MIN_AREA = 0.001  # of the picture: smaller pieces are not worth a translucency guess
 SPECK_SHARE = 0.0004  # of the picture
+FADED_SHARE = 0.5  # of an object's area in texture pieces of a turned-down photo: an effect
 SPECK_MIN = 12
 RIM_WIDTH = 4.0  # px: see _absorb_rims
 RIM_REACH = 3  # px
@@ -244,7 +245,8 @@ def form_elements(
     taken = {u for u in present if uf.find(u) == bg_root}
     lines = [box_of(facts, group) for group in text_groups]
     scenery = bool(discs) or (bool(taken) and is_textured(facts, sorted(taken)))
-    photos = find_photos(own, facts, taken, text_units | rims, lines, scenery)
+    found = find_photos(own, facts, taken, text_units | rims, lines, scenery)
+    photos = found.photos
     in_photos = {u for photo in photos for u in photo.members}
     text_groups = [[u for u in g if u not in in_photos] for g in text_groups]
     text_groups = [g for g in text_groups if len(g) >= TEXT_MIN_GLYPHS]
@@ -279,6 +281,9 @@ def form_elements(
     _attach_shadows(facts, uf, present, shapes, skip | text_roots | set(tints), background)
     _absorb_rims(facts, uf, present, skip | text_roots)
     if background is not None:
+        _fade_into_background(
+            facts, uf, present, found, skip | text_roots | set(tints), background
+        )
         bg_units = [u for u in present if uf.find(u) == uf.find(background)]
         for root in border_textures(facts, _root_groups(uf, present, skip | text_roots),
                                     bg_units):
@@ -304,6 +309,36 @@ def form_elements(
         else:
             elements.append(Element("shape", units, tint=tints.get(root)))
     return elements, background_index
+
+
+def _fade_into_background(
+    facts: UnitFacts,
+    uf: UnionFind,
+    present: list[int],
+    found: Photos,
+    skip: set[int],
+    background: int,
+) -> None:
+    """Give the background the untinted shapes made mostly of soft pieces of a turned-down
+    photo.
+
+    A rectangle of see-through shapes and their soft shadows (see `photo._soft_sided`) falls
+    apart into tinted shapes and the shadows' pieces: a blurred band breaks into texture
+    pieces (dense small steps of colour) lined by flat slivers. As a shape they would be
+    completed into an opaque slab under the see-through shapes; in the background they are
+    lifted off it as the soft effect they are (`build.lift_effects`), drawn whole under its
+    caster. A see-through shape seen over a shadow is a smooth gradient, not a texture
+    piece, and stays a shape (FADED_SHARE). So do the box's small bits that were to be photo
+    (a corner of a faint shadow between two shapes), which alone would be a speck of a
+    layer. Pieces that are all rich already make an effect layer of their own.
+    """
+    for root, units in _root_groups(uf, present, skip).items():
+        if all(facts.complex[u] for u in units):
+            continue
+        soft = sum(int(facts.area[u]) for u in units if u in found.faded and facts.texture[u])
+        area = sum(int(facts.area[u]) for u in units)
+        if all(u in found.bits for u in units) or soft >= FADED_SHARE * area:
+            uf.join(background, root)
 
 
 def _root_groups(

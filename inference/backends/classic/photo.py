@@ -36,6 +36,14 @@ OVERLAY_SHARE = 0.02  # of the photo: a flat unit at least this large is an obje
 # least) and at most LINE_HEIGHTS line heights tall is a glyph (see _in_text_line).
 LINE_REACH, LINE_INSIDE, LINE_HEIGHTS = 0.25, 0.75, 1.25
 EDGE = 1  # px: a rectangle this close to the picture's edge runs off it
+# A placed photo's sides are hard edges. Beyond a side that fades out (the colour still changing
+# the same way 2, 4, 6 and 8 px out, by SOFT_STEP levels per 2 px: steeper than a designer's
+# gradient, gentler than an edge) along SOFT_SIDE of its length lies the tail of a soft shadow
+# or glow: the rectangle is see-through shapes and their effects, not a photo (see _soft_sided).
+SOFT_STEP = (2.5, 16.0)
+SOFT_TAIL = 0.5  # levels per 2 px the fade must still change by further out
+SOFT_REACH = 8  # px beyond the side looked at
+SOFT_SIDE = 0.6
 
 
 @dataclass
@@ -43,6 +51,17 @@ class Photo:
     rect: Box
     members: set[int]
     overlays: set[int]
+
+
+@dataclass
+class Photos:
+    """The photos found, and what rectangles turned down for their soft sides held: the
+    units grown into them (`faded`) and the smaller units inside them that would have been
+    photo (`bits`)."""
+
+    photos: list[Photo]
+    faded: set[int]
+    bits: set[int]
 
 
 def _union_box(facts: UnitFacts, members: set[int]) -> Box:
@@ -230,6 +249,45 @@ def _on_edge(rect: Box, shape: tuple[int, ...]) -> bool:
     return rect[0] <= EDGE or rect[1] <= EDGE or rect[2] >= h - EDGE or rect[3] >= w - EDGE
 
 
+def _outside_lines(image: np.ndarray, rect: Box) -> list[np.ndarray]:
+    """For each side of `rect` with room beyond it, its outermost line and the lines at 2, 4,
+    6 and 8 px outside it (5, n, 3), innermost first."""
+    h, w = image.shape[:2]
+    top, left, bottom, right = rect
+    steps = range(0, SOFT_REACH + 1, 2)
+    sides = []
+    if top - SOFT_REACH >= 0:
+        sides.append(np.stack([image[top - d if d else top, left:right] for d in steps]))
+    if bottom - 1 + SOFT_REACH < h:
+        sides.append(np.stack([image[bottom - 1 + d, left:right] for d in steps]))
+    if left - SOFT_REACH >= 0:
+        sides.append(np.stack([image[top:bottom, left - d if d else left] for d in steps]))
+    if right - 1 + SOFT_REACH < w:
+        sides.append(np.stack([image[top:bottom, right - 1 + d] for d in steps]))
+    return sides
+
+
+def _soft_sided(rgb: np.ndarray, rect: Box) -> bool:
+    """Does a side of `rect` fade into what lies beyond it (see SOFT_SIDE)?
+
+    A photo's side is a step onto the background or an object beside it, flat or gently
+    graded beyond (or fading, when the photo casts a drop shadow: the step comes first); the
+    box around see-through shapes and their soft shadows or glows has a side running through
+    the blurred tail, which keeps fading the same way for pixels on end, with no step at the
+    side. Measured on the channel that changes most just outside, per position along it.
+    """
+    for lines in _outside_lines(rgb.astype(np.float32), rect):
+        change = lines[:-1] - lines[1:]  # (4, n, 3): at the side 0-2 px out, 2-4, 4-6, 6-8
+        channel = np.abs(change[1]).argmax(axis=-1)[None, :, None]
+        fade = np.take_along_axis(change, channel, axis=-1)[..., 0]
+        size = np.abs(fade)
+        soft = (size[1] > SOFT_STEP[0]) & (size[:3] <= SOFT_STEP[1]).all(axis=0)
+        soft &= (size[2:] > SOFT_TAIL).all(axis=0) & (fade[2:] * fade[1] > 0).all(axis=0)
+        if soft.size and soft.mean() >= SOFT_SIDE:
+            return True
+    return False
+
+
 def find_photos(
     own: np.ndarray,
     facts: UnitFacts,
@@ -237,7 +295,7 @@ def find_photos(
     text_units: set[int],
     lines: list[Box] | None = None,
     scenery: bool = False,
-) -> list[Photo]:
+) -> Photos:
     """Photo rectangles, their member units and the units lying on them as separate objects.
 
     `lines`: boxes of the text lines found, on which no photo is looked for. `scenery`: the
@@ -256,9 +314,9 @@ def find_photos(
         int(u) for u in range(1, len(facts.area))
         if facts.area[u] > 0 and not facts.is_flat(int(u)) and int(u) not in background
     ]
-    photos: list[Photo] = []
+    found = Photos([], set(), set())
     if not seeds:
-        return photos
+        return found
     used = set(background)
     background_share = BackgroundShare(own, background)
     for seed in seeds:
@@ -276,19 +334,39 @@ def find_photos(
         if _detail_share(facts, members, rect) < MIN_DETAIL:
             continue  # smooth all over: a glow or a shadow, not a photo
         rect = _snap(facts.rgb, rect)
-        overlays: set[int] = set()
-        top, left, bottom, right = rect
-        inner = np.unique(own[top:bottom, left:right])
-        for unit in (int(u) for u in inner if u > 0):
-            if unit in members or unit in used:
-                continue
-            if _inside_share(own, unit, rect, facts) < 0.9:
-                continue
-            if unit in text_units:
-                on_top = not _photo_coloured(facts, unit, members)
-            else:
-                on_top = facts.is_flat(unit) and facts.area[unit] >= OVERLAY_SHARE * area
-            (overlays if on_top else members).add(unit)
-        photos.append(Photo(rect, members, overlays))
+        grown = set(members)
+        overlays = _inner_units(own, facts, rect, area, members, used, text_units)
+        if _soft_sided(facts.rgb, rect):
+            found.faded |= grown
+            found.bits |= members - grown
+            used |= members
+            continue
+        found.photos.append(Photo(rect, members, overlays))
         used |= members
-    return photos
+    return found
+
+
+def _inner_units(
+    own: np.ndarray,
+    facts: UnitFacts,
+    rect: Box,
+    area: int,
+    members: set[int],
+    used: set[int],
+    text_units: set[int],
+) -> set[int]:
+    """Sort the units inside `rect` into objects lying on it (returned) and more of its
+    content (added to `members`). `area`: the rectangle's as grown, before `_snap`."""
+    top, left, bottom, right = rect
+    overlays: set[int] = set()
+    for unit in (int(u) for u in np.unique(own[top:bottom, left:right]) if u > 0):
+        if unit in members or unit in used:
+            continue
+        if _inside_share(own, unit, rect, facts) < 0.9:
+            continue
+        if unit in text_units:
+            on_top = not _photo_coloured(facts, unit, members)
+        else:
+            on_top = facts.is_flat(unit) and facts.area[unit] >= OVERLAY_SHARE * area
+        (overlays if on_top else members).add(unit)
+    return overlays
