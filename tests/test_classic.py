@@ -1271,3 +1271,56 @@ def test_a_see_through_card_over_a_shadow_stays_an_object():
     assert any(layer.name.startswith("shadow") for layer in stack.layers)
     held = [((c[..., 3] > 128) & card).sum() / card.sum() for c in stack.canvases()[1:]]
     assert max(held) > 0.5
+
+
+def test_a_see_through_shape_over_its_flat_glow_is_told_an_opacity():
+    """Over a glow flat beneath it, nothing measures a shape's opacity: it is told the
+    opacity of the picture's measured see-through shapes (else one half), raised to what
+    keeps its colour in the cube, and its colour follows; a piece whose colour is the glow's
+    over the background is part of the glow and told nothing."""
+    from layerlift.inference.backends.classic.build import _tint_by_prior
+
+    h, w = 60, 80
+    shape = np.zeros((h, w), bool)
+    shape[15:45, 20:60] = True
+    background, glow_colour = np.array([150.0, 100.0, 190.0]), np.array([250.0, 210.0, 230.0])
+    model = np.ones((h, w, 3)) * background
+    alpha = np.full((h, w), 0.8)
+    under = background + 0.8 * (glow_colour - background)
+    card, opacity = np.array([60.0, 160.0, 220.0]), 0.6
+    image = np.ones((h, w, 3)) * under
+    image[shape] = opacity * card + (1 - opacity) * under
+    args = (shape, image.astype(np.uint8), model, glow_colour / 255.0, alpha)
+    tint = _tint_by_prior(*args, [0.6, 0.65, 0.55])
+    assert tint is not None and abs(tint.alpha - 0.6) < 1e-6
+    assert np.abs(np.subtract(tint.colour, card)).max() < 3.0
+    told = _tint_by_prior(*args, [])
+    assert told is not None and 0.5 <= told.alpha < 0.95  # at least one half, in the cube
+    seen = told.alpha * np.asarray(told.colour) + (1 - told.alpha) * under
+    assert np.abs(seen - image[30, 40]).max() < 3.0
+    image[shape] = background + 0.5 * (glow_colour - background)  # the glow itself, fainter
+    args = (shape, image.astype(np.uint8), model, glow_colour / 255.0, alpha)
+    assert _tint_by_prior(*args, []) is None
+
+
+def test_a_piece_seen_only_through_a_see_through_shape_lies_under_it():
+    """A pink bar wholly inside a 50 % green card shows only through it: it lies under the
+    card (its colour with the card's tint taken off is a colour in the cube), in its own
+    colour, and the card covers it."""
+    h, w = 160, 200
+    background, blue = np.array([150.0, 100.0, 190.0]), np.array([60.0, 90.0, 200.0])
+    green, pink, opacity = np.array([150.0, 240.0, 10.0]), np.array([220.0, 90.0, 150.0]), 0.5
+    picture = np.ones((h, w, 3)) * background
+    card = _coverage(h, w, lambda ys, xs: (ys >= 40) & (ys < 120) & (xs >= 30) & (xs < 130))
+    square = _coverage(h, w, lambda ys, xs: (ys >= 20) & (ys < 140) & (xs >= 100) & (xs < 180))
+    bar = _coverage(h, w, lambda ys, xs: (ys >= 70) & (ys < 90) & (xs >= 50) & (xs < 90))
+    picture = _over(_over(picture, blue, square), pink, bar)
+    picture = _over(picture, green, opacity * card)
+    stack = ClassicBackend().decompose(_to_rgba(picture), DecomposeRequest())
+    canvases = [np.asarray(c).astype(float) for c in stack.canvases()]
+    holding = [i for i, c in enumerate(canvases) if i and (c[78:82, 65:75, 3] > 250).all()]
+    assert holding, [layer.name for layer in stack.layers]
+    below = canvases[holding[0]]
+    assert np.abs(below[78:82, 65:75, :3] - pink).max() < 20.0
+    above = [c for c in canvases[holding[0] + 1 :] if (c[78:82, 65:75, 3] > 0).all()]
+    assert above and abs(float(above[0][80, 70, 3]) / 255.0 - opacity) < 0.1

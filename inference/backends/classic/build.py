@@ -35,13 +35,23 @@ from layerlift.inference.backends.classic.effects import (
 )
 from layerlift.inference.backends.classic.facts import Box, UnitFacts
 from layerlift.inference.backends.classic.grouping import Element
-from layerlift.inference.backends.classic.ordering import Extent, territory_boxes
+from layerlift.inference.backends.classic.ordering import (
+    Extent,
+    enclosed_by,
+    shows_under,
+    territory_boxes,
+)
 from layerlift.inference.backends.classic.shapes import (
     box_completion,
     convex_hull,
     ellipse_completion,
 )
-from layerlift.inference.backends.classic.translucency import Tint, tint_over
+from layerlift.inference.backends.classic.translucency import (
+    Tint,
+    _least_opacity,
+    _tint_in_cube,
+    tint_over,
+)
 from scipy import ndimage
 
 PAD = 3
@@ -59,6 +69,10 @@ TINT_MIN_PIXELS = 64
 TINT_ROUNDS = 3  # fits of a shape's tint over an effect, each on the pixels the last explains
 TINT_TRIM = 8.0  # levels a pixel may miss the last fit by and still be explained
 TINT_MIN_SHARE = 0.6  # of the shape's inner pixels the fit must explain
+# The opacity told to a see-through shape whose pixels cannot measure it (see
+# `_tint_by_prior`) when no other shape's was measured: the middle of the range.
+PRIOR_OPACITY = 0.5
+PRIOR_MAX = 0.95  # a shape that needs this much opacity to stay in the cube is opaque
 CASTER_MIN_SIZE = 0.5  # of the effect's seed: a smaller caster is tried last (see _by_fit)
 CONTACT_WEIGHT = 0.2  # added to a caster's style fit for sharing all of the effect's outline
 CASTER_KINDS = ("shape", "effect")  # a see-through shape over a shadow shades like one
@@ -326,9 +340,10 @@ def lift_effects(
             elements, emap, extents, facts, image, own, colour, model
         )
     layers = []
+    told: set[int] = set()  # shapes whose opacity was told, not measured (`_tint_by_prior`)
 
     def cast_of(effect: Effect, taken: frozenset[int] = frozenset()) -> Cast | None:
-        return _cast(effect, search, emap, extents, index, elements, image, model, taken)
+        return _cast(effect, search, emap, extents, index, elements, image, model, taken, told)
 
     todo: list[tuple[Effect, Cast | None]] = [(e, None) for e in find_effects(colour, search, base)]
     while todo:
@@ -472,9 +487,11 @@ def _cast(
     image: np.ndarray,
     model: np.ndarray,
     taken: frozenset[int] = frozenset(),
+    told: set[int] | None = None,
 ) -> Cast | None:
     """(caster element, opacity over the canvas, the caster's fitted style) of a soft effect,
     or None when no shape touching it (other than those `taken`) casts it; see `lift_effects`.
+    Shapes whose tint is told rather than measured are added to `told`.
 
     Only see-through shapes cast effects of their own: an opaque shape's shadow, like a
     text's, is a layer style that stays in its layer (see `grouping`), while a see-through
@@ -505,11 +522,19 @@ def _cast(
             if asked:
                 continue
             asked = True
-            tint = _tint_over_effect(emap == element, image, model, effect.colour, fitted[1])
-            if tint is None and not (
-                effect.kind == "glow" and _surrounds(effect.seed, caster, own)
-            ):
-                continue
+            shape = emap == element
+            tint = _tint_over_effect(shape, image, model, effect.colour, fitted[1])
+            if tint is None:
+                if not (effect.kind == "glow" and _surrounds(effect.seed, caster, own)):
+                    continue
+                if elements[element].kind == "shape":  # a soft patch is told nothing
+                    told = set() if told is None else told
+                    measured = [
+                        e.tint.alpha for i, e in enumerate(elements)
+                        if e.tint is not None and i not in told
+                    ]
+                    tint = _tint_by_prior(shape, image, model, effect.colour, fitted[1], measured)
+                    told.add(element)
             elements[element].tint = tint
         if elements[element].kind == "effect" and elements[element].tint is not None:
             caster = _as_shape(elements[element], element, extents, caster)
@@ -629,6 +654,37 @@ def _tint_over_effect(
     return None
 
 
+def _tint_by_prior(
+    shape: np.ndarray, image: np.ndarray, model: np.ndarray, colour: np.ndarray,
+    alpha: np.ndarray, measured: list[float],
+) -> Tint | None:
+    """The tint of a shape lined by its glow whose pixels cannot measure it, or None.
+
+    Over a glow flat beneath its middle, a see-through shape shows no variation to measure
+    its opacity by: any opacity with its matching colour explains the pixels. The glow is
+    known there (its colour and fitted fall-off), so the shape's colour follows from an
+    opacity: the median of the picture's `measured` see-through shapes' (a designer
+    gives a set of overlays one opacity), else PRIOR_OPACITY, raised to the least opacity
+    that keeps the colour inside the colour cube. Built opaque instead, the shape's layer
+    holds the glow's colour and hides the glow's middle.
+    """
+    inner = ndimage.binary_erosion(shape, iterations=TINT_INSET)
+    if inner.sum() < TINT_MIN_PIXELS:
+        return None
+    base = model[inner].astype(np.float64)
+    a = alpha[inner].astype(np.float64)[:, None]
+    under = (base + a * (colour.astype(np.float64) * 255.0 - base)).mean(axis=0)
+    seen = image[inner].astype(np.float64).mean(axis=0)
+    _, misfit = unmix(seen / 255.0, colour.astype(np.float64), base.mean(axis=0) / 255.0)
+    if float(misfit) <= RESIDUAL_TOLERANCE:
+        return None  # its colour is the effect's over the background: a piece of the effect
+    opacity = float(np.median(measured)) if measured else PRIOR_OPACITY
+    opacity = min(max(opacity, _least_opacity(seen, under)), 1.0)
+    if opacity >= PRIOR_MAX:
+        return None
+    return _tint_in_cube(opacity, (seen - (1.0 - opacity) * under) / opacity)
+
+
 def _shows_through(tint: Tint, seen: np.ndarray, under: np.ndarray) -> bool:
     """Does the shape repeat more of the effect's variation than its fit leaves unexplained?
 
@@ -689,11 +745,13 @@ def _build_tinted(
     below: np.ndarray,
     pixels: np.ndarray,
     canvas: Canvas,
+    over: np.ndarray | None = None,
 ) -> BuiltLayer:
     """A translucent shape: its colour everywhere, alpha unmixed against what lies beneath.
 
     Inside, unmixing gives the shape's opacity; at its edges, the opacity times the edge
-    coverage. Under objects above, it keeps its opacity.
+    coverage. Under objects above, it keeps its opacity. Over the lower pieces within its
+    extent (`over`: one seen only through it is enclosed by it), it is unmixed too.
     """
     assert element.tint is not None
     top, left, bottom, right = box
@@ -702,6 +760,8 @@ def _build_tinted(
     alpha = np.zeros(own.shape, np.float32)
     alpha[hidden] = element.tint.alpha
     todo = own | (_grow(own, 2) & below)
+    if over is not None:
+        todo |= over
     under = canvas.rgb[top:bottom, left:right][todo]
     a, res = unmix(pixels[todo], colour[todo], under)
     ok = np.isfinite(a) & ((res <= RESIDUAL_TOLERANCE) | own[todo])
@@ -723,10 +783,13 @@ def build_element(
     facts: UnitFacts,
     canvas: Canvas,
     lines: list[Box] = (),
+    over: Tint | None = None,
 ) -> BuiltLayer:
     """One object's layer, given its z-rank (`rank[element index + 1]`) and extent.
 
     `lines` are the boxes of the text elements above it (photos look for thin text there).
+    `over` is the tint of a see-through shape it is seen through (taken off `image` on its
+    pixels already, see `_under_tint`): taken off its fitted colour too.
     """
     h, w = emap.shape
     box = _pad(_union(extent.box, territory), h, w)
@@ -746,7 +809,7 @@ def build_element(
     et, el, eb, er = extent.box
     hull[et - top : eb - top, el - left : er - left] = extent.mask
 
-    if element.kind == "shape":
+    if element.kind == "shape" and over is None:  # seen through, nothing of it is hidden
         completion = box_completion(own, above, below)
         if completion is None:
             completion = ellipse_completion(own, above, below)
@@ -763,9 +826,14 @@ def build_element(
         interior, colour = _interior(
             element, box, image, own, dfn & own, dfn & ~own & (em >= 0), facts
         )
+        if over is not None:
+            tinted = np.asarray(over.colour, np.float32) / 255.0
+            colour = np.clip((colour - over.alpha * tinted) / (1.0 - over.alpha), 0.0, 1.0)
     pixels = image[top:bottom, left:right].astype(np.float32) / 255.0
     if element.tint is not None:
-        return _build_tinted(element, box, own, hull & above & ~own, below, pixels, canvas)
+        return _build_tinted(
+            element, box, own, hull & above & ~own, below, pixels, canvas, hull & below
+        )
 
     alpha = np.zeros(own.shape, np.float32)
     alpha[interior] = 1.0
@@ -815,6 +883,32 @@ def _beneath(image: np.ndarray, effects: list[list[BuiltLayer]]) -> np.ndarray:
             clean = (pixels - a * rgba[..., :3]) / (1.0 - a)
             out[top:bottom, left:right] = np.clip(np.rint(clean * 255.0), 0, 255)
     return out
+
+
+def _under_tint(
+    image: np.ndarray, index: int, elements: list[Element], emap: np.ndarray, rank: np.ndarray
+) -> tuple[np.ndarray, Tint | None]:
+    """(`image` with the tint of a see-through shape above taken off the shape `index` it
+    encloses, and that tint), or (`image`, None).
+
+    A shape seen only through a see-through one around it (`ordering.see_through_evidence`)
+    shows the tint over its colour: its own layer holds the colour beneath, q = (p - a C) /
+    (1 - a), and the see-through layer over it then unmixes to its opacity there too.
+    """
+    if elements[index].kind != "shape":
+        return image, None
+    upper = enclosed_by(emap, index)
+    if upper is None or rank[upper + 1] <= rank[index + 1]:
+        return image, None
+    tint = elements[upper].tint
+    if tint is None or not shows_under(elements[upper], image, emap, index):
+        return image, None
+    mine = emap == index
+    colour = np.asarray(tint.colour, np.float64)
+    beneath = (image[mine].astype(np.float64) - tint.alpha * colour) / (1.0 - tint.alpha)
+    out = image.copy()
+    out[mine] = np.clip(np.rint(beneath), 0, 255)
+    return out, tint
 
 
 def _pending_effects(
@@ -873,9 +967,10 @@ def build_layers(
             boxes[i] for i in order[position + 1 :]
             if elements[i].kind == "text" and boxes[i] is not None
         ]
+        picture, over = _under_tint(seen, index, elements, emap, rank)
         layers.append(
-            build_element(element, index, rank, extent, territory, seen, defined, emap, facts,
-                          canvas, lines)
+            build_element(element, index, rank, extent, territory, picture, defined, emap, facts,
+                          canvas, lines, over)
         )
     for late in pending.values():  # cast by an element that drew nothing
         for layer in late:

@@ -34,6 +34,12 @@ SEE_THROUGH_REACH = 3  # px each side of an outline where a tint over a neighbou
 SEE_THROUGH_SIDE = 12  # pixels needed on each side
 SEE_THROUGH_FIT = 10.0  # levels: largest misfit of "tint over the neighbour's colour"
 SEE_THROUGH_MARGIN = 6.0  # levels the fit must beat the reverse order's fit by
+SEE_THROUGH_MIN_ALPHA = 0.3  # a fainter tint leaves almost any colour beneath in the cube
+SEE_THROUGH_AROUND = 0.75  # of a piece's outline a see-through shape must hold to enclose it
+# Levels the colour beneath must lie inside the cube by: the tint's error is magnified by
+# 1 / (1 - a) in it, and a piece on top whose colour is the tint's own, darker or lighter,
+# gives a colour beneath just at the cube's edge.
+SEE_THROUGH_INSIDE = 16.0
 SEE_THROUGH_MATCH = 24.0  # levels: what a see-through shape hides matches the shape beneath
 # Without evidence, photos go under shapes and text over them, as designs are usually built.
 KIND_RANK = {
@@ -151,11 +157,51 @@ def see_through_evidence(
             if means is None:
                 continue
             mine, theirs = means
+            if enclosed_by(emap, lower) == upper and shows_under(element, rgb, emap, lower):
+                pairs.append((upper, lower))
+                continue
             fit = _over_misfit(element, mine, theirs)
             reverse = _over_misfit(elements[lower], theirs, mine)
             if fit <= SEE_THROUGH_FIT and fit + SEE_THROUGH_MARGIN <= reverse:
                 pairs.append((upper, lower))
     return pairs
+
+
+def enclosed_by(emap: np.ndarray, index: int) -> int | None:
+    """The element holding SEE_THROUGH_AROUND of the ring around `index`'s pixels, or None."""
+    rows, cols = np.nonzero(emap == index)
+    if not rows.size:
+        return None
+    h, w = emap.shape
+    top, left = max(0, int(rows.min()) - 2), max(0, int(cols.min()) - 2)
+    bottom, right = min(h, int(rows.max()) + 3), min(w, int(cols.max()) + 3)
+    if top == 0 or left == 0 or bottom == h or right == w:
+        return None
+    crop = emap[top:bottom, left:right]
+    mine = crop == index
+    ring = crop[dilate(mine, 1) & ~mine]
+    ring = ring[ring >= 0]
+    if not ring.size:
+        return None
+    counts = np.bincount(ring)
+    best = int(counts.argmax())
+    return best if counts[best] >= SEE_THROUGH_AROUND * ring.size else None
+
+
+def shows_under(element: Element, rgb: np.ndarray, emap: np.ndarray, lower: int) -> bool:
+    """Is what `lower` shows the see-through `element`'s tint over some colour in the cube?
+
+    A shape seen only through a see-through one around it looks like a piece lying on top of
+    it: no outline of it shows outside to tell the order. A piece on top can have any colour,
+    while one beneath shows the tint over its own colour: with the tint taken off, its pixels
+    must be a colour well inside the cube. Most colours of a piece on top fail that for a
+    strong tint.
+    """
+    assert element.tint is not None
+    if element.tint.alpha < SEE_THROUGH_MIN_ALPHA:
+        return False
+    beneath = _beneath_colours(element, rgb[emap == lower].astype(np.float64).mean(axis=0))
+    return bool(beneath.min() >= SEE_THROUGH_INSIDE and beneath.max() <= 255 - SEE_THROUGH_INSIDE)
 
 
 def _beneath_colours(element: Element, colours: np.ndarray) -> np.ndarray:
