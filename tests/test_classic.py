@@ -1324,3 +1324,28 @@ def test_a_piece_seen_only_through_a_see_through_shape_lies_under_it():
     assert np.abs(below[78:82, 65:75, :3] - pink).max() < 20.0
     above = [c for c in canvases[holding[0] + 1 :] if (c[78:82, 65:75, 3] > 0).all()]
     assert above and abs(float(above[0][80, 70, 3]) / 255.0 - opacity) < 0.1
+
+
+def test_a_rim_crumb_merges_before_a_glow_with_its_caster():
+    """The count step folds a crumb touching a shape's rim into it before it fuses a glow
+    with the shape it surrounds, though the crumb holds more alpha than the faint glow."""
+    from layerlift.inference.backends.classic.build import BuiltLayer
+    from layerlift.inference.backends.classic.count import _merge_cost
+
+    def layer(kind: str, alpha: np.ndarray, colour: tuple[int, int, int]) -> BuiltLayer:
+        rgba = np.zeros((*alpha.shape, 4), np.uint8)
+        rgba[..., :3] = colour
+        rgba[..., 3] = alpha
+        rgba[alpha == 0] = 0
+        return BuiltLayer([kind], [kind], (0, 0, *alpha.shape), rgba)
+
+    shape = np.zeros((60, 60), np.uint8)
+    shape[20:40, 20:40] = 255
+    glow = np.zeros_like(shape)
+    glow[10:50, 10:50] = 20
+    crumb = np.zeros_like(shape)
+    crumb[39:50, 20:40] = 255
+    caster = layer("shape", shape, (200, 40, 40))
+    assert _merge_cost(caster, layer("shape", crumb, (200, 40, 40))) < _merge_cost(
+        layer("effect", glow, (250, 250, 120)), caster
+    )

@@ -1,9 +1,10 @@
 """Honouring the requested layer count, and naming the layers.
 
 Fewer layers: the adjacent pair (in z) that matters least is composited into one, repeatedly.
-"Matters least" is the smaller of the two's total alpha, discounted when the two do not
+"Matters least" is the smaller of the two's total alpha, discounted by how little the two
 overlap: merging side-by-side elements changes nothing about how either can be edited apart
-from sharing a layer, while merging a shape into what it covers loses the hidden part; and
+from sharing a layer, and a crumb touching its owner's rim belongs to it, while merging a
+shape into what it covers (a glow with its caster) loses the hidden part; and
 discounted for a fragment (texture or detail pieces): two shapes made one layer is a wrong
 layer a user sees, a scrap folded into its neighbour is not.
 
@@ -25,9 +26,22 @@ DISJOINT_DISCOUNT = 0.25
 FRAGMENT_KINDS = {"texture", "detail"}
 FRAGMENT_DISCOUNT = 0.25
 MAX_NAMES = 3
+# Pairs sharing at least this share of the smaller layer's pixels cost the full price.
+FULL_OVERLAP = 0.5
 # A split whose smaller part holds less than this share of the layer's alpha only chips a
 # crumb off one object (a see-through shape's stray edge piece): the layer stays whole.
 SPLIT_MIN_SHARE = 0.05
+
+
+def overlap_share(a: BuiltLayer, b: BuiltLayer) -> float:
+    """The share of the smaller layer's pixels that the other also covers: a crumb touching
+    its owner at a rim shares few, a glow round its caster shares most of itself."""
+    box = box_overlap(a.box, b.box)
+    if box is None:
+        return 0.0
+    both = int(((a.pixels_in(box)[..., 3] > 0) & (b.pixels_in(box)[..., 3] > 0)).sum())
+    smaller = min(int(np.count_nonzero(a.rgba[..., 3])), int(np.count_nonzero(b.rgba[..., 3])))
+    return both / max(smaller, 1)
 
 
 def overlaps(a: BuiltLayer, b: BuiltLayer) -> bool:
@@ -78,7 +92,10 @@ def _merge_cost(lower: BuiltLayer, upper: BuiltLayer) -> float:
     cost = min(lower.alpha_sum, upper.alpha_sum)
     if any(set(layer.kinds) <= FRAGMENT_KINDS for layer in (lower, upper)):
         cost *= FRAGMENT_DISCOUNT
-    return cost if overlaps(lower, upper) else cost * DISJOINT_DISCOUNT
+    # The price grows with how much of the smaller layer the two share, from the disjoint
+    # discount (a crumb touching its owner's rim) to the full price (a glow round its caster).
+    share = min(1.0, overlap_share(lower, upper) / FULL_OVERLAP)
+    return cost * (DISJOINT_DISCOUNT + (1.0 - DISJOINT_DISCOUNT) * share)
 
 
 def _pieces(layer: BuiltLayer) -> tuple[np.ndarray, int]:
