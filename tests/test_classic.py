@@ -1063,6 +1063,27 @@ def test_effect_caster_is_the_shape_whose_style_explains_it():
     assert _by_fit([1, 2], effect, own, emap, extents)[0][0] == 1
 
 
+def _glow_bump(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """A grey picture with a glow's bump at (20, 20), and the bump (levels above the grey)."""
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    bump = 60.0 * np.exp(-((ys - 20) ** 2 + (xs - 20) ** 2) / (2 * 6.0**2))
+    picture = np.clip(np.rint(100.0 + bump), 0, 255).astype(np.uint8)[..., None].repeat(3, 2)
+    return picture, bump
+
+
+def _layer_of(picture: np.ndarray, kind: str, mask: np.ndarray):
+    """An opaque BuiltLayer of `kind` holding `picture` where `mask` is set."""
+    from layerlift.inference.backends.classic.build import BuiltLayer
+
+    rows, cols = np.nonzero(mask)
+    box = (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1)
+    rgba = np.zeros((box[2] - box[0], box[3] - box[1], 4), np.uint8)
+    crop = mask[box[0] : box[2], box[1] : box[3]]
+    rgba[crop, :3] = picture[box[0] : box[2], box[1] : box[3]][crop]
+    rgba[crop, 3] = 255
+    return BuiltLayer([kind], [kind], box, rgba)
+
+
 def test_a_piece_of_a_glow_is_no_text_but_a_sharp_glyph_is():
     """A flat piece of a glow's plateau (taken for text or texture) has no edge of its own:
     the picture keeps fading around it, so it folds into the layer it lies on. A glyph's
@@ -1071,24 +1092,13 @@ def test_a_piece_of_a_glow_is_no_text_but_a_sharp_glyph_is():
     from layerlift.inference.backends.classic.crumbs import fold_soft_crumbs
 
     h, w = 128, 128  # the plateau is well under 1 % of it
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    bump = 60.0 * np.exp(-((ys - 20) ** 2 + (xs - 20) ** 2) / (2 * 6.0**2))
-    picture = np.clip(np.rint(100.0 + bump), 0, 255).astype(np.uint8)[..., None].repeat(3, 2)
+    picture, bump = _glow_bump(h, w)
     picture[40:44, 30:40] = 20  # a sharp dark bar: a glyph
     background = BuiltLayer(["background"], ["background"], (0, 0, h, w),
                             np.full((h, w, 4), 255, np.uint8))
 
-    def piece(kind: str, mask: np.ndarray) -> BuiltLayer:
-        rows, cols = np.nonzero(mask)
-        box = (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1)
-        rgba = np.zeros((box[2] - box[0], box[3] - box[1], 4), np.uint8)
-        crop = mask[box[0] : box[2], box[1] : box[3]]
-        rgba[crop, :3] = picture[box[0] : box[2], box[1] : box[3]][crop]
-        rgba[crop, 3] = 255
-        return BuiltLayer([kind], [kind], box, rgba)
-
-    plateau = piece("texture", bump > 45)
-    glyph = piece("text", picture[..., 0] == 20)
+    plateau = _layer_of(picture, "texture", bump > 45)
+    glyph = _layer_of(picture, "text", picture[..., 0] == 20)
     layers = fold_soft_crumbs([background, plateau, glyph], picture)
     assert [layer.kinds for layer in layers] == [["background"], ["text"]]
     assert layers[0].names == ["background"] and layers[0].alpha_sum == h * w
@@ -1099,29 +1109,18 @@ def test_a_piece_of_a_glow_is_no_text_but_a_sharp_glyph_is():
 def test_a_glow_piece_cut_by_a_shape_edge_is_still_soft():
     """Where a shape's edge cuts across a glow's plateau, the picture steps there at the
     shape's edge, not the piece's: judged where it meets no other object, it is soft."""
-    from layerlift.inference.backends.classic.build import BuiltLayer
     from layerlift.inference.backends.classic.crumbs import _opaque_count, is_soft_crumb
 
     h, w, cut = 128, 128, 21
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    bump = 60.0 * np.exp(-((ys - 20) ** 2 + (xs - 20) ** 2) / (2 * 6.0**2))
-    picture = np.clip(np.rint(100.0 + bump), 0, 255).astype(np.uint8)[..., None].repeat(3, 2)
+    picture, bump = _glow_bump(h, w)
+    ys, xs = np.mgrid[0:h, 0:w]
     frame = np.zeros((h, w), bool)  # a thin dark frame hugging the piece below and right
     frame[: cut + 1, cut : cut + 2] = True
     frame[cut - 1 : cut + 1, : cut + 2] = True
     picture[frame] = (0, 0, 200)
 
-    def layer(kind: str, mask: np.ndarray) -> BuiltLayer:
-        rows, cols = np.nonzero(mask)
-        box = (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1)
-        rgba = np.zeros((box[2] - box[0], box[3] - box[1], 4), np.uint8)
-        crop = mask[box[0] : box[2], box[1] : box[3]]
-        rgba[crop, :3] = picture[box[0] : box[2], box[1] : box[3]][crop]
-        rgba[crop, 3] = 255
-        return BuiltLayer([kind], [kind], box, rgba)
-
-    piece = layer("text", (bump > 45) & (xs < cut) & (ys < cut - 1))
-    opaque = _opaque_count([layer("shape", frame), piece], h, w)
+    piece = _layer_of(picture, "text", (bump > 45) & (xs < cut) & (ys < cut - 1))
+    opaque = _opaque_count([_layer_of(picture, "shape", frame), piece], h, w)
     assert not is_soft_crumb(piece, picture)  # all round, its border is mostly the frame's
     assert is_soft_crumb(piece, picture, opaque)
 

@@ -36,19 +36,20 @@ SPLIT_MIN_SHARE = 0.05
 def overlap_share(a: BuiltLayer, b: BuiltLayer) -> float:
     """The share of the smaller layer's pixels that the other also covers: a crumb touching
     its owner at a rim shares few, a glow round its caster shares most of itself."""
+    smaller = min(int(np.count_nonzero(a.rgba[..., 3])), int(np.count_nonzero(b.rgba[..., 3])))
+    return _shared_pixels(a, b) / max(smaller, 1)
+
+
+def _shared_pixels(a: BuiltLayer, b: BuiltLayer) -> int:
+    """How many pixels both layers cover (alpha > 0)."""
     box = box_overlap(a.box, b.box)
     if box is None:
-        return 0.0
-    both = int(((a.pixels_in(box)[..., 3] > 0) & (b.pixels_in(box)[..., 3] > 0)).sum())
-    smaller = min(int(np.count_nonzero(a.rgba[..., 3])), int(np.count_nonzero(b.rgba[..., 3])))
-    return both / max(smaller, 1)
+        return 0
+    return int(((a.pixels_in(box)[..., 3] > 0) & (b.pixels_in(box)[..., 3] > 0)).sum())
 
 
 def overlaps(a: BuiltLayer, b: BuiltLayer) -> bool:
-    box = box_overlap(a.box, b.box)
-    if box is None:
-        return False
-    return bool(((a.pixels_in(box)[..., 3] > 0) & (b.pixels_in(box)[..., 3] > 0)).any())
+    return _shared_pixels(a, b) > 0
 
 
 def merge(lower: BuiltLayer, upper: BuiltLayer) -> BuiltLayer:
