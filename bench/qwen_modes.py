@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import gc
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -273,14 +274,42 @@ def caption_per_token(backend: Any, image: np.ndarray, ways: list[str],
     return found
 
 
+# Run in a child process: memory it holds is outside this process's allocator, so the probe,
+# the plan and the allocator here see only what it leaves, as on a smaller card.
+BALLAST = """
+import sys, time, torch
+free, _ = torch.cuda.mem_get_info()
+held = torch.empty(max(0, free - int(float(sys.argv[1]) * 2**30)), dtype=torch.uint8, device="cuda")
+print(held.numel(), flush=True)
+time.sleep(24 * 3600)
+"""
+
+
+def hold_all_but(card_gib: float) -> subprocess.Popen[str]:
+    """A child process holding all of the GPU but `card_gib` GiB, for as long as it lives.
+
+    That is how a big card measures what a 12 or 16 GB card's user gets: LayerLift's probe
+    reads the free memory left, its plan picks and streams by it, and an allocation past it
+    fails for real.
+    """
+    child = subprocess.Popen([sys.executable, "-c", BALLAST, str(card_gib)],
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    held = child.stdout.readline().strip()
+    if not held:
+        child.kill()
+        raise RuntimeError("the process that was to hold the rest of the GPU did not start")
+    print(f"holding {int(held) / GIB:.1f} GiB in another process: a {card_gib:g} GiB card",
+          file=sys.stderr, flush=True)
+    return child
+
+
 def real_size(args: argparse.Namespace) -> int:
     import torch
 
     if not torch.cuda.is_available():
         print(REFUSE_REAL_SIZE, file=sys.stderr)
         return 2
-    from layerlift.inference.backends.qwen.placement import place, placement_of
-
     from bench.real_size import build_pipeline
 
     info = devices.probe(args.device if args.device != "auto" else "cuda")
@@ -294,10 +323,30 @@ def real_size(args: argparse.Namespace) -> int:
     image = np.asarray(Image.open(REPO / "examples" / "poster.png").convert("RGBA"))
     points = [tuple(int(x) for x in p.split("x")) for p in args.points] if args.points \
         else list(REAL_POINTS)
-    modes = args.modes or list(REAL_MODES)
     started = time.perf_counter()
     pipe = build_pipeline(build_on)
     build_s = time.perf_counter() - started
+    ballast = None
+    if args.card_gib:
+        _to_cpu(pipe)
+        build_on = "cpu"
+        devices.release_memory("cuda")
+        ballast = hold_all_but(args.card_gib)
+        info = devices.probe(args.device if args.device != "auto" else "cuda")
+    try:
+        return _measure_real_size(args, pipe, info, image, points, build_on, build_s)
+    finally:
+        if ballast is not None:
+            ballast.kill()
+
+
+def _measure_real_size(args: argparse.Namespace, pipe: Any, info: devices.DeviceInfo,
+                       image: np.ndarray, points: list[tuple[int, ...]], build_on: str,
+                       build_s: float) -> int:
+    import torch
+    from layerlift.inference.backends.qwen.placement import place, placement_of
+
+    modes = args.modes or list(REAL_MODES)
     rows: list[dict[str, Any]] = []
     captions: dict[str, Any] = {}
     on_cpu = build_on == "cpu"
@@ -351,7 +400,8 @@ def real_size(args: argparse.Namespace) -> int:
         devices.release_memory("cuda")
     header = {"device": info.device, "device_name": info.name, "torch": torch.__version__,
               "cuda": torch.version.cuda, "built_on": build_on, "build_s": build_s,
-              "steps": [args.steps_a, args.steps_b]}
+              "steps": [args.steps_a, args.steps_b], "card_gib": args.card_gib,
+              "free_gib": (info.free_bytes or 0) / GIB}
     if args.json:
         print(json.dumps({**header, "rows": rows, "captions": captions}, indent=2,
                          default=str))
@@ -399,6 +449,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps-b", type=int, default=STEPS_B)
     parser.add_argument("--captions", action="store_true",
                         help="--real-size: also time captioning per token in each way")
+    parser.add_argument("--card-gib", type=float,
+                        help="--real-size: measure as on a card with this much free memory (the "
+                             "weights are built on the big card, then another process holds "
+                             "the rest of it)")
     parser.add_argument("--dtype", choices=("bfloat16", "float32"),
                         help="override the device's dtype (bfloat16 on the CPU runs the CUDA "
                              "dtype path, slowly)")
