@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-CORPUS_ENV = "LAYERLIFT_CORPUS"
+from bench.corpus import CORPUS_ENV
+
 GIMP_TIMEOUT_S = 1800
 
 

@@ -25,19 +25,10 @@ import pytest
 from layerlift.desktop.cli import main
 from layerlift.inference.formats import read_stack
 
-from tests.markers import CORPUS_ENV, corpus_dir
+from bench.corpus import CORPUS_ENV, PLACES, psd_files_in
+from tests.markers import corpus_dir
 
 SUFFIXES = (".psd", ".psb", ".png")
-PLACES = ("psd-tools/tests/psd_files", "tests/psd_files", "psd_files", ".")
-
-
-def psd_files_in(corpus: Path) -> Path | None:
-    """The folder of psd-tools' test files inside the corpus, if it holds one."""
-    for place in PLACES:
-        candidate = corpus / place
-        if candidate.is_dir() and any(candidate.glob("*.psd")):
-            return candidate
-    return None
 
 
 def _collect() -> tuple[Path | None, list[str]]:
