@@ -470,6 +470,38 @@ def test_jpeg_quantisation_step_sets_the_smoothing():
     assert sigma_levels(saved(95)) == SIGMA_LEVELS
 
 
+@pytest.mark.parametrize("quality", [75, 95])
+def test_jpeg_colour_of_thin_strokes_is_rebuilt_from_the_luma(quality):
+    """A JPEG keeps its colour at half resolution: the strokes of small purple print on green
+    decode with their colour smeared into the green (the red channel swings by tens of levels
+    along one stroke). The subsampling is told at any quality (not in the clean picture, nor a
+    blurred or resampled one), and the colour rebuilt from the sharp luma is much nearer the
+    strokes' own."""
+    import io
+
+    from layerlift.inference.backends.classic.denoise import chroma_subsampled, restore_chroma
+    from PIL import Image
+    from scipy.ndimage import gaussian_filter
+
+    h, w = 64, 96
+    clean = np.full((h, w, 3), (90, 200, 100), np.uint8)
+    for left in range(9, 88, 7):  # vertical strokes 2-3 px wide, off the 2 x 2 grid
+        clean[11:53, left : left + 2 + left % 2] = (75, 50, 150)
+    buffer = io.BytesIO()
+    Image.fromarray(clean).save(buffer, format="JPEG", quality=quality)
+    jpeg = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    assert chroma_subsampled(jpeg)
+    assert not chroma_subsampled(clean)
+    blurred = gaussian_filter(clean.astype(np.float32), (0.8, 0.8, 0))
+    assert not chroma_subsampled(np.rint(blurred).astype(np.uint8))
+    resampled = Image.fromarray(clean).resize((64, 43)).resize((w, h), Image.Resampling.BICUBIC)
+    assert not chroma_subsampled(np.asarray(resampled))
+    strokes = np.all(clean == (75, 50, 150), axis=-1)
+    before = np.abs(jpeg[strokes].astype(int) - (75, 50, 150)).mean()
+    after = np.abs(restore_chroma(jpeg)[strokes].astype(int) - (75, 50, 150)).mean()
+    assert after < 0.6 * before
+
+
 def test_large_pictures_are_analysed_reduced_and_still_recomposite_exactly():
     from layerlift.inference.backends.classic.backend import analysis_factor
 
