@@ -29,6 +29,7 @@ DETAIL_LEVELS = 2.0
 DETAIL_SIDE = 256
 MIN_SHARE, MAX_SHARE = 0.01, 0.8  # of the picture; larger is a textured background
 MIN_SEED_SHARE = 0.003
+STRAY_SHARE = 0.0005  # of the picture: smaller members sticking out of a photo are specks
 SNAP_STEPS, SNAP_LEVELS, SNAP_SHARE = 2, 8, 0.6  # see _snap
 PHOTO_COLOUR = 24.0  # a "glyph" this close to the photo's colour around it is photo
 OVERLAY_SHARE = 0.02  # of the photo: a flat unit at least this large is an object on it
@@ -137,6 +138,39 @@ def _grow(
                 members = trial
                 changed = True
     return members
+
+
+def _without_strays(
+    facts: UnitFacts, members: set[int], background_share: BackgroundShare, n_pixels: int
+) -> set[int]:
+    """`members` less the specks whose boxes stick out of the rest's, when only those specks
+    let the background into the rectangle.
+
+    Growth takes what is near, and a sliver of a shape's rim (a few pixels of blend along an
+    ellipse beside the photo) is near too; it stretches the box over the background, and the
+    photo would be turned down for a speck that was never part of it.
+    """
+    if background_share(_union_box(facts, members)) <= MAX_BACKGROUND:
+        return members
+    limit = STRAY_SHARE * n_pixels
+    solid = {u for u in members if facts.area[u] >= limit}
+    if not solid or solid == members:
+        return members
+    box = _union_box(facts, solid)
+    if background_share(box) > MAX_BACKGROUND:
+        return members
+    inside = {u for u in members - solid if _box_within(facts.boxes[u], box)}
+    return solid | inside
+
+
+def _box_within(inner: Box | None, outer: Box) -> bool:
+    """Does `inner` lie within `outer` (a member inside the rectangle is no stray)?"""
+    return inner is not None and (
+        inner[0] >= outer[0]
+        and inner[1] >= outer[1]
+        and inner[2] <= outer[2]
+        and inner[3] <= outer[3]
+    )
 
 
 def _inside_share(own: np.ndarray, unit: int, rect: Box, facts: UnitFacts) -> float:
@@ -323,6 +357,7 @@ def find_photos(
         if seed in used:
             continue
         members = _grow(own, facts, seed, used | text_units, background_share, rich)
+        members = _without_strays(facts, members, background_share, n_pixels)
         rect = _union_box(facts, members)
         area = (rect[2] - rect[0]) * (rect[3] - rect[1])
         if not MIN_SHARE * n_pixels <= area <= MAX_SHARE * n_pixels:
