@@ -1403,3 +1403,27 @@ def test_a_speck_near_a_photo_does_not_turn_it_down():
     share = BackgroundShare(own, {1})
     assert _without_strays(facts, {2, 3, 4, 5}, share, h * w) == {2, 3, 5}
     assert _without_strays(facts, {2, 3, 5}, share, h * w) == {2, 3, 5}
+
+
+def test_a_cards_shadow_on_wood_grain_stays_with_the_card():
+    """A card's soft drop shadow on a grained, wavy background (many units, none of them the
+    one picked as the background near the card) is measured against the background around it
+    and joins the card; the grain itself stays background."""
+    from scipy.ndimage import gaussian_filter
+
+    h, w = 160, 200
+    y, x = np.mgrid[:h, :w].astype(np.float64)
+    grain = 0.5 + 0.5 * np.sin(y / 8.0 + 2.0 * np.sin(x / 23.0))
+    rgb = np.stack([200 - 60 * grain, 140 - 45 * grain, 80 - 25 * grain], -1)
+    rgb += gaussian_filter(np.random.default_rng(0).normal(0, 10, (h, w)), 1.5)[..., None]
+    card = np.zeros((h, w))
+    card[40:100, 50:130] = 1.0
+    shadow = gaussian_filter(np.roll(card, (8, 8), (0, 1)), 3.0) * 0.6
+    rgb = rgb * (1 - shadow[..., None]) + 16 * shadow[..., None]
+    rgb = rgb * (1 - card[..., None]) + np.array([112.0, 10.0, 220.0]) * card[..., None]
+    stack = ClassicBackend().decompose(_to_rgba(rgb), DecomposeRequest(layers=None))
+    assert len(stack.layers) == 2
+    beyond = (shadow > 0.3) & (card == 0)
+    top = stack.canvases()[1]
+    assert (top[..., 3][card > 0] == 255).all()
+    assert (top[..., 3][beyond] > 0).mean() > 0.9
