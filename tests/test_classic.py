@@ -1385,7 +1385,8 @@ def test_a_rim_crumb_merges_before_a_glow_with_its_caster():
 def test_a_speck_near_a_photo_does_not_turn_it_down():
     """Growing a photo takes units near it, and a few pixels of a shape's rim beside it are
     near too: they stretch its rectangle over the background, and the photo is kept without
-    them (so long as what is left is a clean rectangle); a speck inside it stays its own."""
+    them (so long as what is left is a clean rectangle), and so is a thin strip of blend along
+    a card's edge that runs off the picture; a speck inside it stays its own."""
     from types import SimpleNamespace
 
     from layerlift.inference.backends.classic.photo import BackgroundShare, _without_strays
@@ -1396,13 +1397,18 @@ def test_a_speck_near_a_photo_does_not_turn_it_down():
     own[160:200, 40:140] = 3  # its ground
     own[220:222, 180:190] = 4  # a sliver of rim, 20 px, out beside it
     own[100:102, 60:70] = 5  # a speck inside the photo
+    own[138:140, 140:256] = 6  # a strip of blend along a card's edge, off to the picture's side
     boxes = [None, (0, 0, h, w), (40, 40, 160, 140), (160, 40, 200, 140), (220, 180, 222, 190),
-             (100, 60, 102, 70)]
-    area = np.array([0] + [int((own == u).sum()) for u in range(1, 6)])
+             (100, 60, 102, 70), (138, 140, 140, 256)]
+    area = np.array([0] + [int((own == u).sum()) for u in range(1, 7)])
     facts = SimpleNamespace(boxes=boxes, core_boxes=boxes, area=area)
     share = BackgroundShare(own, {1})
     assert _without_strays(facts, {2, 3, 4, 5}, share, h * w) == {2, 3, 5}
     assert _without_strays(facts, {2, 3, 5}, share, h * w) == {2, 3, 5}
+    # On a scenic background a rectangle running off the picture is scenery, not a photo:
+    # a rim strip must not carry the photo there.
+    assert _without_strays(facts, {2, 3, 5, 6}, share, h * w, (h, w)) == {2, 3, 5}
+    assert _without_strays(facts, {2, 3, 5, 6}, share, h * w) == {2, 3, 5}
 
 
 def test_a_cards_shadow_on_wood_grain_stays_with_the_card():
