@@ -470,6 +470,38 @@ def test_jpeg_quantisation_step_sets_the_smoothing():
     assert sigma_levels(saved(95)) == SIGMA_LEVELS
 
 
+@pytest.mark.parametrize("quality", [75, 95])
+def test_jpeg_colour_of_thin_strokes_is_rebuilt_from_the_luma(quality):
+    """A JPEG keeps its colour at half resolution: the strokes of small purple print on green
+    decode with their colour smeared into the green (the red channel swings by tens of levels
+    along one stroke). The subsampling is told at any quality (not in the clean picture, nor a
+    blurred or resampled one), and the colour rebuilt from the sharp luma is much nearer the
+    strokes' own."""
+    import io
+
+    from layerlift.inference.backends.classic.denoise import chroma_subsampled, restore_chroma
+    from PIL import Image
+    from scipy.ndimage import gaussian_filter
+
+    h, w = 64, 96
+    clean = np.full((h, w, 3), (90, 200, 100), np.uint8)
+    for left in range(9, 88, 7):  # vertical strokes 2-3 px wide, off the 2 x 2 grid
+        clean[11:53, left : left + 2 + left % 2] = (75, 50, 150)
+    buffer = io.BytesIO()
+    Image.fromarray(clean).save(buffer, format="JPEG", quality=quality)
+    jpeg = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    assert chroma_subsampled(jpeg)
+    assert not chroma_subsampled(clean)
+    blurred = gaussian_filter(clean.astype(np.float32), (0.8, 0.8, 0))
+    assert not chroma_subsampled(np.rint(blurred).astype(np.uint8))
+    resampled = Image.fromarray(clean).resize((64, 43)).resize((w, h), Image.Resampling.BICUBIC)
+    assert not chroma_subsampled(np.asarray(resampled))
+    strokes = np.all(clean == (75, 50, 150), axis=-1)
+    before = np.abs(jpeg[strokes].astype(int) - (75, 50, 150)).mean()
+    after = np.abs(restore_chroma(jpeg)[strokes].astype(int) - (75, 50, 150)).mean()
+    assert after < 0.6 * before
+
+
 def test_large_pictures_are_analysed_reduced_and_still_recomposite_exactly():
     from layerlift.inference.backends.classic.backend import analysis_factor
 
@@ -1348,3 +1380,56 @@ def test_a_rim_crumb_merges_before_a_glow_with_its_caster():
     assert _merge_cost(caster, layer("shape", crumb, (200, 40, 40))) < _merge_cost(
         layer("effect", glow, (250, 250, 120)), caster
     )
+
+
+def test_a_speck_near_a_photo_does_not_turn_it_down():
+    """Growing a photo takes units near it, and a few pixels of a shape's rim beside it are
+    near too: they stretch its rectangle over the background, and the photo is kept without
+    them (so long as what is left is a clean rectangle), and so is a thin strip of blend along
+    a card's edge that runs off the picture; a speck inside it stays its own."""
+    from types import SimpleNamespace
+
+    from layerlift.inference.backends.classic.photo import BackgroundShare, _without_strays
+
+    h = w = 256
+    own = np.ones((h, w), np.int32)  # unit 1: the background
+    own[40:160, 40:140] = 2  # the photo's sky
+    own[160:200, 40:140] = 3  # its ground
+    own[220:222, 180:190] = 4  # a sliver of rim, 20 px, out beside it
+    own[100:102, 60:70] = 5  # a speck inside the photo
+    own[138:140, 140:256] = 6  # a strip of blend along a card's edge, off to the picture's side
+    boxes = [None, (0, 0, h, w), (40, 40, 160, 140), (160, 40, 200, 140), (220, 180, 222, 190),
+             (100, 60, 102, 70), (138, 140, 140, 256)]
+    area = np.array([0] + [int((own == u).sum()) for u in range(1, 7)])
+    facts = SimpleNamespace(boxes=boxes, core_boxes=boxes, area=area)
+    share = BackgroundShare(own, {1})
+    assert _without_strays(facts, {2, 3, 4, 5}, share, h * w) == {2, 3, 5}
+    assert _without_strays(facts, {2, 3, 5}, share, h * w) == {2, 3, 5}
+    # On a scenic background a rectangle running off the picture is scenery, not a photo:
+    # a rim strip must not carry the photo there.
+    assert _without_strays(facts, {2, 3, 5, 6}, share, h * w, (h, w)) == {2, 3, 5}
+    assert _without_strays(facts, {2, 3, 5, 6}, share, h * w) == {2, 3, 5}
+
+
+def test_a_cards_shadow_on_wood_grain_stays_with_the_card():
+    """A card's soft drop shadow on a grained, wavy background (many units, none of them the
+    one picked as the background near the card) is measured against the background around it
+    and joins the card; the grain itself stays background."""
+    from scipy.ndimage import gaussian_filter
+
+    h, w = 160, 200
+    y, x = np.mgrid[:h, :w].astype(np.float64)
+    grain = 0.5 + 0.5 * np.sin(y / 8.0 + 2.0 * np.sin(x / 23.0))
+    rgb = np.stack([200 - 60 * grain, 140 - 45 * grain, 80 - 25 * grain], -1)
+    rgb += gaussian_filter(np.random.default_rng(0).normal(0, 10, (h, w)), 1.5)[..., None]
+    card = np.zeros((h, w))
+    card[40:100, 50:130] = 1.0
+    shadow = gaussian_filter(np.roll(card, (8, 8), (0, 1)), 3.0) * 0.6
+    rgb = rgb * (1 - shadow[..., None]) + 16 * shadow[..., None]
+    rgb = rgb * (1 - card[..., None]) + np.array([112.0, 10.0, 220.0]) * card[..., None]
+    stack = ClassicBackend().decompose(_to_rgba(rgb), DecomposeRequest(layers=None))
+    assert len(stack.layers) == 2
+    beyond = (shadow > 0.3) & (card == 0)
+    top = stack.canvases()[1]
+    assert (top[..., 3][card > 0] == 255).all()
+    assert (top[..., 3][beyond] > 0).mean() > 0.9

@@ -54,8 +54,10 @@ from layerlift.inference.backends.classic.count import (
 )
 from layerlift.inference.backends.classic.crumbs import fold_soft_crumbs
 from layerlift.inference.backends.classic.denoise import (
+    chroma_subsampled,
     is_noisy,
     jpeg_step,
+    restore_chroma,
     sigma_levels,
     smooth,
 )
@@ -123,7 +125,12 @@ class ClassicBackend(Backend):
             # A reduced picture has lost the JPEG block grid (and its averaging smoothed it).
             step = jpeg_step(raw) if factor == 1 else 1
             levels = sigma_levels(raw, step)
-            rgb = smooth(raw, levels, reduced=factor)
+            # A JPEG's colour is stored at half resolution and smeared over thin strokes: it is
+            # rebuilt from the sharp luma first (a reduced picture has averaged it already).
+            source = raw
+            if factor == 1 and chroma_subsampled(raw):
+                source = restore_chroma(raw)
+            rgb = smooth(source, levels, reduced=factor)
         valid = rgba[..., 3] > 0
 
         stages.report(0.02, "finding regions")

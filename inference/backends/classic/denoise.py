@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 from layerlift.inference.backends.classic.channels import channel_max
+from scipy import ndimage
 
 SIGMA_LEVELS = 12  # max channel difference (0-255) of the neighbours averaged in
 RADIUS = 2  # the window is (2 RADIUS + 1) squared
@@ -145,3 +146,102 @@ def smooth(rgb: np.ndarray, levels: int = SIGMA_LEVELS, reduced: int = 1) -> np.
     for _ in range(PASSES):
         out = _pass(out, levels, RADIUS)
     return out
+
+
+# --- chroma from luma ---------------------------------------------------------------------------
+CFL_RADIUS = 2  # half-resolution samples each side of the window a local fit is made over
+CFL_EPS = 16.0  # luma variance (levels squared) added: a flat window keeps its mean chroma
+_TO_YCC = np.array(
+    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
+    np.float32,
+)
+_FROM_YCC = np.linalg.inv(_TO_YCC).astype(np.float32)
+CFL_RESIDUAL = 300.0  # chroma variance (levels squared) a two-colour line may leave
+CFL_SMALL = 2.0  # levels: corrections this small are left out (see `restore_chroma`)
+_FOURTH = np.array([1.0, -4.0, 6.0, -4.0, 1.0], np.float32)
+_FIRST = np.array([1.0, -1.0], np.float32)
+SUBSAMPLED_RATIO = 0.45  # see `chroma_subsampled`: JPEGs 0.11-0.38, others 0.53 and up
+_SPREAD = np.array([1.0, 6.0, 1.0], np.float32) / 8.0
+
+
+def _half(x: np.ndarray) -> np.ndarray:
+    """2 x 2 box average of an (h, w) array with even sides."""
+    h, w = x.shape
+    return x.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+
+def _fine_share(x: np.ndarray) -> float:
+    """Energy of the fourth differences per energy of the first, along both axes."""
+    fine = coarse = 0.0
+    for axis in (0, 1):
+        fine += float((ndimage.correlate1d(x, _FOURTH, axis)[2:-2, 2:-2] ** 2).sum())
+        coarse += float((ndimage.correlate1d(x, _FIRST, axis)[2:-2, 2:-2] ** 2).sum())
+    return fine / max(coarse, 1e-6)
+
+
+def chroma_subsampled(rgb: np.ndarray) -> bool:
+    """Whether a picture's colour was stored at half resolution (a JPEG, at any quality).
+
+    Decoding interpolates each stored chroma sample over two pixels, which leaves the chroma
+    almost nothing at the finest scale, while its luma keeps the sharp edges. The fourth
+    differences (which pass the finest scale) per first differences (all edges) of the chroma,
+    per that of the luma, is about 1 when both are as sharp, as in any picture that was never
+    subsampled (blurred or resampled ones included: their chroma is as soft as their luma).
+    """
+    if min(rgb.shape[:2]) < 8:
+        return False
+    ycc = rgb.astype(np.float32) @ _TO_YCC.T
+    luma = _fine_share(ycc[..., 0])
+    chroma = 0.5 * (_fine_share(ycc[..., 1]) + _fine_share(ycc[..., 2]))
+    return chroma < SUBSAMPLED_RATIO * luma
+
+
+def restore_chroma(rgb: np.ndarray) -> np.ndarray:
+    """A JPEG's colours rebuilt at full resolution from its sharp luma (same shape and type).
+
+    JPEG stores colour (Cb, Cr) at half resolution: thin coloured strokes (small print, an
+    outline) decode with their colour smeared into the background over two pixels, while the
+    luma stays sharp. Near an edge between two colours every channel is the same blend of the
+    two, so locally chroma = a * luma + b; fitted on the half-resolution grid the chroma was
+    stored on (both averaged 2 x 2), and applied to the full-resolution luma, this puts the
+    colour back where the luma says the stroke is (chroma from luma, a guided filter).
+    Corrections of at most CFL_SMALL levels are left out: flat areas, gradients and textures
+    keep their own colour, and only the smeared strokes change.
+    """
+    h, w = rgb.shape[:2]
+    if h < 4 or w < 4:
+        return rgb
+    ycc = rgb.astype(np.float32) @ _TO_YCC.T
+    eh, ew = h + (h & 1), w + (w & 1)
+    padded = np.pad(ycc, ((0, eh - h), (0, ew - w), (0, 0)), mode="edge")
+    # Decoding spreads each stored chroma sample over its neighbours (libjpeg's "fancy"
+    # upsampling), so the 2 x 2 average of the decoded chroma is the stored one blurred by
+    # (1, 6, 1) / 8 along each axis: the luma is blurred alike to match.
+    luma = ndimage.correlate1d(_half(padded[..., 0]), _SPREAD, 0, mode="nearest")
+    luma = ndimage.correlate1d(luma, _SPREAD, 1, mode="nearest")
+    size = 2 * CFL_RADIUS + 1
+    mean_y = ndimage.uniform_filter(luma, size, mode="nearest")
+    var_y = ndimage.uniform_filter(luma * luma, size, mode="nearest") - mean_y * mean_y
+    out = ycc.copy()
+    for c in (1, 2):
+        chroma = _half(padded[..., c])
+        mean_c = ndimage.uniform_filter(chroma, size, mode="nearest")
+        cov = ndimage.uniform_filter(luma * chroma, size, mode="nearest") - mean_y * mean_c
+        var_c = ndimage.uniform_filter(chroma * chroma, size, mode="nearest") - mean_c * mean_c
+        a = cov / (np.maximum(var_y, 0) + CFL_EPS)
+        b = mean_c - a * mean_y
+        # A window of three colours (an outline, a stroke over a shape's edge) is no blend of
+        # two: where the line leaves much of the chroma unexplained the decoded one is kept.
+        residual = np.maximum(var_c - a * cov, 0)
+        trust = np.clip(1.0 - residual / CFL_RESIDUAL, 0.0, 1.0)
+        a = ndimage.uniform_filter(a, 3, mode="nearest")
+        b = ndimage.uniform_filter(b, 3, mode="nearest")
+        trust = ndimage.uniform_filter(trust, 3, mode="nearest")
+        full = [np.repeat(np.repeat(x, 2, 0), 2, 1)[:h, :w] for x in (a, b, trust)]
+        fitted = full[0] * ycc[..., 0] + full[1]
+        change = full[2] * (fitted - ycc[..., c])
+        # Small corrections are noise either way: only the smeared strokes are changed.
+        change = np.sign(change) * np.maximum(np.abs(change) - CFL_SMALL, 0.0)
+        out[..., c] = ycc[..., c] + change
+    back = out @ _FROM_YCC.T
+    return np.clip(np.rint(back), 0, 255).astype(np.uint8)

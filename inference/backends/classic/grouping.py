@@ -475,6 +475,8 @@ def _attach_shadows(
     owners = {uf.find(r) for r in owners} & set(groups)
     boxes = {root: box_of(facts, units) for root, units in groups.items()}
     area = {root: int(facts.area[units].sum()) for root, units in groups.items()}
+    # A textured background is many units: the shadow is measured on those around it.
+    ground = [u for u in present if uf.find(u) == uf.find(background)]
     for shape in sorted(owners, key=lambda r: (-area[r], r)):
         if uf.find(shape) != shape:
             continue
@@ -488,7 +490,7 @@ def _attach_shadows(
                 continue
             if not _within(boxes[other], box, reach):
                 continue
-            under = facts.local_colour(background, boxes[other])
+            under = facts.local_colour(ground, boxes[other])
             if under is None:
                 continue
             if not _darkened(colour_of(facts, groups[other]), under):

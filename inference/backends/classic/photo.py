@@ -29,6 +29,8 @@ DETAIL_LEVELS = 2.0
 DETAIL_SIDE = 256
 MIN_SHARE, MAX_SHARE = 0.01, 0.8  # of the picture; larger is a textured background
 MIN_SEED_SHARE = 0.003
+STRAY_SHARE = 0.0005  # of the picture: smaller members sticking out of a photo are specks
+STRIP = 2  # px: members this thin sticking out of a photo are rim strips
 SNAP_STEPS, SNAP_LEVELS, SNAP_SHARE = 2, 8, 0.6  # see _snap
 PHOTO_COLOUR = 24.0  # a "glyph" this close to the photo's colour around it is photo
 OVERLAY_SHARE = 0.02  # of the photo: a flat unit at least this large is an object on it
@@ -137,6 +139,54 @@ def _grow(
                 members = trial
                 changed = True
     return members
+
+
+def _without_strays(
+    facts: UnitFacts,
+    members: set[int],
+    background_share: BackgroundShare,
+    n_pixels: int,
+    framed: tuple[int, int] | None = None,
+) -> set[int]:
+    """`members` less the specks and rim strips whose boxes stick out of the rest's, when
+    only those let the background into the rectangle (or, `framed` = the picture's shape on
+    a scenic background, make it run off the picture's edge).
+
+    Growth takes what is near, and a sliver of a shape's rim (a few pixels of blend along an
+    ellipse beside the photo, a strip along a card's edge) is near too; it stretches the box
+    over the background, and the photo would be turned down for pieces never part of it.
+    """
+
+    def clean(box: Box) -> bool:
+        on_edge = framed is not None and _on_edge(box, framed)
+        return background_share(box) <= MAX_BACKGROUND and not on_edge
+
+    if clean(_union_box(facts, members)):
+        return members
+    limit = STRAY_SHARE * n_pixels
+    solid = {u for u in members if facts.area[u] >= limit and not _strip(facts.boxes[u])}
+    if not solid or solid == members:
+        return members
+    box = _union_box(facts, solid)
+    if not clean(box):
+        return members
+    inside = {u for u in members - solid if _box_within(facts.boxes[u], box)}
+    return solid | inside
+
+
+def _strip(box: Box | None) -> bool:
+    """A box at most STRIP px across: the blend along an edge, not a piece of a picture."""
+    return box is not None and min(box[2] - box[0], box[3] - box[1]) <= STRIP
+
+
+def _box_within(inner: Box | None, outer: Box) -> bool:
+    """Does `inner` lie within `outer` (a member inside the rectangle is no stray)?"""
+    return inner is not None and (
+        inner[0] >= outer[0]
+        and inner[1] >= outer[1]
+        and inner[2] <= outer[2]
+        and inner[3] <= outer[3]
+    )
 
 
 def _inside_share(own: np.ndarray, unit: int, rect: Box, facts: UnitFacts) -> float:
@@ -323,6 +373,9 @@ def find_photos(
         if seed in used:
             continue
         members = _grow(own, facts, seed, used | text_units, background_share, rich)
+        members = _without_strays(
+            facts, members, background_share, n_pixels, own.shape if scenery else None
+        )
         rect = _union_box(facts, members)
         area = (rect[2] - rect[0]) * (rect[3] - rect[1])
         if not MIN_SHARE * n_pixels <= area <= MAX_SHARE * n_pixels:
