@@ -1433,3 +1433,26 @@ def test_a_cards_shadow_on_wood_grain_stays_with_the_card():
     top = stack.canvases()[1]
     assert (top[..., 3][card > 0] == 255).all()
     assert (top[..., 3][beyond] > 0).mean() > 0.9
+
+
+def test_a_see_through_card_over_its_own_shadow_is_told_see_through():
+    """A see-through card over its drop shadow on a gradient varies with the shadow beneath
+    it (a complex unit, once grouped as an opaque "effect" holding card and shadow); along
+    its outline it still follows the gradient just outside, scaled by (1 - a), so it is a
+    see-through shape and the shadow beneath it is lifted as a layer of its own."""
+    from scipy import ndimage
+
+    h, w = 128, 160
+    t = np.linspace(0.0, 1.0, h)[:, None, None]
+    gradient = np.array([214.0, 117, 102]) * (1 - t) + np.array([240.0, 90, 190]) * t
+    picture = np.broadcast_to(gradient, (h, w, 3))
+    card = _coverage(h, w, lambda y, x: (y >= 30) & (y < 96) & (x >= 40) & (x < 110))
+    shadow = 0.55 * ndimage.gaussian_filter(np.roll(card, (8, 8), axis=(0, 1)), 6.0)
+    picture = _over(_over(picture, (14, 18, 13), shadow), (165, 100, 199), 0.5 * card)
+    stack = ClassicBackend().decompose(_to_rgba(picture), DecomposeRequest())
+    kinds = [layer.meta["kinds"] for layer in stack.layers]
+    canvases = [np.asarray(canvas) for canvas in stack.canvases()]
+    top = canvases[-1]
+    assert kinds[-1] == ["shape"] and 0.3 * 255 < top[60, 75, 3] < 0.7 * 255
+    assert abs(int(top[60, 75, 2]) - 199) < 20  # the card's own colour, not the blend
+    assert ["effect"] in kinds[:-1]  # the shadow, lifted beneath it

@@ -303,7 +303,8 @@ def form_elements(
             elements.append(Element("photo", units, rect=photo.rect))
         elif root in text_roots:
             elements.append(Element("text", units))
-        elif all(facts.complex[u] for u in units):
+        elif all(facts.complex[u] for u in units) and root not in tints:
+            # A varying element with a measured tint is a see-through shape over a shadow.
             textured = any(facts.texture[u] for u in units)
             elements.append(Element("texture" if textured else "effect", units))
         else:
@@ -751,7 +752,12 @@ def _find_tints(
     A piece that crosses a soft shadow or glow varies with it (a complex unit), yet the
     overlap test compares colours side by side along boundaries, which holds over such a
     variation; leaving it out left the overlap with the shape beneath a separate layer. The
-    gradient test still takes only flat pieces: a varying piece imitates a gradient tint.
+    gradient test takes such pieces too: a see-through shape over its own drop shadow varies
+    with the shadow (so its unit is complex), and along its outline it still follows what
+    lies just outside, scaled by (1 - a), within FIT_RMS; an opaque varying piece (a photo,
+    a texture, a shape with a gradient fill) does not. A piece found see-through is a shape
+    with that tint even when it varies (see `form_elements`), so the shadow beneath it can be
+    lifted as its effect instead of staying fused with it in one "effect" element.
     """
     bg_root = uf.find(background) if background is not None else -1
     shaped = [
@@ -759,7 +765,7 @@ def _find_tints(
         if u not in skip and uf.find(u) != bg_root and not facts.texture[u]
         and facts.area[u] >= TINT_MIN_AREA * n_pixels and not _thin(facts, u)
     ]
-    candidates = [u for u in shaped if not facts.complex[u]]
+    candidates = list(shaped)
     tints: dict[int, Tint] = {}
     for x, y, tint in overlap_tints(facts, shaped):
         uf.join(x, y)
