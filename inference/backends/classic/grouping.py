@@ -66,6 +66,12 @@ HOLE_WRAP = 0.9  # share of a hole's boundary its wrapper must own
 HOLE_TOLERANCE = 10.0
 TINT_MIN_AREA = 0.001  # of the picture: smaller pieces are not worth a translucency guess
 SPECK_SHARE = 0.0004  # of the picture
+# An untinted object this much (of its area) made of rich pieces, fading into the background
+# all round (median step under FADE_STEP levels over 3 px, at FADE_MIN_PAIRS boundary pairs
+# at least), is a soft effect's falloff: see `_fade_into_background`.
+SOFT_SHARE = 0.75
+FADE_STEP = 20
+FADE_MIN_PAIRS = 16
 FADED_SHARE = 0.5  # of an object's area in texture pieces of a turned-down photo: an effect
 SPECK_MIN = 12
 RIM_WIDTH = 4.0  # px: see _absorb_rims
@@ -332,14 +338,61 @@ def _fade_into_background(
     piece, and stays a shape (FADED_SHARE). So do the box's small bits that were to be photo
     (a corner of a faint shadow between two shapes), which alone would be a speck of a
     layer. Pieces that are all rich already make an effect layer of their own.
+
+    A shadow's falloff beyond its caster can also hold a flat band (where the shadow is near
+    its full strength), so its pieces are not all rich and were a shape: completed into an
+    opaque slab under the caster. Mostly rich (SOFT_SHARE of the area) and fading into the
+    background with no step all round (`_fades_out`), they go to the background too, to be
+    lifted with the rest of the shadow.
     """
+    bg_units = [u for u in present if uf.find(u) == uf.find(background)]
     for root, units in _root_groups(uf, present, skip).items():
         if all(facts.complex[u] for u in units):
             continue
         soft = sum(int(facts.area[u]) for u in units if u in found.faded and facts.texture[u])
         area = sum(int(facts.area[u]) for u in units)
-        if all(u in found.bits for u in units) or soft >= FADED_SHARE * area:
+        rich = sum(int(facts.area[u]) for u in units if facts.complex[u])
+        faded = all(u in found.bits for u in units) or soft >= FADED_SHARE * area
+        if faded or (rich >= SOFT_SHARE * area and _fades_out(facts, units, bg_units)):
             uf.join(background, root)
+
+
+def _fades_out(facts: UnitFacts, units: list[int], bg_units: list[int]) -> bool:
+    """Does a group of pieces fade into the background all along where they meet it?
+
+    A soft shadow's or glow's falloff meets the background with no step: across any two
+    pixels there the colour changes by a few levels. A shape's side, however faint or
+    see-through, is a step of tens of levels within its anti-aliased pixel or two. Measured
+    across each boundary pixel pair as the change over the two pixels either side of it; the
+    median over the boundary must stay under FADE_STEP.
+
+    Only a shadow's falloff (darker than the background beside it) counts: the rings of a
+    glow around its caster, given to the background, can be so much of it that its smooth
+    model follows the glow, which is then found nowhere.
+    """
+    box = box_of(facts, units)
+    h, w = facts.own.shape
+    top, left = max(0, box[0] - 2), max(0, box[1] - 2)
+    bottom, right = min(h, box[2] + 2), min(w, box[3] + 2)
+    own = facts.own[top:bottom, left:right]
+    mine, theirs = np.isin(own, units), np.isin(own, bg_units)
+    rgb = facts.rgb[top:bottom, left:right].astype(np.int16)
+    steps = []
+    for axis in (0, 1):
+        a = np.take(mine, range(1, mine.shape[axis] - 2), axis=axis)
+        b = np.take(theirs, range(2, mine.shape[axis] - 1), axis=axis)
+        c = np.take(theirs, range(1, mine.shape[axis] - 2), axis=axis)
+        d = np.take(mine, range(2, mine.shape[axis] - 1), axis=axis)
+        meet = (a & b) | (c & d)  # a boundary between positions i and i + 1
+        before = np.take(rgb, range(0, mine.shape[axis] - 3), axis=axis)
+        after = np.take(rgb, range(3, mine.shape[axis]), axis=axis)
+        steps.append(np.abs(after - before).max(axis=-1)[meet])
+    found = np.concatenate(steps)
+    if found.size < FADE_MIN_PAIRS or np.median(found) >= FADE_STEP:
+        return False
+    # Only a shadow's falloff: darker than the background beside it.
+    near = dilate(mine, 3) & theirs
+    return bool(rgb[mine].sum(axis=-1).mean() < rgb[near].sum(axis=-1).mean())
 
 
 def _root_groups(
