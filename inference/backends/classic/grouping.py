@@ -70,7 +70,7 @@ SPECK_SHARE = 0.0004  # of the picture
 # all round (median step under FADE_STEP levels over 3 px, at FADE_MIN_PAIRS boundary pairs
 # at least), is a soft effect's falloff: see `_fade_into_background`.
 SOFT_SHARE = 0.75
-FADE_STEP = 20
+FADE_STEP = 24
 FADE_MIN_PAIRS = 16
 FADED_SHARE = 0.5  # of an object's area in texture pieces of a turned-down photo: an effect
 SPECK_MIN = 12
