@@ -1471,3 +1471,19 @@ def test_a_shadows_falloff_beyond_its_caster_is_no_opaque_shape():
     shadow = np.asarray(stack.canvases()[1])
     # Beyond the card's corner the true shadow's opacity is 0.26, in its near-black colour.
     assert abs(shadow[100, 115, 3] / 255 - 0.26) < 0.1 and shadow[100, 115, :3].max() < 60
+
+
+@pytest.mark.skipif(not BENCH, reason="bench/synthetic.py and bench/layerd_metric.py not present")
+def test_a_see_through_shapes_piece_over_the_background_shows_its_tint_and_joins_it():
+    """A see-through rounded rectangle over two shapes and the background (a tuning sample):
+    its tint is measured from the pieces over the shapes, and the piece over the background,
+    paired with neither, is that tint over the background beside it, so it joins them in one
+    layer instead of being a layer of its own."""
+    from bench.synthetic import make_sample
+
+    sample = make_sample("translucent", 1011, (256, 256))
+    layers = [np.asarray(layer) for layer in sample.layers]
+    mask = layers[sample.names.index("rounded rectangle 3")][..., 3] > 128
+    stack = ClassicBackend().decompose(sample.image, DecomposeRequest())
+    held = [float((np.asarray(canvas)[..., 3][mask] > 0).mean()) for canvas in stack.canvases()]
+    assert max(held[1:]) > 0.95, held

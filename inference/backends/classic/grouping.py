@@ -58,6 +58,7 @@ from layerlift.inference.backends.classic.translucency import (
     gradient_tint,
     overlap_tints,
     same_tint,
+    shows_tint,
 )
 from layerlift.inference.backends.classic.unionfind import UnionFind
 from scipy import ndimage
@@ -831,6 +832,7 @@ def _find_tints(
             if tint is not None:
                 tints[uf.find(unit)] = tint
                 break
+    _join_tint_pieces(facts, uf, shaped, tints, bg_root)
     roots = sorted(tints)
     for i, a in enumerate(roots):
         for b in roots[i + 1 :]:
@@ -840,6 +842,34 @@ def _find_tints(
                 tints[uf.find(a)] = tint
     tints = {root: tint for root, tint in tints.items() if uf.find(root) == root}
     return tints
+
+
+def _join_tint_pieces(
+    facts: UnitFacts, uf: UnionFind, shaped: list[int], tints: dict[int, Tint], bg_root: int
+) -> None:
+    """Join to a see-through shape its untinted pieces that show its tint over the
+    background beside them (see `translucency.shows_tint`); `tints` is keyed by root.
+
+    The overlap test pairs each piece once, so a shape over the background and over two
+    other shapes leaves one of its pieces unpaired, a layer of its own. Only pieces over the
+    background are joined this way: a piece over another shape that shows the tint may as
+    well be that shape's, seen through a third, and joining it there misleads the order.
+    """
+    for unit in shaped:
+        if uf.find(unit) in tints:
+            continue
+        neighbours = facts.neighbours.get(unit, {})
+        for host in sorted(neighbours, key=lambda n: (-neighbours[n], n)):
+            root = uf.find(host)
+            if root not in tints:
+                continue
+            tint = tints[root]
+            beside = [n for n in neighbours if uf.find(n) == bg_root]
+            if any(shows_tint(facts, unit, tint, other) for other in beside):
+                del tints[root]
+                uf.join(root, unit)
+                tints[uf.find(root)] = tint
+                break
 
 
 def element_map(
