@@ -1433,3 +1433,57 @@ def test_a_cards_shadow_on_wood_grain_stays_with_the_card():
     top = stack.canvases()[1]
     assert (top[..., 3][card > 0] == 255).all()
     assert (top[..., 3][beyond] > 0).mean() > 0.9
+
+
+def _card_over_its_shadow() -> np.ndarray:
+    """A see-through card (a = 0.5) over its own drop shadow on a vertical gradient."""
+    from scipy import ndimage
+
+    h, w = 128, 160
+    t = np.linspace(0.0, 1.0, h)[:, None, None]
+    gradient = np.array([214.0, 117, 102]) * (1 - t) + np.array([240.0, 90, 190]) * t
+    picture = np.broadcast_to(gradient, (h, w, 3))
+    card = _coverage(h, w, lambda y, x: (y >= 30) & (y < 96) & (x >= 40) & (x < 110))
+    shadow = 0.55 * ndimage.gaussian_filter(np.roll(card, (8, 8), axis=(0, 1)), 6.0)
+    return _to_rgba(_over(_over(picture, (14, 18, 13), shadow), (165, 100, 199), 0.5 * card))
+
+
+def test_a_see_through_card_over_its_own_shadow_is_told_see_through():
+    """A see-through card over its drop shadow on a gradient varies with the shadow beneath
+    it (a complex unit, once grouped as an opaque "effect" holding card and shadow); along
+    its outline it still follows the gradient just outside, scaled by (1 - a), so it is a
+    see-through shape and the shadow beneath it is lifted as a layer of its own."""
+    stack = ClassicBackend().decompose(_card_over_its_shadow(), DecomposeRequest())
+    kinds = [layer.meta["kinds"] for layer in stack.layers]
+    top = np.asarray(stack.canvases()[-1])
+    assert kinds[-1] == ["shape"] and 0.3 * 255 < top[60, 75, 3] < 0.7 * 255
+    assert abs(int(top[60, 75, 2]) - 199) < 20  # the card's own colour, not the blend
+    assert ["effect"] in kinds[:-1]  # the shadow, lifted beneath it
+
+
+def test_a_shadows_falloff_beyond_its_caster_is_no_opaque_shape():
+    """The shadow's band just beyond the card is flat enough to be a region of its own, so
+    its pieces were not all rich and became an opaque shape, completed under the card. They
+    fade into the background with no step, so they go to it and are lifted with the shadow."""
+    stack = ClassicBackend().decompose(_card_over_its_shadow(), DecomposeRequest())
+    kinds = [layer.meta["kinds"] for layer in stack.layers]
+    assert kinds == [["background"], ["effect"], ["shape"]], kinds
+    shadow = np.asarray(stack.canvases()[1])
+    # Beyond the card's corner the true shadow's opacity is 0.26, in its near-black colour.
+    assert abs(shadow[100, 115, 3] / 255 - 0.26) < 0.1 and shadow[100, 115, :3].max() < 60
+
+
+@pytest.mark.skipif(not BENCH, reason="bench/synthetic.py and bench/layerd_metric.py not present")
+def test_a_see_through_shapes_piece_over_the_background_shows_its_tint_and_joins_it():
+    """A see-through rounded rectangle over two shapes and the background (a tuning sample):
+    its tint is measured from the pieces over the shapes, and the piece over the background,
+    paired with neither, is that tint over the background beside it, so it joins them in one
+    layer instead of being a layer of its own."""
+    from bench.synthetic import make_sample
+
+    sample = make_sample("translucent", 1011, (256, 256))
+    layers = [np.asarray(layer) for layer in sample.layers]
+    mask = layers[sample.names.index("rounded rectangle 3")][..., 3] > 128
+    stack = ClassicBackend().decompose(sample.image, DecomposeRequest())
+    held = [float((np.asarray(canvas)[..., 3][mask] > 0).mean()) for canvas in stack.canvases()]
+    assert max(held[1:]) > 0.95, held

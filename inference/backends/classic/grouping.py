@@ -58,6 +58,7 @@ from layerlift.inference.backends.classic.translucency import (
     gradient_tint,
     overlap_tints,
     same_tint,
+    shows_tint,
 )
 from layerlift.inference.backends.classic.unionfind import UnionFind
 from scipy import ndimage
@@ -66,6 +67,12 @@ HOLE_WRAP = 0.9  # share of a hole's boundary its wrapper must own
 HOLE_TOLERANCE = 10.0
 TINT_MIN_AREA = 0.001  # of the picture: smaller pieces are not worth a translucency guess
 SPECK_SHARE = 0.0004  # of the picture
+# An untinted object this much (of its area) made of rich pieces, fading into the background
+# all round (median step under FADE_STEP levels over 3 px, at FADE_MIN_PAIRS boundary pairs
+# at least), is a soft effect's falloff: see `_fade_into_background`.
+SOFT_SHARE = 0.75
+FADE_STEP = 24
+FADE_MIN_PAIRS = 16
 FADED_SHARE = 0.5  # of an object's area in texture pieces of a turned-down photo: an effect
 SPECK_MIN = 12
 RIM_WIDTH = 4.0  # px: see _absorb_rims
@@ -303,7 +310,8 @@ def form_elements(
             elements.append(Element("photo", units, rect=photo.rect))
         elif root in text_roots:
             elements.append(Element("text", units))
-        elif all(facts.complex[u] for u in units):
+        elif all(facts.complex[u] for u in units) and root not in tints:
+            # A varying element with a measured tint is a see-through shape over a shadow.
             textured = any(facts.texture[u] for u in units)
             elements.append(Element("texture" if textured else "effect", units))
         else:
@@ -331,14 +339,61 @@ def _fade_into_background(
     piece, and stays a shape (FADED_SHARE). So do the box's small bits that were to be photo
     (a corner of a faint shadow between two shapes), which alone would be a speck of a
     layer. Pieces that are all rich already make an effect layer of their own.
+
+    A shadow's falloff beyond its caster can also hold a flat band (where the shadow is near
+    its full strength), so its pieces are not all rich and were a shape: completed into an
+    opaque slab under the caster. Mostly rich (SOFT_SHARE of the area) and fading into the
+    background with no step all round (`_fades_out`), they go to the background too, to be
+    lifted with the rest of the shadow.
     """
+    bg_units = [u for u in present if uf.find(u) == uf.find(background)]
     for root, units in _root_groups(uf, present, skip).items():
         if all(facts.complex[u] for u in units):
             continue
         soft = sum(int(facts.area[u]) for u in units if u in found.faded and facts.texture[u])
         area = sum(int(facts.area[u]) for u in units)
-        if all(u in found.bits for u in units) or soft >= FADED_SHARE * area:
+        rich = sum(int(facts.area[u]) for u in units if facts.complex[u])
+        faded = all(u in found.bits for u in units) or soft >= FADED_SHARE * area
+        if faded or (rich >= SOFT_SHARE * area and _fades_out(facts, units, bg_units)):
             uf.join(background, root)
+
+
+def _fades_out(facts: UnitFacts, units: list[int], bg_units: list[int]) -> bool:
+    """Does a group of pieces fade into the background all along where they meet it?
+
+    A soft shadow's or glow's falloff meets the background with no step: across any two
+    pixels there the colour changes by a few levels. A shape's side, however faint or
+    see-through, is a step of tens of levels within its anti-aliased pixel or two. Measured
+    across each boundary pixel pair as the change over the two pixels either side of it; the
+    median over the boundary must stay under FADE_STEP.
+
+    Only a shadow's falloff (darker than the background beside it) counts: the rings of a
+    glow around its caster, given to the background, can be so much of it that its smooth
+    model follows the glow, which is then found nowhere.
+    """
+    box = box_of(facts, units)
+    h, w = facts.own.shape
+    top, left = max(0, box[0] - 2), max(0, box[1] - 2)
+    bottom, right = min(h, box[2] + 2), min(w, box[3] + 2)
+    own = facts.own[top:bottom, left:right]
+    mine, theirs = np.isin(own, units), np.isin(own, bg_units)
+    rgb = facts.rgb[top:bottom, left:right].astype(np.int16)
+    steps = []
+    for axis in (0, 1):
+        a = np.take(mine, range(1, mine.shape[axis] - 2), axis=axis)
+        b = np.take(theirs, range(2, mine.shape[axis] - 1), axis=axis)
+        c = np.take(theirs, range(1, mine.shape[axis] - 2), axis=axis)
+        d = np.take(mine, range(2, mine.shape[axis] - 1), axis=axis)
+        meet = (a & b) | (c & d)  # a boundary between positions i and i + 1
+        before = np.take(rgb, range(0, mine.shape[axis] - 3), axis=axis)
+        after = np.take(rgb, range(3, mine.shape[axis]), axis=axis)
+        steps.append(np.abs(after - before).max(axis=-1)[meet])
+    found = np.concatenate(steps)
+    if found.size < FADE_MIN_PAIRS or np.median(found) >= FADE_STEP:
+        return False
+    # Only a shadow's falloff: darker than the background beside it.
+    near = dilate(mine, 3) & theirs
+    return bool(rgb[mine].sum(axis=-1).mean() < rgb[near].sum(axis=-1).mean())
 
 
 def _root_groups(
@@ -751,7 +806,12 @@ def _find_tints(
     A piece that crosses a soft shadow or glow varies with it (a complex unit), yet the
     overlap test compares colours side by side along boundaries, which holds over such a
     variation; leaving it out left the overlap with the shape beneath a separate layer. The
-    gradient test still takes only flat pieces: a varying piece imitates a gradient tint.
+    gradient test takes such pieces too: a see-through shape over its own drop shadow varies
+    with the shadow (so its unit is complex), and along its outline it still follows what
+    lies just outside, scaled by (1 - a), within FIT_RMS; an opaque varying piece (a photo,
+    a texture, a shape with a gradient fill) does not. A piece found see-through is a shape
+    with that tint even when it varies (see `form_elements`), so the shadow beneath it can be
+    lifted as its effect instead of staying fused with it in one "effect" element.
     """
     bg_root = uf.find(background) if background is not None else -1
     shaped = [
@@ -759,7 +819,7 @@ def _find_tints(
         if u not in skip and uf.find(u) != bg_root and not facts.texture[u]
         and facts.area[u] >= TINT_MIN_AREA * n_pixels and not _thin(facts, u)
     ]
-    candidates = [u for u in shaped if not facts.complex[u]]
+    candidates = list(shaped)
     tints: dict[int, Tint] = {}
     for x, y, tint in overlap_tints(facts, shaped):
         uf.join(x, y)
@@ -772,6 +832,7 @@ def _find_tints(
             if tint is not None:
                 tints[uf.find(unit)] = tint
                 break
+    _join_tint_pieces(facts, uf, shaped, tints, bg_root)
     roots = sorted(tints)
     for i, a in enumerate(roots):
         for b in roots[i + 1 :]:
@@ -781,6 +842,34 @@ def _find_tints(
                 tints[uf.find(a)] = tint
     tints = {root: tint for root, tint in tints.items() if uf.find(root) == root}
     return tints
+
+
+def _join_tint_pieces(
+    facts: UnitFacts, uf: UnionFind, shaped: list[int], tints: dict[int, Tint], bg_root: int
+) -> None:
+    """Join to a see-through shape its untinted pieces that show its tint over the
+    background beside them (see `translucency.shows_tint`); `tints` is keyed by root.
+
+    The overlap test pairs each piece once, so a shape over the background and over two
+    other shapes leaves one of its pieces unpaired, a layer of its own. Only pieces over the
+    background are joined this way: a piece over another shape that shows the tint may as
+    well be that shape's, seen through a third, and joining it there misleads the order.
+    """
+    for unit in shaped:
+        if uf.find(unit) in tints:
+            continue
+        neighbours = facts.neighbours.get(unit, {})
+        for host in sorted(neighbours, key=lambda n: (-neighbours[n], n)):
+            root = uf.find(host)
+            if root not in tints:
+                continue
+            tint = tints[root]
+            beside = [n for n in neighbours if uf.find(n) == bg_root]
+            if any(shows_tint(facts, unit, tint, other) for other in beside):
+                del tints[root]
+                uf.join(root, unit)
+                tints[uf.find(root)] = tint
+                break
 
 
 def element_map(

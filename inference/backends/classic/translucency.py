@@ -133,6 +133,24 @@ def overlap_tints(facts: UnitFacts, candidates: list[int]) -> list[tuple[int, in
     return pairs
 
 
+def shows_tint(facts: UnitFacts, unit: int, tint: Tint, beside: int) -> bool:
+    """Is `unit` the see-through `tint` over `beside`, the unit across its boundary?
+
+    A see-through shape over the background and over other shapes breaks into pieces; one
+    whose tint was measured tells what its other pieces look like: a F + (1 - a) U over
+    whatever U lies beside them, read side by side along the boundary (so it holds over a
+    gradient). The piece must differ from U (MIN_CONTRAST) to tell anything.
+    """
+    pair = _across(facts, unit, beside)
+    if pair is None:
+        return False
+    seen, under = pair
+    if np.sqrt(float(((seen - under) ** 2).sum())) < MIN_CONTRAST:
+        return False
+    expected = tint.alpha * np.asarray(tint.colour) + (1.0 - tint.alpha) * under
+    return bool(np.abs(expected - seen).max() <= TOLERANCE)
+
+
 def gradient_tint(facts: UnitFacts, unit: int, beneath: int) -> Tint | None:
     """A tint for `unit` from how its colour follows a varying `beneath` along their boundary.
 
