@@ -49,10 +49,15 @@ KIND_RANK = {
 
 @dataclass
 class Extent:
-    """A boolean mask of what an element covers once completed, within `box`."""
+    """A boolean mask of what an element covers once completed, within `box`.
+
+    `evidence`, when set, is the wider mask (same box) the z-order weighs instead: what the
+    element may plausibly cover, which is not yet sure enough to complete it to.
+    """
 
     box: Box
     mask: np.ndarray
+    evidence: np.ndarray | None = None
 
 
 def territory_boxes(emap: np.ndarray, count: int) -> list[Box | None]:
@@ -61,11 +66,19 @@ def territory_boxes(emap: np.ndarray, count: int) -> list[Box | None]:
 
 
 def extent(
-    element: Element, index: int, emap: np.ndarray, box: Box, background: int | None = None
+    element: Element,
+    index: int,
+    emap: np.ndarray,
+    box: Box,
+    background: int | None = None,
+    on_curve: float | None = None,
 ) -> Extent:
-    """What `element` (number `index` in `emap`) covers once completed."""
+    """What `element` (number `index` in `emap`) covers once completed.
+
+    `on_curve`: a looser outline tolerance for noisy pictures (see `_shape_extent`).
+    """
     if element.kind == "shape" and background is not None:
-        return _shape_extent(index, emap, box, background)
+        return _shape_extent(index, emap, box, background, on_curve)
     top, left, bottom, right = box
     own = emap[top:bottom, left:right] == index
     if element.kind == "background":
@@ -80,12 +93,19 @@ def extent(
     return Extent(box, convex_hull(own))
 
 
-def _shape_extent(index: int, emap: np.ndarray, box: Box, background: int) -> Extent:
+def _shape_extent(
+    index: int, emap: np.ndarray, box: Box, background: int, on_curve: float | None = None
+) -> Extent:
     """A shape's hull, plus the ellipse its outline against the background implies.
 
     A disc mostly hidden under a card shows as a cap whose hull ends at the card's edge, but
     the arc of the cap continues: the fitted ellipse reaches under the card, which is the
     evidence that the cap lies beneath it.
+
+    On a noisy picture the arc's outline wanders and the clean fit is refused, so a cap cut
+    by a straight edge keeps a hull that never crosses it and gives no evidence at all. An
+    ellipse within the looser `on_curve` tolerance then counts as evidence only: where it is
+    wrong the completion would be, while a wrong vote is outweighed by the other pairs.
     """
     h, w = emap.shape
     grow_y, grow_x = (box[2] - box[0]) // 2 + 1, (box[3] - box[1]) // 2 + 1
@@ -95,9 +115,14 @@ def _shape_extent(index: int, emap: np.ndarray, box: Box, background: int) -> Ex
     own = crop == index
     mask = convex_hull(own)
     below = crop == background
-    ellipse = ellipse_completion(own, (crop >= 0) & ~own & ~below, below)
+    above = (crop >= 0) & ~own & ~below
+    ellipse = ellipse_completion(own, above, below)
     if ellipse is not None:
-        mask |= ellipse
+        return Extent((top, left, bottom, right), mask | ellipse)
+    if on_curve is not None:
+        loose = ellipse_completion(own, above, below, on_curve)
+        if loose is not None:
+            return Extent((top, left, bottom, right), mask, mask | loose)
     return Extent((top, left, bottom, right), mask)
 
 
@@ -262,12 +287,17 @@ def z_order(
     emap: np.ndarray,
     background: int | None,
     rgb: np.ndarray | None = None,
+    on_curve: float | None = None,
 ) -> tuple[list[int], list[Extent | None]]:
-    """(element indices bottom first, extent per element; None for an element with no pixels)."""
+    """(element indices bottom first, extent per element; None for an element with no pixels).
+
+    `on_curve`: the ellipse tolerance a noisy picture's outlines need (None: the clean one).
+    """
     n = len(elements)
     boxes = territory_boxes(emap, n)
     extents: list[Extent | None] = [
-        None if boxes[i] is None else extent(elements[i], i, emap, boxes[i], background)
+        None if boxes[i] is None
+        else extent(elements[i], i, emap, boxes[i], background, on_curve)
         for i in range(n)
     ]
     area = np.bincount(emap[emap >= 0].ravel(), minlength=n).astype(np.float64)
@@ -276,7 +306,8 @@ def z_order(
         if ext is None or index == background:
             continue
         top, left, bottom, right = ext.box
-        inside = emap[top:bottom, left:right][ext.mask]
+        reach = ext.mask if ext.evidence is None else ext.evidence
+        inside = emap[top:bottom, left:right][reach]
         covered[index] = np.bincount(inside[inside >= 0], minlength=n)[:n]
     np.fill_diagonal(covered, 0.0)
     share = covered / np.maximum(area, 1.0)[None, :]
