@@ -3,7 +3,8 @@
 An object partly hidden by another shows a bite: its visible part is not convex where the
 occluder cuts it, so its convex hull reaches into the occluder's territory, while the occluder's
 hull stays within its own. "A's extent covers part of B" is therefore evidence that A lies under
-B, weighed by the share of B covered. The extent is also what a layer is completed to:
+B, weighed by how much more of B it covers than B's extent covers of A (`_weighed`). The
+extent is also what a layer is completed to:
 
 - shapes: the convex hull of the visible part (a circle under a card becomes a full circle);
 - photos: their rectangle; textures: their territory with holes filled;
@@ -30,6 +31,7 @@ from layerlift.inference.backends.classic.shapes import convex_hull, ellipse_com
 from scipy import ndimage
 
 NOISE = 0.02  # evidence below this share is rasterisation noise
+NOISE_PX = 20  # on a clean picture, evidence of fewer pixels is rasterisation noise too
 SEE_THROUGH_REACH = 3  # px each side of an outline where a tint over a neighbour is checked
 SEE_THROUGH_SIDE = 12  # pixels needed on each side
 SEE_THROUGH_FIT = 10.0  # levels: largest misfit of "tint over the neighbour's colour"
@@ -282,6 +284,31 @@ def hidden_under_see_through(
     return Extent((top, left, bottom, right), mask | convex_hull(own | claimed))
 
 
+def _weighed(covered: np.ndarray, area: np.ndarray, clean: bool) -> np.ndarray:
+    """under[a, b]: how evidently a lies under b, from `covered[a, b]` (pixels of b within
+    a's extent) and the elements' areas; 0 where the evidence is noise.
+
+    A bite is the size of the things involved: a disc a card hides a third of shows a bite
+    of a few hundred pixels, a large share of the disc but a small one of a card several
+    times its size, so weighed by the covered element's area it fell under NOISE whenever
+    the occluder was the larger, and a rounded card's corner, filled by the shape beneath,
+    outweighed it. On a clean picture the pair's evidence is therefore the difference of
+    what each covers of the other, in pixels, as a share of the smaller of the two, and at
+    least NOISE_PX pixels. On a noisy picture small pieces are often bits of texture, grain
+    or a JPEG fringe, whose hulls are as unsure as they are small: there each share stays
+    that of the covered element.
+    """
+    if clean:
+        smaller = np.minimum(area[:, None], area[None, :])
+        under = (covered - covered.T) / np.maximum(smaller, 1.0)
+        under[np.abs(covered - covered.T) < NOISE_PX] = 0.0
+    else:
+        share = covered / np.maximum(area, 1.0)[None, :]
+        under = share - share.T
+    under[np.abs(under) < NOISE] = 0.0
+    return under
+
+
 def z_order(
     elements: list[Element],
     emap: np.ndarray,
@@ -310,9 +337,7 @@ def z_order(
         inside = emap[top:bottom, left:right][reach]
         covered[index] = np.bincount(inside[inside >= 0], minlength=n)[:n]
     np.fill_diagonal(covered, 0.0)
-    share = covered / np.maximum(area, 1.0)[None, :]
-    under = share - share.T  # under[a, b] > 0: a lies under b
-    under[np.abs(under) < NOISE] = 0.0
+    under = _weighed(covered, area, clean=on_curve is None)  # under[a, b] > 0: a lies under b
     see_through = [] if rgb is None else see_through_evidence(elements, emap, rgb, background)
     for upper, lower in see_through:
         under[lower, upper], under[upper, lower] = 1.0, -1.0
