@@ -133,6 +133,49 @@ def test_occluded_circle_is_completed_under_the_card(scene):
     np.testing.assert_allclose(layer[hidden][:, :3].mean(axis=0), CIRCLE, atol=6)
 
 
+def test_small_disc_with_a_shallow_bite_lies_under_the_big_ellipse():
+    """A big ellipse hides a sliver of a small disc: a few hundred pixels of bite, a large
+    share of the disc but a small one of the ellipse. The disc lies beneath, completed."""
+    h, w = 120, 160
+    disc = _coverage(h, w, lambda y, x: np.hypot(y - 60, x - 40) <= 14)
+    ellipse = _coverage(h, w, lambda y, x: ((y - 60) / 40) ** 2 + ((x - 95) / 50) ** 2 <= 1)
+    rgb = _over(np.full((h, w, 3), (150.0, 67.0, 183.0)), (250, 244, 73), disc)
+    image = _to_rgba(_over(rgb, (156, 82, 103), ellipse))
+    stack = ClassicBackend().decompose(image, DecomposeRequest(layers=3))
+    canvases = stack.canvases()
+    def holding(mask: np.ndarray) -> int:
+        return max(range(1, len(canvases)), key=lambda i: (canvases[i][..., 3][mask] > 128).sum())
+
+    holder = holding((disc > 0.99) & (ellipse < 0.01))
+    assert holder < holding(ellipse > 0.99)
+    hidden = (disc > 0.99) & (ellipse > 0.99)
+    assert hidden.sum() > 100
+    assert (canvases[holder][..., 3][hidden] > 200).mean() >= 0.9
+
+
+def test_jpeg_disc_under_a_card_corner_is_completed_as_a_disc():
+    """A JPEG's outlines waver more than a clean picture's: the disc's arc still passes the
+    noisy picture's looser ellipse tolerance and it is completed under the card."""
+    import io
+
+    from PIL import Image
+
+    h, w = 120, 160
+    disc = _coverage(h, w, lambda y, x: np.hypot(y - 50, x - 50) <= 26)
+    card = _coverage(h, w, lambda y, x: (y >= 56.0) & (y < 110.0) & (x >= 58.0) & (x < 140.0))
+    rgb = _over(np.full((h, w, 3), (150.0, 67.0, 183.0)), (250, 244, 73), disc)
+    buffer = io.BytesIO()
+    Image.fromarray(_to_rgba(_over(rgb, (156, 82, 103), card))[..., :3]).save(
+        buffer, format="JPEG", quality=80
+    )
+    image = np.asarray(Image.open(buffer).convert("RGB"))
+    stack = ClassicBackend().decompose(image, DecomposeRequest(layers=3))
+    layer = _layer_covering(stack, (disc > 0.99) & (card < 0.01))
+    hidden = (disc > 0.99) & (card > 0.99)
+    assert hidden.sum() > 150
+    assert (layer[..., 3][hidden] > 200).mean() >= 0.95
+
+
 def test_background_is_completed_without_object_colours(scene):
     image, truth, stack = scene
     background = stack.canvases()[0]

@@ -66,6 +66,7 @@ from layerlift.inference.backends.classic.grouping import element_map, form_elem
 from layerlift.inference.backends.classic.ordering import z_order
 from layerlift.inference.backends.classic.regions import find_units
 from layerlift.inference.backends.classic.residual import find_details
+from layerlift.inference.backends.classic.shapes import NOISY_ON_CURVE
 from layerlift.inference.backends.classic.touching import part_touching
 from layerlift.inference.exact_recomposition import recomposite_exact
 from layerlift.inference.input_check import checked_pixels
@@ -147,7 +148,8 @@ class ClassicBackend(Backend):
         stages.done("elements")
 
         stages.report(0.35, "ordering objects")
-        order, extents = z_order(elements, emap, background, rgb)
+        on_curve = NOISY_ON_CURVE if noisy else None
+        order, extents = z_order(elements, emap, background, rgb, on_curve)
         for index, name in zip(order, element_names([elements[i].kind for i in order]),
                                strict=True):
             elements[index].name = name
@@ -157,6 +159,7 @@ class ClassicBackend(Backend):
         layers, canvas = build_layers(
             elements, order, extents, rgb, defined, emap, facts,
             lambda f: stages.report(0.45 + 0.3 * f, "drawing layers"),
+            on_curve,
         )
         del emap, defined
         stages.report(0.75, "looking for small details")

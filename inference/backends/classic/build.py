@@ -784,8 +784,12 @@ def build_element(
     canvas: Canvas,
     lines: list[Box] = (),
     over: Tint | None = None,
+    on_curve: float | None = None,
 ) -> BuiltLayer:
     """One object's layer, given its z-rank (`rank[element index + 1]`) and extent.
+
+    `on_curve`: a noisy picture's looser ellipse tolerance, tried where a shape's box and
+    clean ellipse completions both fail (only ever adding pixels under objects above it).
 
     `lines` are the boxes of the text elements above it (photos look for thin text there).
     `over` is the tint of a see-through shape it is seen through (taken off `image` on its
@@ -813,6 +817,8 @@ def build_element(
         completion = box_completion(own, above, below)
         if completion is None:
             completion = ellipse_completion(own, above, below)
+        if completion is None and on_curve is not None:  # a noisy picture's wavering arc
+            completion = ellipse_completion(own, above, below, on_curve)
         if completion is not None:
             hull |= completion & above
     if element.kind in ("photo", "texture", "effect"):
@@ -927,8 +933,12 @@ def build_layers(
     emap: np.ndarray,
     facts: UnitFacts,
     poll: Callable[[float], None],
+    on_curve: float | None = None,
 ) -> tuple[list[BuiltLayer], Canvas]:
-    """Layers bottom first and the composite they make. `poll(fraction)` runs between layers."""
+    """Layers bottom first and the composite they make. `poll(fraction)` runs between layers.
+
+    `on_curve`: the ellipse tolerance for a noisy picture (see `build_element`).
+    """
     h, w = emap.shape
     canvas = Canvas(h, w)
     rank = np.full(len(elements) + 1, -1, np.int64)
@@ -970,7 +980,7 @@ def build_layers(
         picture, over = _under_tint(seen, index, elements, emap, rank)
         layers.append(
             build_element(element, index, rank, extent, territory, picture, defined, emap, facts,
-                          canvas, lines, over)
+                          canvas, lines, over, on_curve)
         )
     for late in pending.values():  # cast by an element that drew nothing
         for layer in late:

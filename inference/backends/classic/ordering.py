@@ -3,7 +3,8 @@
 An object partly hidden by another shows a bite: its visible part is not convex where the
 occluder cuts it, so its convex hull reaches into the occluder's territory, while the occluder's
 hull stays within its own. "A's extent covers part of B" is therefore evidence that A lies under
-B, weighed by the share of B covered. The extent is also what a layer is completed to:
+B, weighed by how much more of B it covers than B's extent covers of A (`_weighed`). The
+extent is also what a layer is completed to:
 
 - shapes: the convex hull of the visible part (a circle under a card becomes a full circle);
 - photos: their rectangle; textures: their territory with holes filled;
@@ -30,6 +31,7 @@ from layerlift.inference.backends.classic.shapes import convex_hull, ellipse_com
 from scipy import ndimage
 
 NOISE = 0.02  # evidence below this share is rasterisation noise
+NOISE_PX = 20  # on a clean picture, evidence of fewer pixels is rasterisation noise too
 SEE_THROUGH_REACH = 3  # px each side of an outline where a tint over a neighbour is checked
 SEE_THROUGH_SIDE = 12  # pixels needed on each side
 SEE_THROUGH_FIT = 10.0  # levels: largest misfit of "tint over the neighbour's colour"
@@ -49,10 +51,15 @@ KIND_RANK = {
 
 @dataclass
 class Extent:
-    """A boolean mask of what an element covers once completed, within `box`."""
+    """A boolean mask of what an element covers once completed, within `box`.
+
+    `evidence`, when set, is the wider mask (same box) the z-order weighs instead: what the
+    element may plausibly cover, which is not yet sure enough to complete it to.
+    """
 
     box: Box
     mask: np.ndarray
+    evidence: np.ndarray | None = None
 
 
 def territory_boxes(emap: np.ndarray, count: int) -> list[Box | None]:
@@ -61,11 +68,19 @@ def territory_boxes(emap: np.ndarray, count: int) -> list[Box | None]:
 
 
 def extent(
-    element: Element, index: int, emap: np.ndarray, box: Box, background: int | None = None
+    element: Element,
+    index: int,
+    emap: np.ndarray,
+    box: Box,
+    background: int | None = None,
+    on_curve: float | None = None,
 ) -> Extent:
-    """What `element` (number `index` in `emap`) covers once completed."""
+    """What `element` (number `index` in `emap`) covers once completed.
+
+    `on_curve`: a looser outline tolerance for noisy pictures (see `_shape_extent`).
+    """
     if element.kind == "shape" and background is not None:
-        return _shape_extent(index, emap, box, background)
+        return _shape_extent(index, emap, box, background, on_curve)
     top, left, bottom, right = box
     own = emap[top:bottom, left:right] == index
     if element.kind == "background":
@@ -80,12 +95,19 @@ def extent(
     return Extent(box, convex_hull(own))
 
 
-def _shape_extent(index: int, emap: np.ndarray, box: Box, background: int) -> Extent:
+def _shape_extent(
+    index: int, emap: np.ndarray, box: Box, background: int, on_curve: float | None = None
+) -> Extent:
     """A shape's hull, plus the ellipse its outline against the background implies.
 
     A disc mostly hidden under a card shows as a cap whose hull ends at the card's edge, but
     the arc of the cap continues: the fitted ellipse reaches under the card, which is the
     evidence that the cap lies beneath it.
+
+    On a noisy picture the arc's outline wanders and the clean fit is refused, so a cap cut
+    by a straight edge keeps a hull that never crosses it and gives no evidence at all. An
+    ellipse within the looser `on_curve` tolerance then counts as evidence only: where it is
+    wrong the completion would be, while a wrong vote is outweighed by the other pairs.
     """
     h, w = emap.shape
     grow_y, grow_x = (box[2] - box[0]) // 2 + 1, (box[3] - box[1]) // 2 + 1
@@ -95,9 +117,14 @@ def _shape_extent(index: int, emap: np.ndarray, box: Box, background: int) -> Ex
     own = crop == index
     mask = convex_hull(own)
     below = crop == background
-    ellipse = ellipse_completion(own, (crop >= 0) & ~own & ~below, below)
+    above = (crop >= 0) & ~own & ~below
+    ellipse = ellipse_completion(own, above, below)
     if ellipse is not None:
-        mask |= ellipse
+        return Extent((top, left, bottom, right), mask | ellipse)
+    if on_curve is not None:
+        loose = ellipse_completion(own, above, below, on_curve)
+        if loose is not None:
+            return Extent((top, left, bottom, right), mask, mask | loose)
     return Extent((top, left, bottom, right), mask)
 
 
@@ -257,17 +284,47 @@ def hidden_under_see_through(
     return Extent((top, left, bottom, right), mask | convex_hull(own | claimed))
 
 
+def _weighed(covered: np.ndarray, area: np.ndarray, clean: bool) -> np.ndarray:
+    """under[a, b]: how evidently a lies under b, from `covered[a, b]` (pixels of b within
+    a's extent) and the elements' areas; 0 where the evidence is noise.
+
+    A bite is the size of the things involved: a disc a card hides a third of shows a bite
+    of a few hundred pixels, a large share of the disc but a small one of a card several
+    times its size, so weighed by the covered element's area it fell under NOISE whenever
+    the occluder was the larger, and a rounded card's corner, filled by the shape beneath,
+    outweighed it. On a clean picture the pair's evidence is therefore the difference of
+    what each covers of the other, in pixels, as a share of the smaller of the two, and at
+    least NOISE_PX pixels. On a noisy picture small pieces are often bits of texture, grain
+    or a JPEG fringe, whose hulls are as unsure as they are small: there each share stays
+    that of the covered element.
+    """
+    if clean:
+        smaller = np.minimum(area[:, None], area[None, :])
+        under = (covered - covered.T) / np.maximum(smaller, 1.0)
+        under[np.abs(covered - covered.T) < NOISE_PX] = 0.0
+    else:
+        share = covered / np.maximum(area, 1.0)[None, :]
+        under = share - share.T
+    under[np.abs(under) < NOISE] = 0.0
+    return under
+
+
 def z_order(
     elements: list[Element],
     emap: np.ndarray,
     background: int | None,
     rgb: np.ndarray | None = None,
+    on_curve: float | None = None,
 ) -> tuple[list[int], list[Extent | None]]:
-    """(element indices bottom first, extent per element; None for an element with no pixels)."""
+    """(element indices bottom first, extent per element; None for an element with no pixels).
+
+    `on_curve`: the ellipse tolerance a noisy picture's outlines need (None: the clean one).
+    """
     n = len(elements)
     boxes = territory_boxes(emap, n)
     extents: list[Extent | None] = [
-        None if boxes[i] is None else extent(elements[i], i, emap, boxes[i], background)
+        None if boxes[i] is None
+        else extent(elements[i], i, emap, boxes[i], background, on_curve)
         for i in range(n)
     ]
     area = np.bincount(emap[emap >= 0].ravel(), minlength=n).astype(np.float64)
@@ -276,12 +333,11 @@ def z_order(
         if ext is None or index == background:
             continue
         top, left, bottom, right = ext.box
-        inside = emap[top:bottom, left:right][ext.mask]
+        reach = ext.mask if ext.evidence is None else ext.evidence
+        inside = emap[top:bottom, left:right][reach]
         covered[index] = np.bincount(inside[inside >= 0], minlength=n)[:n]
     np.fill_diagonal(covered, 0.0)
-    share = covered / np.maximum(area, 1.0)[None, :]
-    under = share - share.T  # under[a, b] > 0: a lies under b
-    under[np.abs(under) < NOISE] = 0.0
+    under = _weighed(covered, area, clean=on_curve is None)  # under[a, b] > 0: a lies under b
     see_through = [] if rgb is None else see_through_evidence(elements, emap, rgb, background)
     for upper, lower in see_through:
         under[lower, upper], under[upper, lower] = 1.0, -1.0
