@@ -1530,3 +1530,18 @@ def test_a_see_through_shapes_piece_over_the_background_shows_its_tint_and_joins
     stack = ClassicBackend().decompose(sample.image, DecomposeRequest())
     held = [float((np.asarray(canvas)[..., 3][mask] > 0).mean()) for canvas in stack.canvases()]
     assert max(held[1:]) > 0.95, held
+
+
+def test_a_glyph_drifted_off_its_lines_colour_stays_in_the_text_layer():
+    """A glyph whose colour drifted off its line's (JPEG ringing on a thin stroke) but not
+    towards the background is a piece of that line, not a tiny shape layer of its own."""
+    h, w = 60, 140
+    line = _glyph_row(h, w, 25, 15, 11)
+    odd = _coverage(h, w, lambda y, x: (y >= 25) & (y < 34) & (x >= 66) & (x < 70))
+    line = np.where(odd > 0, 0.0, line)  # the sixth glyph, a bar, drawn in the drifted colour
+    rgb = _over(_over(_gradient(h, w), INK, line), (50, 45, 90), odd)
+    stack = ClassicBackend().decompose(_to_rgba(rgb), DecomposeRequest())
+    assert len(stack.layers) == 2, [layer.name for layer in stack.layers]
+    text = stack.layers[1].on_canvas(stack.width, stack.height)[..., 3]
+    assert (text[odd > 0.99] > 128).all()
+    assert (text[line > 0.99] > 128).mean() > 0.95

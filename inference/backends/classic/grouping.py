@@ -52,6 +52,7 @@ from layerlift.inference.backends.classic.text import (
     drop_gaps,
     find_text,
     split_occluded,
+    stray_glyphs,
 )
 from layerlift.inference.backends.classic.translucency import (
     Tint,
@@ -267,6 +268,8 @@ def form_elements(
         for unit in photo.members:
             uf.join(first, unit)
         photo_roots[uf.find(first)] = photo
+    _join_stray_glyphs(facts, uf, present, text_groups, set(photo_roots) | {bg_root}, background)
+    text_units = {u for group in text_groups for u in group}
     text_roots = {uf.find(g[0]) for g in text_groups}
 
     _absorb_seen_through(
@@ -317,6 +320,30 @@ def form_elements(
         else:
             elements.append(Element("shape", units, tint=tints.get(root)))
     return elements, background_index
+
+
+def _join_stray_glyphs(
+    facts: UnitFacts,
+    uf: UnionFind,
+    present: list[int],
+    text_groups: list[list[int]],
+    skip: set[int],
+    background: int | None,
+) -> None:
+    """Join the glyph pieces each text line left out to it (see `text.stray_glyphs`).
+
+    The pieces join the lines' unit lists too (in place), so that later steps treat them as
+    text.
+    """
+    if not text_groups:
+        return
+    text_roots = {uf.find(g[0]) for g in text_groups}
+    pieces = list(_root_groups(uf, present, skip | text_roots).values())
+    found = stray_glyphs(facts, [list(g) for g in text_groups], pieces, background)
+    for index, line in found.items():
+        for unit in pieces[index]:
+            uf.join(text_groups[line][0], unit)
+        text_groups[line].extend(pieces[index])
 
 
 def _fade_into_background(

@@ -229,3 +229,70 @@ def drop_gaps(facts: UnitFacts, groups: list[list[int]]) -> list[list[int]]:
             break
         alive.discard(worst)
     return [group for index, group in enumerate(groups) if index in alive]
+
+
+STRAY_TOLERANCE = 2.0 * TEXT_TOLERANCE  # a stray glyph piece's colour, off its line's (levels)
+STRAY_SLACK = 0.25  # line heights a stray piece may reach above or below its line
+STRAY_REACH = LINE_GAP_X  # line heights a stray piece may lie beyond its line's ends (as words)
+
+
+def stray_glyphs(
+    facts: UnitFacts, lines: list[list[int]], pieces: list[list[int]], background: int | None
+) -> dict[int, int]:
+    """Pieces of a text line's glyphs that the line left out: piece index -> line index.
+
+    Thin or small letters, anti-aliased and (in a JPEG) ringing, break into arcs whose colour
+    drifts from the line's, so a few fall out of the glyph grouping; left alone each becomes
+    a tiny "shape" stacked under or beside the text, which the layer count then pairs with
+    some other object. A piece that lies within a line's rows (give or take STRAY_SLACK),
+    no further beyond its ends than the next word of the line may be, no larger than the
+    line, and whose colour is near the line's (and nearer to it than to the background
+    around it) is a piece of that line. One that touches another such piece is left to it:
+    it is more likely a piece of a shape (or of a style around the text) than a letter.
+    """
+    if not lines or not pieces:
+        return {}
+    boxes = [box_of(facts, line) for line in lines]
+    colours = [colour_of(facts, line) for line in lines]
+    areas = [float(facts.area[line].sum()) for line in lines]
+    owner = {unit: index for index, piece in enumerate(pieces) for unit in piece}
+    found: dict[int, int] = {}
+    for index, piece in enumerate(pieces):
+        if not all(facts.boxes[u] is not None and not facts.complex[u] for u in piece):
+            continue
+        if _touches_other(facts, piece, owner, index):
+            continue
+        top, left, bottom, right = box_of(facts, piece)
+        colour = colour_of(facts, piece)
+        area = float(facts.area[piece].sum())
+        best, best_diff = None, STRAY_TOLERANCE
+        for line, (t, lft, b, r) in enumerate(boxes):
+            height = b - t
+            if area > areas[line]:
+                continue
+            slack, reach = STRAY_SLACK * height, STRAY_REACH * height
+            if top < t - slack or bottom > b + slack or left < lft - reach or right > r + reach:
+                continue
+            diff = float(np.abs(colour - colours[line]).max())
+            if diff > best_diff:
+                continue
+            under = None
+            if background is not None:
+                under = facts.local_colour(background, (top, left, bottom, right), margin=8)
+            if under is not None and float(np.abs(colour - under).max()) <= diff:
+                continue
+            best, best_diff = line, diff
+        if best is not None:
+            found[index] = best
+    return found
+
+
+def _touches_other(
+    facts: UnitFacts, piece: list[int], owner: dict[int, int], index: int
+) -> bool:
+    """Whether a unit of `piece` borders a unit of another piece (`owner`: unit -> piece)."""
+    return any(
+        owner.get(neighbour, index) != index
+        for unit in piece
+        for neighbour in facts.neighbours.get(unit, {})
+    )
