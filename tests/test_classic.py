@@ -1327,6 +1327,30 @@ def test_see_through_cards_with_soft_shadows_are_no_photo():
     assert sum("shape" in k for k in kinds) >= 2
 
 
+def test_shapes_over_one_another_with_one_shaded_are_no_photo():
+    """A photo is a patchwork of detailed pieces; see-through shapes over one another, one of
+    them shaded by the glow beneath it, hold one complex unit among flat ones: no photo
+    (a tuning sample). A texture piece, or two complex units, still make a photo, and a
+    JPEG's photo is not judged so (its detail may be smoothed away)."""
+    from types import SimpleNamespace
+
+    from layerlift.inference.backends.classic.photo import _patchwork
+
+    from bench.synthetic import make_sample
+
+    texture = np.array([False, False, False, True, False])
+    complex_ = np.array([False, True, False, True, True])
+    facts = SimpleNamespace(texture=texture, complex=complex_, blocky=False)
+    assert not _patchwork(facts, {1, 2})  # one shaded shape and a flat one
+    assert _patchwork(facts, {1, 4})  # two complex pieces
+    assert _patchwork(facts, {2, 3})  # a texture piece
+    assert _patchwork(SimpleNamespace(texture=texture, complex=complex_, blocky=True), {1, 2})
+    sample = make_sample("translucent", 3015, (256, 256))
+    stack = ClassicBackend().decompose(sample.image, DecomposeRequest(layers=len(sample.layers)))
+    assert not any("photo" in layer.meta["kinds"] for layer in stack.layers)
+    assert any(layer.name.startswith("glow") for layer in stack.layers)
+
+
 def test_a_see_through_card_over_a_shadow_stays_an_object():
     """A see-through card seen over a shadow is a smooth gradient, not the shadow's texture
     pieces: it stays an object of its own, while the texture pieces of a turned-down box go

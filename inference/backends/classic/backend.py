@@ -141,6 +141,7 @@ class ClassicBackend(Backend):
         stages.report(0.2, "grouping regions into objects")
         sums = accumulate(units.labels, rgb, units.count)
         facts = unit_facts(units, sums, rgb, raw)
+        facts.blocky = step > 1
         elements, background = form_elements(units.own, facts, units.count)
         emap = element_map(units.own, elements, units.count, background, facts)
         defined = units.labels > 0

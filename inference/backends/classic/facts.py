@@ -49,6 +49,7 @@ class UnitFacts:
     raw: np.ndarray | None = None  # the picture itself when `rgb` is a smoothed copy
     # Pixels in the palette of a textured background (None: the background is not textured).
     texture_pixels: np.ndarray | None = None
+    blocky: bool = False  # the picture shows a JPEG's block grid (`denoise.jpeg_step` > 1)
 
     @property
     def smoothed(self) -> bool:

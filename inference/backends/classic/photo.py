@@ -27,6 +27,7 @@ NEAR = 0.06  # of the picture's short side: how far from the members growth look
 MIN_DETAIL = 0.03
 DETAIL_LEVELS = 2.0
 DETAIL_SIDE = 256
+MIN_COMPLEX = 2  # complex units a photo with no texture piece holds at least (see _patchwork)
 MIN_SHARE, MAX_SHARE = 0.01, 0.8  # of the picture; larger is a textured background
 MIN_SEED_SHARE = 0.003
 STRAY_SHARE = 0.0005  # of the picture: smaller members sticking out of a photo are specks
@@ -199,6 +200,20 @@ def _inside_share(own: np.ndarray, unit: int, rect: Box, facts: UnitFacts) -> fl
         return 0.0
     inside = int((own[top:bottom, left:right] == unit).sum())
     return inside / max(int(facts.area[unit]), 1)
+
+
+def _patchwork(facts: UnitFacts, members: set[int]) -> bool:
+    """Is the content a photo's patchwork: a texture piece, or MIN_COMPLEX complex units?
+
+    A photo's detail breaks it into several pieces that are not flat colour. See-through
+    shapes over one another, one of them shaded by a glow or a shadow beneath it, make one
+    complex unit among flat ones: their edges read as detail, but no piece holds any. A
+    JPEG's photo may have lost its detail to the compression and smoothing: not told.
+    """
+    if facts.blocky:
+        return True
+    units = list(members)
+    return bool(facts.texture[units].any() or facts.complex[units].sum() >= MIN_COMPLEX)
 
 
 def _detail_share(facts: UnitFacts, members: set[int], rect: Box) -> float:
@@ -386,6 +401,8 @@ def find_photos(
             continue
         if _detail_share(facts, members, rect) < MIN_DETAIL:
             continue  # smooth all over: a glow or a shadow, not a photo
+        if not _patchwork(facts, members):
+            continue  # one shaded piece among flat ones: shapes over one another
         rect = _snap(facts.rgb, rect)
         grown = set(members)
         overlays = _inner_units(own, facts, rect, area, members, used, text_units)
