@@ -20,7 +20,6 @@ time saved as a JPEG of quality Q (a real encoder's artefacts on a real design).
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import sys
@@ -29,12 +28,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from layerlift.inference.backends.base import MAX_LAYERS, DecomposeRequest
+from layerlift.inference.backends.base import MAX_LAYERS, Backend, DecomposeRequest
 from layerlift.inference.formats import read_stack
 from layerlift.inference.formats.psd import flatten
 from layerlift.inference.layers import LayerStack, psnr
@@ -42,6 +40,7 @@ from layerlift.inference.layers import LayerStack, psnr
 from bench.corpus import CORPUS_ENV, PLACES, psd_files_in
 from bench.layerd_metric import evaluate, recomposition_psnr
 from bench.quality import make_backend
+from bench.synthetic import jpeg_round_trip
 
 MIN_SIDE = 64
 TRUTH_PSNR = 40.0
@@ -104,18 +103,10 @@ def load_document(path: Path, name: str) -> Document | str:
     return Document(name, picture, layers)
 
 
-def as_jpeg(picture: np.ndarray, quality: int) -> np.ndarray:
-    """The picture through a real JPEG encoder and back (opaque RGBA)."""
-    buffer = io.BytesIO()
-    Image.fromarray(picture[..., :3]).save(buffer, "JPEG", quality=quality)
-    decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGBA"))
-    return np.ascontiguousarray(decoded)
-
-
-def score(backend: object, document: Document, picture: np.ndarray, encoding: str) -> Score:
+def score(backend: Backend, document: Document, picture: np.ndarray, encoding: str) -> Score:
     request = DecomposeRequest(layers=min(len(document.layers), MAX_LAYERS), seed=0)
     started = time.perf_counter()
-    stack = backend.decompose(picture, request)  # type: ignore[attr-defined]
+    stack = backend.decompose(picture, request)
     seconds = time.perf_counter() - started
     pred = stack.canvases()
     found = evaluate(pred, document.layers, 0)
@@ -169,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         encodings = [("png", document.picture)]
         if args.jpeg:
-            encodings.append((f"jpeg q{args.jpeg}", as_jpeg(document.picture, args.jpeg)))
+            encodings.append((f"jpeg q{args.jpeg}", jpeg_round_trip(document.picture, args.jpeg)))
         for encoding, picture in encodings:
             result = score(backend, document, picture, encoding)
             scores.append(result)

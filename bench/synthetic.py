@@ -770,14 +770,18 @@ def _texture(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
 # --- degradations: JPEG, screenshots -----------------------------------------------------------
 
 
-def _jpeg(rng: np.random.Generator, clean: np.ndarray) -> tuple[np.ndarray, str]:
-    """`clean` (opaque RGBA8) saved as JPEG at quality 70-95 and decoded."""
-    quality = int(rng.integers(70, 96))
+def jpeg_round_trip(clean: np.ndarray, quality: int) -> np.ndarray:
+    """`clean` (opaque RGBA8) saved as JPEG at `quality` by libjpeg and decoded (RGBA8)."""
     buffer = io.BytesIO()
     Image.fromarray(clean[..., :3]).save(buffer, format="JPEG", quality=quality)
     buffer.seek(0)
-    rgb = np.asarray(Image.open(buffer).convert("RGB"))
-    return _opaque(rgb), f"jpeg q{quality}"
+    return _opaque(np.asarray(Image.open(buffer).convert("RGB")))
+
+
+def _jpeg(rng: np.random.Generator, clean: np.ndarray) -> tuple[np.ndarray, str]:
+    """`clean` (opaque RGBA8) saved as JPEG at quality 70-95 and decoded."""
+    quality = int(rng.integers(70, 96))
+    return jpeg_round_trip(clean, quality), f"jpeg q{quality}"
 
 
 def _screenshot(rng: np.random.Generator, clean: np.ndarray) -> tuple[np.ndarray, str]:

@@ -8,6 +8,8 @@ there: its mean beats the identity floor.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from layerlift.inference.formats.psd import write_psd
@@ -15,6 +17,7 @@ from layerlift.inference.layers import Layer, LayerStack
 
 from bench import real_psd
 from bench.corpus import psd_files_in
+from bench.synthetic import jpeg_round_trip
 from tests.markers import corpus_dir
 
 
@@ -54,7 +57,7 @@ def test_classic_beats_the_floor_on_a_written_document(tmp_path):
     assert isinstance(document, real_psd.Document)
     backend = real_psd.make_backend("classic")
     for encoding, picture in (("png", document.picture),
-                              ("jpeg q85", real_psd.as_jpeg(document.picture, 85))):
+                              ("jpeg q85", jpeg_round_trip(document.picture, 85))):
         score = real_psd.score(backend, document, picture, encoding)
         assert score.pred_layers == 3
         assert score.soft_iou >= score.floor_soft_iou + 0.15, score
@@ -68,8 +71,6 @@ def test_classic_beats_the_floor_on_real_photoshop_documents(tmp_path, capsys):
         pytest.skip(f"the corpus {corpus} holds no psd-tools test files")
     out = tmp_path / "scores.json"
     assert real_psd.main(["--corpus", str(corpus), "--json", str(out)]) == 0
-    import json
-
     scores = json.loads(out.read_text())["scores"]
     for encoding in ("png", "jpeg q85"):
         mine = [s for s in scores if s["encoding"] == encoding]
@@ -78,4 +79,5 @@ def test_classic_beats_the_floor_on_real_photoshop_documents(tmp_path, capsys):
                 for k in ("soft_iou", "floor_soft_iou", "rgb_l1", "floor_rgb_l1")}
         assert mean["soft_iou"] >= mean["floor_soft_iou"] + 0.15, (encoding, mean)
         assert mean["rgb_l1"] < mean["floor_rgb_l1"], (encoding, mean)
-        assert all(s["psnr"] >= 50 for s in mine if encoding == "png"), encoding
+        if encoding == "png":  # the exactness guarantee holds on lossless inputs
+            assert min(s["psnr"] for s in mine) >= 50

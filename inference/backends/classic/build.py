@@ -692,9 +692,8 @@ def _shows_through(tint: Tint, seen: np.ndarray, under: np.ndarray) -> bool:
     correlation (a piece of a texture over a smudge) fits as well: the variation shown
     through, (1 - a) times the effect's, must exceed the misfit.
     """
-    colour = np.asarray(tint.colour, np.float64)
     shown = (1.0 - tint.alpha) * (under - under.mean(axis=0))
-    residual = seen - (tint.alpha * colour + (1.0 - tint.alpha) * under)
+    residual = seen - tint.over(under)
     residual -= residual.mean(axis=0)
     spread = float(np.sqrt((shown * shown).sum(axis=1).mean()))
     return spread > float(np.sqrt((residual * residual).sum(axis=1).mean()))
@@ -910,8 +909,7 @@ def _under_tint(
     if tint is None or not shows_under(elements[upper], image, emap, index):
         return image, None
     mine = emap == index
-    colour = np.asarray(tint.colour, np.float64)
-    beneath = (image[mine].astype(np.float64) - tint.alpha * colour) / (1.0 - tint.alpha)
+    beneath = tint.off(image[mine].astype(np.float64))
     out = image.copy()
     out[mine] = np.clip(np.rint(beneath), 0, 255)
     return out, tint

@@ -21,6 +21,12 @@ FLAT_RMS = 3.0
 Box = tuple[int, int, int, int]  # top, left, bottom, right (exclusive)
 
 
+def box_within(inner: Box, outer: Box, reach: float = 0.0) -> bool:
+    """Does box `inner` lie within box `outer` grown by `reach` on every side?"""
+    return (inner[0] >= outer[0] - reach and inner[2] <= outer[2] + reach
+            and inner[1] >= outer[1] - reach and inner[3] <= outer[3] + reach)
+
+
 def box_overlap(a: Box, b: Box) -> Box | None:
     """The part two boxes share, or None when they share no pixel."""
     top, left = max(a[0], b[0]), max(a[1], b[1])

@@ -41,7 +41,7 @@ from layerlift.inference.backends.classic.background import (
     pick_background,
     textured_members,
 )
-from layerlift.inference.backends.classic.facts import Box, UnitFacts
+from layerlift.inference.backends.classic.facts import Box, UnitFacts, box_within
 from layerlift.inference.backends.classic.masks import dilate
 from layerlift.inference.backends.classic.photo import Photos, find_photos
 from layerlift.inference.backends.classic.text import (
@@ -268,7 +268,8 @@ def form_elements(
         for unit in photo.members:
             uf.join(first, unit)
         photo_roots[uf.find(first)] = photo
-    _join_stray_glyphs(facts, uf, present, text_groups, set(photo_roots) | {bg_root}, background)
+    skip = set(photo_roots) | {bg_root}
+    _join_stray_glyphs(facts, uf, present, text_groups, skip, background)
     text_units = {u for group in text_groups for u in group}
     text_roots = {uf.find(g[0]) for g in text_groups}
 
@@ -280,7 +281,6 @@ def form_elements(
     leftovers = [u for u in present if u not in protected and uf.find(u) == u]
     min_area = max(SPECK_MIN, int(SPECK_SHARE * h * w))
     _absorb_specks(facts, uf, leftovers, min_area)
-    skip = set(photo_roots) | {bg_root}
     text_roots = _attach_styles(facts, uf, present, text_roots, skip)
     tints = {uf.find(root): tint for root, tint in tints.items()
              if uf.find(root) not in text_roots}
@@ -294,7 +294,7 @@ def form_elements(
         _fade_into_background(
             facts, uf, present, found, skip | text_roots | set(tints), background
         )
-        bg_units = [u for u in present if uf.find(u) == uf.find(background)]
+        bg_units = _units_of(uf, present, background)
         for root in border_textures(facts, _root_groups(uf, present, skip | text_roots),
                                     bg_units):
             uf.join(background, root)
@@ -373,7 +373,7 @@ def _fade_into_background(
     background with no step all round (`_fades_out`), they go to the background too, to be
     lifted with the rest of the shadow.
     """
-    bg_units = [u for u in present if uf.find(u) == uf.find(background)]
+    bg_units = _units_of(uf, present, background)
     for root, units in _root_groups(uf, present, skip).items():
         if all(facts.complex[u] for u in units):
             continue
@@ -423,6 +423,12 @@ def _fades_out(facts: UnitFacts, units: list[int], bg_units: list[int]) -> bool:
     return bool(rgb[mine].sum(axis=-1).mean() < rgb[near].sum(axis=-1).mean())
 
 
+def _units_of(uf: UnionFind, present: list[int], unit: int) -> list[int]:
+    """The present units joined with `unit` (all of a textured background's pieces)."""
+    root = uf.find(unit)
+    return [u for u in present if uf.find(u) == root]
+
+
 def _root_groups(
     uf: UnionFind, present: list[int], skip: set[int]
 ) -> dict[int, list[int]]:
@@ -444,11 +450,6 @@ def _touching(facts: UnitFacts, uf: UnionFind, units: list[int]) -> dict[int, in
                 root = uf.find(other)
                 touching[root] = touching.get(root, 0) + length
     return touching
-
-
-def _within(inner: Box, outer: Box, reach: float) -> bool:
-    return (inner[0] >= outer[0] - reach and inner[2] <= outer[2] + reach
-            and inner[1] >= outer[1] - reach and inner[3] <= outer[3] + reach)
 
 
 def _share_within(inner: Box, outer: Box, reach: float) -> float:
@@ -558,7 +559,7 @@ def _attach_shadows(
     boxes = {root: box_of(facts, units) for root, units in groups.items()}
     area = {root: int(facts.area[units].sum()) for root, units in groups.items()}
     # A textured background is many units: the shadow is measured on those around it.
-    ground = [u for u in present if uf.find(u) == uf.find(background)]
+    ground = _units_of(uf, present, background)
     for shape in sorted(owners, key=lambda r: (-area[r], r)):
         if uf.find(shape) != shape:
             continue
@@ -570,7 +571,7 @@ def _attach_shadows(
                 continue
             if area[other] > SHADOW_MAX_AREA * area[shape]:
                 continue
-            if not _within(boxes[other], box, reach):
+            if not box_within(boxes[other], box, reach):
                 continue
             under = facts.local_colour(ground, boxes[other])
             if under is None:
@@ -603,7 +604,7 @@ def _absorb_rims(
         hosts = [
             r for r in touching
             if r in groups and r != rim and uf.find(r) == r and area[r] > area[rim]
-            and _within(boxes[rim], boxes[r], RIM_REACH)
+            and box_within(boxes[rim], boxes[r], RIM_REACH)
         ]
         if not hosts:
             continue

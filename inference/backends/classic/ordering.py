@@ -147,8 +147,7 @@ def _over_misfit(element: Element, seen: np.ndarray, beneath: np.ndarray) -> flo
     """How far `seen` is from the element's tint laid over `beneath` (inf without a tint)."""
     if element.tint is None:
         return float("inf")
-    alpha, colour = element.tint.alpha, np.asarray(element.tint.colour)
-    return float(np.abs(alpha * colour + (1.0 - alpha) * beneath - seen).max())
+    return float(np.abs(element.tint.over(beneath) - seen).max())
 
 
 def see_through_evidence(
@@ -234,8 +233,7 @@ def shows_under(element: Element, rgb: np.ndarray, emap: np.ndarray, lower: int)
 def _beneath_colours(element: Element, colours: np.ndarray) -> np.ndarray:
     """What lies beneath a see-through element's pixels: its tint taken off them."""
     assert element.tint is not None
-    alpha, colour = element.tint.alpha, np.asarray(element.tint.colour)
-    return (colours - alpha * colour) / (1.0 - alpha)
+    return element.tint.off(colours)
 
 
 def hidden_under_see_through(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from layerlift.inference.backends.classic.facts import Box, UnitFacts
+from layerlift.inference.backends.classic.facts import Box, UnitFacts, box_within
 from scipy import ndimage
 
 # A photo is an opaque rectangle: the background may show in at most this share of its box
@@ -171,23 +171,14 @@ def _without_strays(
     box = _union_box(facts, solid)
     if not clean(box):
         return members
-    inside = {u for u in members - solid if _box_within(facts.boxes[u], box)}
+    inside = {u for u in members - solid
+              if facts.boxes[u] is not None and box_within(facts.boxes[u], box)}
     return solid | inside
 
 
 def _strip(box: Box | None) -> bool:
     """A box at most STRIP px across: the blend along an edge, not a piece of a picture."""
     return box is not None and min(box[2] - box[0], box[3] - box[1]) <= STRIP
-
-
-def _box_within(inner: Box | None, outer: Box) -> bool:
-    """Does `inner` lie within `outer` (a member inside the rectangle is no stray)?"""
-    return inner is not None and (
-        inner[0] >= outer[0]
-        and inner[1] >= outer[1]
-        and inner[2] <= outer[2]
-        and inner[3] <= outer[3]
-    )
 
 
 def _inside_share(own: np.ndarray, unit: int, rect: Box, facts: UnitFacts) -> float:

@@ -265,6 +265,9 @@ def stray_glyphs(
         top, left, bottom, right = box_of(facts, piece)
         colour = colour_of(facts, piece)
         area = float(facts.area[piece].sum())
+        box = (top, left, bottom, right)
+        under: np.ndarray | None = None  # the background's colour around the piece, read once
+        read = background is None
         best, best_diff = None, STRAY_TOLERANCE
         for line, (t, lft, b, r) in enumerate(boxes):
             height = b - t
@@ -276,9 +279,8 @@ def stray_glyphs(
             diff = float(np.abs(colour - colours[line]).max())
             if diff > best_diff:
                 continue
-            under = None
-            if background is not None:
-                under = facts.local_colour(background, (top, left, bottom, right), margin=8)
+            if not read:
+                under, read = facts.local_colour(background, box, margin=8), True
             if under is not None and float(np.abs(colour - under).max()) <= diff:
                 continue
             best, best_diff = line, diff

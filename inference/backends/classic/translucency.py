@@ -42,6 +42,14 @@ class Tint:
     alpha: float
     colour: tuple[float, float, float]
 
+    def over(self, under: np.ndarray) -> np.ndarray:
+        """What the tint shows over colour(s) `under`: a F + (1 - a) U."""
+        return self.alpha * np.asarray(self.colour, np.float64) + (1.0 - self.alpha) * under
+
+    def off(self, seen: np.ndarray) -> np.ndarray:
+        """What lies beneath colour(s) `seen`: the tint taken off them (the inverse of `over`)."""
+        return (seen - self.alpha * np.asarray(self.colour, np.float64)) / (1.0 - self.alpha)
+
 
 def _solve_tint(
     x: np.ndarray, y: np.ndarray, w: np.ndarray, z: np.ndarray
@@ -147,8 +155,7 @@ def shows_tint(facts: UnitFacts, unit: int, tint: Tint, beside: int) -> bool:
     seen, under = pair
     if np.sqrt(float(((seen - under) ** 2).sum())) < MIN_CONTRAST:
         return False
-    expected = tint.alpha * np.asarray(tint.colour) + (1.0 - tint.alpha) * under
-    return bool(np.abs(expected - seen).max() <= TOLERANCE)
+    return bool(np.abs(tint.over(under) - seen).max() <= TOLERANCE)
 
 
 def gradient_tint(facts: UnitFacts, unit: int, beneath: int) -> Tint | None:
